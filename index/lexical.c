@@ -1,0 +1,225 @@
+/* lexical.c — BM25 over FTS5: safe query construction, ranking, and snippets. */
+#include "index/lexical.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <utf8proc.h>
+
+#include "index/store_int.h"
+#include "util/buf.h"
+
+/* FTS5 column weights for bm25(chunks_fts, text, title, heading_path), chosen on the SciFact
+ * train split (docs/BENCHMARKS.md). */
+#define LEXICAL_W_TEXT 1.0
+#define LEXICAL_W_TITLE 1.0
+#define LEXICAL_W_HEADING 1.0
+
+/* Lucene's English stopword set (what BEIR's and Anserini's BM25 baselines drop). */
+static const char *const lexical_stopwords[] = {
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is",
+    "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there",
+    "these", "they", "this", "to", "was", "will", "with",
+};
+
+static int lexical_is_stopword(const char *word, size_t len)
+{
+    for (size_t i = 0; i < sizeof lexical_stopwords / sizeof *lexical_stopwords; i++)
+        if (strlen(lexical_stopwords[i]) == len && !strncasecmp(lexical_stopwords[i], word, len))
+            return 1;
+    return 0;
+}
+
+static int lexical_is_word_char(utf8proc_int32_t cp)
+{
+    switch (utf8proc_category(cp)) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME: case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO: case UTF8PROC_CATEGORY_CO:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* 1 when q (terms `"w1" OR "w2" ...`) already has `"word"`, ignoring ASCII case. */
+static int lexical_has_term(const struct kb_buf *q, const char *word, size_t len)
+{
+    for (const char *p = q->data; p && (p = strchr(p, '"')); ) {
+        const char *end = strchr(p + 1, '"');
+        if ((size_t)(end - p - 1) == len && !strncasecmp(p + 1, word, len))
+            return 1;
+        p = end + 1;
+    }
+    return 0;
+}
+
+/* Appends `"word"` (words never contain '"', so no escaping is needed) unless already there:
+ * a repeated word must not count twice. */
+static int lexical_add_term(struct kb_buf *q, const char *word, size_t len)
+{
+    if (lexical_has_term(q, word, len))
+        return 0;
+    return kb_buf_printf(q, "%s\"%.*s\"", q->len ? " OR " : "", (int)len, word);
+}
+
+/* Collects the words of text into an OR query; with skip_stop, stopwords are left out. */
+static int lexical_collect(struct kb_buf *q, const char *text, int skip_stop)
+{
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)text;
+    size_t len = strlen(text), i = 0, start = 0;
+    int in_word = 0, rc = 0;
+    while (rc == 0 && i <= len) {
+        utf8proc_int32_t cp = 0;
+        utf8proc_ssize_t n = 1;
+        if (i < len && (n = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i), &cp)) < 1) {
+            n = 1;  /* invalid byte: a separator */
+            cp = ' ';
+        }
+        int word = i < len && lexical_is_word_char(cp);
+        if (word && !in_word)
+            start = i;
+        if (!word && in_word && !(skip_stop && lexical_is_stopword(text + start, i - start)))
+            rc = lexical_add_term(q, text + start, i - start);
+        in_word = word;
+        i += (size_t)n;
+    }
+    return rc;
+}
+
+int kb_lexical_query(char **out, const char *text, struct kb_err *err)
+{
+    struct kb_buf q = KB_BUF_INIT;
+    q.max = 1 << 20;
+    *out = NULL;
+    int rc = lexical_collect(&q, text, 1);
+    if (rc == 0 && q.len == 0)
+        rc = lexical_collect(&q, text, 0); /* a query of only stopwords still searches */
+    if (rc) {
+        kb_buf_free(&q);
+        return kb_err_set(err, rc, "query too long or out of memory");
+    }
+    if (q.len)
+        *out = kb_buf_detach(&q);
+    return 0;
+}
+
+/* Adds a hit unless group_by_doc and its document is already there. Returns 1 when added. */
+static int lexical_take(struct kb_lexical_hit *hits, size_t *n, int group_by_doc,
+                        const struct kb_lexical_hit *hit)
+{
+    if (group_by_doc)
+        for (size_t i = 0; i < *n; i++)
+            if (hits[i].doc_id == hit->doc_id)
+                return 0;
+    hits[(*n)++] = *hit;
+    return 1;
+}
+
+int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int group_by_doc,
+                      struct kb_lexical_hit **out, size_t *n_out, struct kb_err *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct kb_lexical_hit *hits = calloc(k ? k : 1, sizeof *hits);
+    if (!hits)
+        return kb_err_set(err, KB_ENOMEM, "out of memory");
+    sqlite3_stmt *st;
+    /* Rows arrive best first; without grouping, LIMIT lets FTS5 keep only the top k. */
+    int rc = kb_store_prepare(store, group_by_doc
+        ? "SELECT c.id, c.doc_id, -bm25(chunks_fts, ?2, ?3, ?4) FROM chunks_fts"
+          " JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?1"
+          " ORDER BY bm25(chunks_fts, ?2, ?3, ?4)"
+        : "SELECT c.id, c.doc_id, -bm25(chunks_fts, ?2, ?3, ?4) FROM chunks_fts"
+          " JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?1"
+          " ORDER BY bm25(chunks_fts, ?2, ?3, ?4) LIMIT ?5", &st, err);
+    if (rc) {
+        free(hits);
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, LEXICAL_W_TEXT);
+    sqlite3_bind_double(st, 3, LEXICAL_W_TITLE);
+    sqlite3_bind_double(st, 4, LEXICAL_W_HEADING);
+    if (!group_by_doc)
+        sqlite3_bind_int64(st, 5, (int64_t)k);
+    size_t n = 0;
+    int step;
+    while (n < k && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct kb_lexical_hit hit = { sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                                      sqlite3_column_double(st, 2) };
+        lexical_take(hits, &n, group_by_doc, &hit);
+    }
+    if (n < k && step != SQLITE_DONE)
+        rc = kb_store_sql_error(store, "searching", err);
+    sqlite3_finalize(st);
+    if (rc) {
+        free(hits);
+        return rc;
+    }
+    *out = hits;
+    *n_out = n;
+    return 0;
+}
+
+static char *lexical_dup_column(sqlite3_stmt *st, int col)
+{
+    const char *s = (const char *)sqlite3_column_text(st, col);
+    return strdup(s ? s : "");
+}
+
+int kb_lexical_fetch(struct kb_store *store, const char *match, int64_t chunk_id,
+                     const char *hl_open, const char *hl_close, struct kb_lexical_row *out,
+                     struct kb_err *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    int rc = kb_store_prepare(store,
+        "SELECT d.path, c.title, c.heading_path, d.format, c.text,"
+        " snippet(chunks_fts, 0, ?3, ?4, '…', 24),"
+        " c.byte_start, c.byte_end, c.line_start, c.line_end"
+        " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
+        " JOIN documents d ON d.id = c.doc_id"
+        " WHERE chunks_fts MATCH ?1 AND chunks_fts.rowid = ?2", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, chunk_id);
+    sqlite3_bind_text(st, 3, hl_open ? hl_open : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, hl_close ? hl_close : "", -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = kb_store_sql_error(store, "reading a result", err);
+    } else {
+        out->path = lexical_dup_column(st, 0);
+        out->title = lexical_dup_column(st, 1);
+        out->heading_path = lexical_dup_column(st, 2);
+        out->format = lexical_dup_column(st, 3);
+        out->text = lexical_dup_column(st, 4);
+        out->snippet = lexical_dup_column(st, 5);
+        out->byte_start = (uint64_t)sqlite3_column_int64(st, 6);
+        out->byte_end = (uint64_t)sqlite3_column_int64(st, 7);
+        out->line_start = (uint32_t)sqlite3_column_int64(st, 8);
+        out->line_end = (uint32_t)sqlite3_column_int64(st, 9);
+        if (!out->path || !out->title || !out->heading_path || !out->format || !out->text ||
+            !out->snippet) {
+            kb_lexical_row_free(out);
+            rc = kb_err_set(err, KB_ENOMEM, "out of memory");
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+void kb_lexical_row_free(struct kb_lexical_row *row)
+{
+    if (!row)
+        return;
+    free(row->path);
+    free(row->title);
+    free(row->heading_path);
+    free(row->format);
+    free(row->text);
+    free(row->snippet);
+    memset(row, 0, sizeof *row);
+}

@@ -1,0 +1,39 @@
+/* lexical.h — BM25 retrieval over the FTS5 index, taking plain user text as the query. */
+#ifndef KB_INDEX_LEXICAL_H
+#define KB_INDEX_LEXICAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index/store.h"
+
+/* Turns user text into an FTS5 MATCH expression: each distinct word (a run of letters,
+ * digits and marks) becomes a quoted term, English stopwords are dropped (unless nothing
+ * else is left), and the terms are OR-ed so BM25 ranks by how many and how rare the matches
+ * are. *out is NULL when the text has no words. Caller frees *out. */
+int kb_lexical_query(char **out, const char *text, struct kb_err *err);
+
+struct kb_lexical_hit {
+    int64_t chunk_id, doc_id;
+    double score;  /* -bm25: higher is better */
+};
+
+/* The k best chunks for `match` (from kb_lexical_query) — or, with group_by_doc, the k best
+ * documents, each represented by its best chunk. *out is malloc'ed (free()), *n_out ≤ k. */
+int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int group_by_doc,
+                      struct kb_lexical_hit **out, size_t *n_out, struct kb_err *err);
+
+/* A chunk's stored fields, for presenting a hit. Strings are malloc'ed (free each). */
+struct kb_lexical_row {
+    char *path, *title, *heading_path, *format, *text, *snippet;
+    uint64_t byte_start, byte_end;
+    uint32_t line_start, line_end;
+};
+
+/* Reads chunk_id's fields; the snippet marks matches of `match` with hl_open/hl_close. */
+int kb_lexical_fetch(struct kb_store *store, const char *match, int64_t chunk_id,
+                     const char *hl_open, const char *hl_close, struct kb_lexical_row *out,
+                     struct kb_err *err);
+void kb_lexical_row_free(struct kb_lexical_row *row);
+
+#endif

@@ -1,0 +1,30 @@
+/* store_int.h — what index/ modules share behind store.h. Not for use outside index/. */
+#ifndef KB_INDEX_STORE_INT_H
+#define KB_INDEX_STORE_INT_H
+
+#include <sqlite3.h>
+
+#include "index/store.h"
+
+#define KB_STORE_APPLICATION_ID 0x6B624B42 /* "kbKB" */
+
+struct kb_store {
+    sqlite3 *db;
+    char *dir;
+    char *db_path;
+    int lock_fd;            /* -1 when the writer lock is not held */
+    unsigned flags;
+};
+
+/* Turns the database's last error into ours: "<db_path>: <what>: <sqlite message>". */
+int kb_store_sql_error(struct kb_store *store, const char *what, struct kb_err *err);
+
+/* Prepares sql or records the error. */
+int kb_store_prepare(struct kb_store *store, const char *sql, sqlite3_stmt **out,
+                     struct kb_err *err);
+
+/* schema.c: the current schema version and the forward migrations to reach it. */
+#define KB_SCHEMA_VERSION 1
+int kb_schema_migrate(struct kb_store *store, struct kb_err *err);
+
+#endif

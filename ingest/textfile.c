@@ -1,0 +1,151 @@
+/* textfile.c — bounded reads of text documents with their content hash. */
+#include "ingest/textfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/utf8.h"
+
+enum kb_text_format kb_textfile_format(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash : path, '.');
+    if (!dot)
+        return KB_FORMAT_NONE;
+    static const char *const text_ext[] = { ".txt", ".text" };
+    static const char *const md_ext[] = { ".md", ".markdown", ".mdown", ".mkd" };
+    for (size_t i = 0; i < sizeof text_ext / sizeof *text_ext; i++)
+        if (!strcasecmp(dot, text_ext[i]))
+            return KB_FORMAT_TEXT;
+    for (size_t i = 0; i < sizeof md_ext / sizeof *md_ext; i++)
+        if (!strcasecmp(dot, md_ext[i]))
+            return KB_FORMAT_MARKDOWN;
+    return KB_FORMAT_NONE;
+}
+
+const char *kb_textfile_format_name(enum kb_text_format format)
+{
+    switch (format) {
+    case KB_FORMAT_TEXT: return "text";
+    case KB_FORMAT_MARKDOWN: return "markdown";
+    default: return NULL;
+    }
+}
+
+enum kb_text_format kb_textfile_format_parse(const char *name)
+{
+    if (name && !strcmp(name, "text"))
+        return KB_FORMAT_TEXT;
+    if (name && !strcmp(name, "markdown"))
+        return KB_FORMAT_MARKDOWN;
+    return KB_FORMAT_NONE;
+}
+
+static size_t text_line_of(const char *text, size_t offset)
+{
+    size_t line = 1;
+    for (size_t i = 0; i < offset; i++)
+        line += text[i] == '\n';
+    return line;
+}
+
+int kb_text_check(const char *text, size_t len, struct kb_err *err)
+{
+    if (len == 0)
+        return kb_err_set(err, KB_EFORMAT, "empty file");
+    const char *nul = memchr(text, '\0', len);
+    if (nul)
+        return kb_err_set(err, KB_EFORMAT, "binary file (NUL byte at byte %zu)",
+                          (size_t)(nul - text));
+    size_t bad;
+    if (!kb_utf8_valid(text, len, &bad))
+        return kb_err_set(err, KB_EFORMAT, "not valid UTF-8 at line %zu, byte %zu",
+                          text_line_of(text, bad), bad);
+    for (size_t i = 0; i < len; i++)
+        if (!strchr(" \t\r\n\f\v", text[i]))
+            return 0;
+    return kb_err_set(err, KB_EFORMAT, "whitespace only");
+}
+
+/* Reads exactly `size` bytes from fd into a new NUL-terminated buffer. */
+static int textfile_slurp(int fd, size_t size, char **out, struct kb_err *err)
+{
+    char *data = malloc(size + 1);
+    if (!data)
+        return kb_err_set(err, KB_ENOMEM, "out of memory reading %zu bytes", size);
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = read(fd, data + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            free(data);
+            return kb_err_set(err, KB_EIO, "%s", strerror(errno));
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    char extra;
+    if (got != size || read(fd, &extra, 1) != 0) {
+        free(data);
+        return kb_err_set(err, KB_EIO, "file changed while being read");
+    }
+    data[size] = '\0';
+    *out = data;
+    return 0;
+}
+
+int kb_textfile_read(struct kb_textfile *out, const char *path, uint64_t max_bytes,
+                     struct kb_err *err)
+{
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return kb_err_set(err, errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "%s", strerror(errno));
+    struct stat st;
+    int rc = 0;
+    char *data = NULL;
+    if (fstat(fd, &st) != 0) {
+        rc = kb_err_set(err, KB_EIO, "%s", strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = kb_err_set(err, KB_EFORMAT, "not a regular file");
+        goto done;
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        rc = kb_err_set(err, KB_ENOMEM, "larger than the %llu-byte limit (%lld bytes)",
+                        (unsigned long long)max_bytes, (long long)st.st_size);
+        goto done;
+    }
+    if ((rc = textfile_slurp(fd, (size_t)st.st_size, &data, err)))
+        goto done;
+    kb_sha256_hex(data, (size_t)st.st_size, out->hash);
+    size_t skip = (st.st_size >= 3 && !memcmp(data, "\xEF\xBB\xBF", 3)) ? 3 : 0;
+    if ((rc = kb_text_check(data + skip, (size_t)st.st_size - skip, err)))
+        goto done;
+    if (skip)
+        memmove(data, data + skip, (size_t)st.st_size - skip + 1);
+    out->data = data;
+    out->len = (size_t)st.st_size - skip;
+    data = NULL;
+done:
+    free(data);
+    close(fd);
+    return rc;
+}
+
+void kb_textfile_free(struct kb_textfile *file)
+{
+    if (!file)
+        return;
+    free(file->data);
+    file->data = NULL;
+    file->len = 0;
+}

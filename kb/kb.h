@@ -1,0 +1,208 @@
+/*
+ * kb.h — the public interface of libkb, a retrieval-augmented knowledge base.
+ *
+ * A knowledge base (KB) is one directory holding a SQLite database (the single source of
+ * truth: documents, chunks, full-text index). Programs open it with kb_open(), fill it with
+ * kb_ingest() or kb_add_documents(), and query it with kb_search().
+ *
+ * Conventions
+ *  - Fallible functions return 0 on success or a negative kb_status. On failure the handle
+ *    keeps a one-line message naming the file, line or field: kb_errmsg(). kb_strerror()
+ *    describes a code.
+ *  - A `**out` result belongs to the caller and is released with its matching _free();
+ *    getters return borrowed pointers that live as long as their parent.
+ *  - kb_close(NULL) and every *_free(NULL) are no-ops.
+ *  - Option structs carry a `version` field; initialise them with their *_INIT macro so
+ *    that fields added later get their defaults. Passing NULL options means defaults.
+ *  - Threading: a kb handle must not be used by two threads at once; one handle per thread
+ *    (each opening the same directory) is always safe. Results are independent of their
+ *    handle once returned.
+ *  - Library code never exits or aborts the process.
+ */
+#ifndef KB_KB_H
+#define KB_KB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. 0 is success; every error is negative. */
+typedef enum kb_status {
+    KB_OK = 0,
+    KB_ERROR = -1,      /* unspecified failure */
+    KB_EINVALID = -2,   /* bad argument at the API boundary, or a usage error */
+    KB_ENOMEM = -3,     /* out of memory, or a size cap was reached */
+    KB_ENOTFOUND = -4,  /* a path, KB or document does not exist */
+    KB_ENOTKB = -5,     /* the directory exists but is not a KB */
+    KB_EVERSION = -6,   /* the KB was written by a newer kb (schema too new) */
+    KB_ELOCKED = -7,    /* another process is writing to this KB */
+    KB_EIO = -8,        /* read or write failure (disk full, permission, ...) */
+    KB_EFORMAT = -9,    /* input data is malformed (file, dataset, model) */
+    KB_ECANTCREATE = -10, /* cannot create the KB directory or its files */
+    KB_ECORRUPT = -11,  /* kb_check found an inconsistency */
+    KB_EPARTIAL = -12   /* the operation finished but skipped some inputs */
+} kb_status;
+
+typedef struct kb kb;
+
+/* ---- Opening --------------------------------------------------------------------------- */
+
+#define KB_OPEN_CREATE   0x1u  /* create the KB if the directory is missing or empty */
+#define KB_OPEN_READONLY 0x2u  /* open for reading only (search, check) */
+
+/* Opens the KB in `dir`. Without KB_OPEN_CREATE a missing directory is KB_ENOTFOUND and a
+ * directory without a KB is KB_ENOTKB. A KB written by a newer schema is KB_EVERSION; an
+ * older one is migrated forward on a writable open. On failure *out is still set to a handle
+ * that only serves kb_errmsg() and kb_close(), so the message can be read; it may be NULL
+ * when memory ran out. */
+int kb_open(kb **out, const char *dir, unsigned flags);
+
+/* Closes the handle and releases everything it holds. kb_close(NULL) is a no-op. */
+void kb_close(kb *kb);
+
+/* The message of the last failure on this handle ("" when none). Borrowed. */
+const char *kb_errmsg(const kb *kb);
+
+/* A static description of a status code. */
+const char *kb_strerror(int status);
+
+/* The library version, "MAJOR.MINOR.PATCH". */
+const char *kb_version(void);
+
+/* ---- Ingesting files ------------------------------------------------------------------- */
+
+typedef enum kb_event_type {
+    KB_EVENT_ADDED = 1,    /* a new document was stored */
+    KB_EVENT_UPDATED,      /* a changed document replaced its chunks */
+    KB_EVENT_UNCHANGED,    /* nothing to do */
+    KB_EVENT_REMOVED,      /* the file is gone from an ingested root: document removed */
+    KB_EVENT_SKIPPED,      /* the file should have been ingested but was not; `reason` says why */
+    KB_EVENT_IGNORED       /* not a format kb reads (e.g. an image); `reason` names the format */
+} kb_event_type;
+
+typedef struct kb_event {
+    kb_event_type type;
+    const char *path;   /* as the walk reached it: relative when the user gave a relative root */
+    const char *reason; /* for KB_EVENT_SKIPPED: one line, e.g. "not valid UTF-8 at byte 12" */
+    size_t n_chunks;    /* for ADDED and UPDATED */
+} kb_event;
+
+/* Called once per file; the event and its strings live only during the call. */
+typedef void (*kb_event_cb)(const kb_event *event, void *payload);
+
+typedef struct kb_ingest_options {
+    unsigned version;
+    const char *const *include; /* globs (fnmatch) a file's path relative to its root must match */
+    size_t n_include;
+    const char *const *exclude; /* globs that exclude a file or a whole folder */
+    size_t n_exclude;
+    int include_hidden;         /* walk into names starting with '.' */
+    int follow_symlinks;        /* follow symbolic links (loops are detected) */
+    uint64_t max_file_bytes;    /* larger files are skipped; 0 = default (64 MiB) */
+    unsigned chunk_tokens;      /* target chunk size in tokens; 0 = default */
+    unsigned overlap_tokens;    /* tokens shared by consecutive chunks of a section */
+    kb_event_cb on_event;
+    void *payload;
+} kb_ingest_options;
+
+#define KB_INGEST_OPTIONS_VERSION 1
+#define KB_INGEST_OPTIONS_INIT { KB_INGEST_OPTIONS_VERSION, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL }
+#define KB_DEFAULT_CHUNK_TOKENS 256
+#define KB_DEFAULT_OVERLAP_TOKENS 32
+#define KB_DEFAULT_MAX_FILE_BYTES (64u * 1024u * 1024u)
+
+typedef struct kb_ingest_stats {
+    size_t added, updated, unchanged, removed, skipped, ignored;
+    size_t chunks;      /* chunks written by this run */
+    double seconds;
+} kb_ingest_stats;
+
+/* Walks `paths` (files or folders) and brings the KB in line with them: new and changed
+ * .txt/.md files are chunked and stored, unchanged ones are left alone, and documents whose
+ * files are gone from an ingested folder are removed. Every file gets one event. Returns 0,
+ * KB_EPARTIAL when some files were skipped (the rest is stored), or an error; a missing root
+ * is KB_ENOTFOUND and nothing is changed for it. Work committed before an error is kept.
+ * Needs a writable handle; a second writer gets KB_ELOCKED. `stats` may be NULL. */
+int kb_ingest(kb *kb, const char *const *paths, size_t n_paths,
+              const kb_ingest_options *opts, kb_ingest_stats *stats);
+
+/* An in-memory document. `id` names it (used as its path in results); `text` must be valid
+ * UTF-8 of `text_len` bytes; `title` may be NULL; `format` is "text" or "markdown". */
+typedef struct kb_document {
+    const char *id;
+    const char *title;
+    const char *text;
+    size_t text_len;
+    const char *format;
+} kb_document;
+
+/* Stores `n_docs` in-memory documents in one transaction, replacing documents with the same
+ * id. Either all are stored or, on error, none. */
+int kb_add_documents(kb *kb, const kb_document *docs, size_t n_docs,
+                     const kb_ingest_options *opts, kb_ingest_stats *stats);
+
+/* ---- Searching -------------------------------------------------------------------------- */
+
+typedef enum kb_mode {
+    KB_MODE_BM25 = 1
+} kb_mode;
+
+typedef struct kb_search_options {
+    unsigned version;
+    size_t k;                 /* number of results; 0 = 10 */
+    kb_mode mode;             /* 0 = the best mode the KB supports */
+    int group_by_document;    /* return each document once, scored by its best chunk */
+    const char *hl_open;      /* snippet highlight markers; NULL = none */
+    const char *hl_close;
+} kb_search_options;
+
+#define KB_SEARCH_OPTIONS_VERSION 1
+#define KB_SEARCH_OPTIONS_INIT { KB_SEARCH_OPTIONS_VERSION, 0, (kb_mode)0, 0, NULL, NULL }
+
+typedef struct kb_result {
+    int64_t chunk_id;
+    int64_t doc_id;
+    const char *path;         /* the document's path (absolute for files) or in-memory id */
+    const char *title;        /* may be "" */
+    const char *heading_path; /* e.g. "Install › Linux"; may be "" */
+    const char *format;
+    const char *text;         /* the chunk's full text */
+    const char *snippet;      /* a short extract around the matches */
+    uint32_t line_start, line_end; /* 1-based, inclusive */
+    uint64_t byte_start, byte_end; /* byte range of the chunk in the document */
+    double score;             /* higher is better */
+} kb_result;
+
+typedef struct kb_results kb_results;
+
+/* Searches the KB. `query` is plain user text, never query syntax: quotes, operators and
+ * unbalanced parentheses are treated as text. A query with no searchable words gives an empty
+ * result list, not an error. */
+int kb_search(kb *kb, const char *query, const kb_search_options *opts, kb_results **out);
+
+size_t kb_results_count(const kb_results *results);
+/* Borrowed; NULL when i is out of range. */
+const kb_result *kb_results_get(const kb_results *results, size_t i);
+void kb_results_free(kb_results *results);
+
+/* ---- Status and checking ---------------------------------------------------------------- */
+
+typedef struct kb_status_info {
+    size_t n_documents, n_chunks;
+    uint64_t text_bytes;      /* total bytes of chunk text */
+    int schema_version;
+} kb_status_info;
+
+int kb_stat(kb *kb, kb_status_info *out);
+
+/* Verifies the KB: SQLite integrity, full-text index consistency, orphan rows, chunk ranges.
+ * Returns 0 when sound, KB_ECORRUPT with kb_errmsg() naming the first problem otherwise. */
+int kb_check(kb *kb);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KB_KB_H */

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages kb builds and tests with. Idempotent; needs root (or sudo).
+# Each package and why it is there: docs/ARCHITECTURE.md, "Dependencies".
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libsqlite3-dev      # the store: documents, chunks, FTS5 (BM25)
+  libpcre2-dev        # sentence splitting in the chunker
+  libutf8proc-dev     # Unicode categories: UTF-8 validation, tokens, query words
+  nettle-dev          # SHA-256 content hashes for change detection
+  libcjson-dev        # JSON output and BEIR datasets
+  zlib1g-dev          # gzip'ed BEIR corpora
+  libfaiss-dev libopenblas-dev  # vectors (FAISS through its C API; BLAS under it)
+  libcmocka-dev       # unit tests
+  sqlite3             # tests inspect and damage KBs with the sqlite3 shell
+)
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,113 @@
+/* args.c — command-line parsing shared by every kb command. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *cli_parse_size(const char *value, size_t min, size_t max, size_t *out)
+{
+    static char msg[96];
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(value, &end, 10);
+    if (!*value || *end || errno || value[0] == '-' || v < min || v > max) {
+        snprintf(msg, sizeof msg, "'%s' is not a number from %zu to %zu", value, min, max);
+        return msg;
+    }
+    *out = (size_t)v;
+    return NULL;
+}
+
+static const struct cli_opt *args_find_long(const struct cli_opt *opts, const char *name,
+                                            size_t len)
+{
+    for (; opts && opts->name; opts++)
+        if (strlen(opts->name) == len && !strncmp(opts->name, name, len))
+            return opts;
+    return NULL;
+}
+
+static const struct cli_opt *args_find_short(const struct cli_opt *opts, char c)
+{
+    for (; opts && opts->name; opts++)
+        if (opts->short_name == c)
+            return opts;
+    return NULL;
+}
+
+/* Options every command accepts after its name. Returns 1 when `arg` was one of them. */
+static int args_common(struct cli *cli, const char *arg, int *help)
+{
+    if (!strcmp(arg, "--json")) cli->json = 1;
+    else if (!strcmp(arg, "-q") || !strcmp(arg, "--quiet")) cli->quiet = 1;
+    else if (!strcmp(arg, "-v") || !strcmp(arg, "--verbose")) cli->verbose++;
+    else if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) *help = 1;
+    else return 0;
+    return 1;
+}
+
+static int args_apply(const char *cmd, const struct cli_opt *opt, const char *shown,
+                      const char *value, cli_opt_fn on_opt, void *payload)
+{
+    const char *msg = on_opt(opt->id, value, payload);
+    if (msg) {
+        cli_usage_error(cmd, "%s: %s", shown, msg);
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+int cli_parse(struct cli *cli, const char *cmd, const struct cli_opt *opts, int argc,
+              char **argv, cli_opt_fn on_opt, void *payload, char **pos, int *n_pos,
+              int *help)
+{
+    *n_pos = 0;
+    *help = 0;
+    int only_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (only_pos || arg[0] != '-' || !arg[1]) {
+            pos[(*n_pos)++] = argv[i];
+            continue;
+        }
+        if (!strcmp(arg, "--")) {
+            only_pos = 1;
+            continue;
+        }
+        if (args_common(cli, arg, help))
+            continue;
+        const struct cli_opt *opt;
+        const char *value = NULL;
+        if (arg[1] == '-') {
+            const char *eq = strchr(arg + 2, '=');
+            size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+            opt = args_find_long(opts, arg + 2, len);
+            if (opt && eq && !opt->has_arg) {
+                cli_usage_error(cmd, "--%s takes no value", opt->name);
+                return CLI_EXIT_USAGE;
+            }
+            value = eq ? eq + 1 : NULL;
+        } else {
+            opt = args_find_short(opts, arg[1]);
+            value = opt && opt->has_arg && arg[2] ? arg + 2 : NULL;
+            if (opt && !opt->has_arg && arg[2])
+                opt = NULL;
+        }
+        if (!opt) {
+            cli_usage_error(cmd, "unknown option '%s'", arg);
+            return CLI_EXIT_USAGE;
+        }
+        if (opt->has_arg && !value) {
+            if (i + 1 >= argc) {
+                cli_usage_error(cmd, "%s needs a value", arg);
+                return CLI_EXIT_USAGE;
+            }
+            value = argv[++i];
+        }
+        int rc = args_apply(cmd, opt, arg, value, on_opt, payload);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

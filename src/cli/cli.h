@@ -1,0 +1,84 @@
+/* cli.h — what the kb command's files share: global options, argument parsing, output. */
+#ifndef KB_CLI_H
+#define KB_CLI_H
+
+#include <stdio.h>
+
+#include "kb/kb.h"
+
+/* sysexits-style exit codes (../shared/CLI.md). */
+enum cli_exit {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_PARTIAL = 1,
+    CLI_EXIT_USAGE = 2,
+    CLI_EXIT_DATAERR = 65,
+    CLI_EXIT_NOINPUT = 66,
+    CLI_EXIT_UNAVAILABLE = 69,
+    CLI_EXIT_SOFTWARE = 70,
+    CLI_EXIT_CANTCREAT = 73,
+    CLI_EXIT_IOERR = 74,
+    CLI_EXIT_TEMPFAIL = 75,
+    CLI_EXIT_CONFIG = 78
+};
+
+struct cli {
+    const char *kb_dir;   /* --kb, KB_DIR, or the XDG default */
+    int verbose;
+    int quiet;
+    int json;
+    int color;            /* resolved: 1 when colour escapes go to stdout */
+};
+
+/* ---- args.c ---- */
+struct cli_opt {
+    const char *name;     /* long name without "--" */
+    char short_name;      /* 0 for none */
+    int has_arg;
+    int id;
+};
+
+/* Parses a command's argv (argv[0] is the command). Options may come before or after
+ * positional arguments; "--" ends options. --json, -q, -v and -h/--help are handled for
+ * every command (help sets *help). Each option calls on_opt(id, value, payload), which returns
+ * 0 or a usage error message. Positionals go to pos (which must hold argc entries).
+ * Returns 0, or CLI_EXIT_USAGE after printing the error. */
+typedef const char *(*cli_opt_fn)(int id, const char *value, void *payload);
+int cli_parse(struct cli *cli, const char *cmd, const struct cli_opt *opts, int argc,
+              char **argv, cli_opt_fn on_opt, void *payload, char **pos, int *n_pos,
+              int *help);
+
+/* Parses a non-negative integer option value; returns NULL or an error message. */
+const char *cli_parse_size(const char *value, size_t min, size_t max, size_t *out);
+
+/* ---- out.c ---- */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Maps a kb_status to an exit code. */
+int cli_exit_code(int status);
+
+/* Reports a failed library call ("kb: <message>", a hint where there is an obvious fix) and
+ * returns the exit code for it. */
+int cli_fail(const struct cli *cli, kb *kb, int status);
+
+/* Opens the KB named by the global options. */
+int cli_open(const struct cli *cli, kb **out, unsigned flags);
+
+/* A path for humans: relative to the current directory when below it, else as stored. Caller
+ * frees. */
+char *cli_display_path(const char *path);
+
+/* Prints a cJSON value as the single JSON document on stdout and frees it. */
+struct cJSON;
+int cli_print_json(struct cJSON *doc);
+
+/* ---- commands ---- */
+int cmd_ingest(struct cli *cli, int argc, char **argv);
+int cmd_search(struct cli *cli, int argc, char **argv);
+int cmd_check(struct cli *cli, int argc, char **argv);
+int cmd_status(struct cli *cli, int argc, char **argv);
+int cmd_eval(struct cli *cli, int argc, char **argv);
+
+#endif

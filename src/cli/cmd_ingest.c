@@ -1,0 +1,183 @@
+/* cmd_ingest.c — `kb ingest PATH...`: bring the KB in line with files and folders. */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char ingest_help[] =
+    "usage: kb ingest [OPTIONS] PATH...\n"
+    "\n"
+    "Adds new and changed .txt and .md files under each PATH to the knowledge base, leaves\n"
+    "unchanged ones alone, and removes documents whose files were deleted from an ingested\n"
+    "folder. Hidden files and symbolic links are skipped unless asked for. Files that cannot\n"
+    "be read as UTF-8 text are skipped with a reason (exit code 1).\n"
+    "\n"
+    "options:\n"
+    "  --include GLOB         only files matching GLOB (repeatable; '*.md', 'docs/*')\n"
+    "  --exclude GLOB         skip files and folders matching GLOB (repeatable)\n"
+    "  --hidden               also walk names starting with '.'\n"
+    "  --follow-symlinks      follow symbolic links (loops are detected)\n"
+    "  --max-file-size SIZE   skip larger files (bytes, or with K, M, G; default 64M)\n"
+    "  --chunk-tokens N       target chunk size in tokens (default 256)\n"
+    "  --overlap N            tokens repeated between chunks of a section (default 32)\n"
+    "  --json                 print a JSON summary\n"
+    "\n"
+    "example:\n"
+    "  kb ingest --exclude 'drafts' ~/notes docs/handbook.md\n";
+
+enum { OPT_INCLUDE = 1, OPT_EXCLUDE, OPT_HIDDEN, OPT_FOLLOW, OPT_MAXSIZE, OPT_CHUNK, OPT_OVERLAP };
+
+static const struct cli_opt ingest_opts[] = {
+    { "include", 0, 1, OPT_INCLUDE }, { "exclude", 0, 1, OPT_EXCLUDE },
+    { "hidden", 0, 0, OPT_HIDDEN }, { "follow-symlinks", 0, 0, OPT_FOLLOW },
+    { "max-file-size", 0, 1, OPT_MAXSIZE }, { "chunk-tokens", 0, 1, OPT_CHUNK },
+    { "overlap", 0, 1, OPT_OVERLAP }, { NULL, 0, 0, 0 },
+};
+
+struct ingest_cmd {
+    const struct cli *cli;
+    kb_ingest_options opts;
+    const char **include, **exclude;
+    size_t n_include, n_exclude;
+    cJSON *json_skipped;
+};
+
+static const char *ingest_size(const char *value, uint64_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(value, &end, 10);
+    unsigned long long mult = 1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1ull << 10; end++; break;
+    case 'm': case 'M': mult = 1ull << 20; end++; break;
+    case 'g': case 'G': mult = 1ull << 30; end++; break;
+    }
+    if (end == value || *end || value[0] == '-' || v == 0 || v > (1ull << 40) / mult)
+        return "expected a size such as 1048576, 512K or 64M";
+    *out = v * mult;
+    return NULL;
+}
+
+static const char *ingest_opt(int id, const char *value, void *payload)
+{
+    struct ingest_cmd *c = payload;
+    size_t n;
+    const char *msg = NULL;
+    switch (id) {
+    case OPT_INCLUDE: c->include[c->n_include++] = value; break;
+    case OPT_EXCLUDE: c->exclude[c->n_exclude++] = value; break;
+    case OPT_HIDDEN: c->opts.include_hidden = 1; break;
+    case OPT_FOLLOW: c->opts.follow_symlinks = 1; break;
+    case OPT_MAXSIZE: msg = ingest_size(value, &c->opts.max_file_bytes); break;
+    case OPT_CHUNK:
+        if (!(msg = cli_parse_size(value, 16, 8192, &n)))
+            c->opts.chunk_tokens = (unsigned)n;
+        break;
+    case OPT_OVERLAP:
+        if (!(msg = cli_parse_size(value, 0, 4095, &n)))
+            c->opts.overlap_tokens = (unsigned)n;
+        break;
+    }
+    return msg;
+}
+
+static const char *const ingest_event_names[] = {
+    "", "added", "updated", "unchanged", "removed", "skipped", "ignored",
+};
+
+static void ingest_on_event(const kb_event *ev, void *payload)
+{
+    struct ingest_cmd *c = payload;
+    if (c->cli->json) {
+        if (ev->type == KB_EVENT_SKIPPED) {
+            cJSON *o = cJSON_CreateObject();
+            char *abs = realpath(ev->path, NULL);
+            cJSON_AddStringToObject(o, "path", abs ? abs : ev->path);
+            cJSON_AddStringToObject(o, "reason", ev->reason);
+            cJSON_AddItemToArray(c->json_skipped, o);
+            free(abs);
+        }
+        return;
+    }
+    if (ev->type == KB_EVENT_SKIPPED)
+        cli_warn(c->cli, "skipped %s: %s", ev->path, ev->reason);
+    else if (ev->type == KB_EVENT_UNCHANGED || ev->type == KB_EVENT_IGNORED
+             ? c->cli->verbose >= 2 : c->cli->verbose >= 1)
+        fprintf(stderr, "%-9s %s%s\n", ingest_event_names[ev->type], ev->path,
+                ev->type == KB_EVENT_IGNORED ? " (not a format kb reads)" : "");
+}
+
+static int ingest_report(const struct ingest_cmd *c, const kb_ingest_stats *st)
+{
+    if (c->cli->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "added", (double)st->added);
+        cJSON_AddNumberToObject(o, "updated", (double)st->updated);
+        cJSON_AddNumberToObject(o, "unchanged", (double)st->unchanged);
+        cJSON_AddNumberToObject(o, "removed", (double)st->removed);
+        cJSON_AddNumberToObject(o, "skipped", (double)st->skipped);
+        cJSON_AddNumberToObject(o, "ignored", (double)st->ignored);
+        cJSON_AddNumberToObject(o, "chunks", (double)st->chunks);
+        cJSON_AddNumberToObject(o, "seconds", st->seconds);
+        cJSON_AddItemReferenceToObject(o, "skipped_files", c->json_skipped);
+        return cli_print_json(o);
+    }
+    printf("added %zu, updated %zu, unchanged %zu, removed %zu, skipped %zu"
+           " (%zu chunks written in %.2f s)\n",
+           st->added, st->updated, st->unchanged, st->removed, st->skipped, st->chunks,
+           st->seconds);
+    return 0;
+}
+
+int cmd_ingest(struct cli *cli, int argc, char **argv)
+{
+    struct ingest_cmd c = { cli, KB_INGEST_OPTIONS_INIT, NULL, NULL, 0, 0, NULL };
+    char **paths = calloc((size_t)argc + 1, sizeof *paths);
+    c.include = calloc((size_t)argc + 1, sizeof *c.include);
+    c.exclude = calloc((size_t)argc + 1, sizeof *c.exclude);
+    c.json_skipped = cJSON_CreateArray();
+    int n_paths = 0, help = 0, rc;
+    kb *kb = NULL;
+    if (!paths || !c.include || !c.exclude || !c.json_skipped) {
+        cli_error("out of memory");
+        rc = CLI_EXIT_IOERR;
+        goto done;
+    }
+    if ((rc = cli_parse(cli, "ingest", ingest_opts, argc, argv, ingest_opt, &c, paths, &n_paths,
+                        &help)))
+        goto done;
+    if (help) {
+        fputs(ingest_help, stdout);
+        goto done;
+    }
+    if (n_paths == 0) {
+        cli_usage_error("ingest", "no PATH given");
+        rc = CLI_EXIT_USAGE;
+        goto done;
+    }
+    c.opts.include = c.include;
+    c.opts.n_include = c.n_include;
+    c.opts.exclude = c.exclude;
+    c.opts.n_exclude = c.n_exclude;
+    c.opts.on_event = ingest_on_event;
+    c.opts.payload = &c;
+    if ((rc = cli_open(cli, &kb, KB_OPEN_CREATE)))
+        goto done;
+    kb_ingest_stats st;
+    int status = kb_ingest(kb, (const char *const *)paths, (size_t)n_paths, &c.opts, &st);
+    if (status && status != KB_EPARTIAL) {
+        rc = cli_fail(cli, kb, status);
+        goto done;
+    }
+    rc = ingest_report(&c, &st);
+    if (rc == 0 && status == KB_EPARTIAL)
+        rc = CLI_EXIT_PARTIAL;
+done:
+    kb_close(kb);
+    cJSON_Delete(c.json_skipped);
+    free(paths);
+    free(c.include);
+    free(c.exclude);
+    return rc;
+}

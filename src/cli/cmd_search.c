@@ -1,0 +1,190 @@
+/* cmd_search.c — `kb search QUERY`: the best passages with where they come from. */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char search_help[] =
+    "usage: kb search [OPTIONS] QUERY...\n"
+    "\n"
+    "Finds the passages that best match QUERY (plain words; quotes and operators are just\n"
+    "text) and prints each with its file, line range, section and score.\n"
+    "\n"
+    "options:\n"
+    "  -k N              number of results (default 10)\n"
+    "  --mode MODE       bm25 (vector and hybrid arrive with embeddings)\n"
+    "  --documents       one result per document (its best passage)\n"
+    "  --full            print whole passages instead of snippets\n"
+    "  --json            print results as JSON (absolute paths)\n"
+    "\n"
+    "example:\n"
+    "  kb search -k 5 \"rotate nginx logs\"\n";
+
+enum { OPT_K = 1, OPT_MODE, OPT_DOCS, OPT_FULL };
+
+static const struct cli_opt search_opts[] = {
+    { "k", 'k', 1, OPT_K }, { "mode", 0, 1, OPT_MODE }, { "documents", 0, 0, OPT_DOCS },
+    { "full", 0, 0, OPT_FULL }, { NULL, 0, 0, 0 },
+};
+
+struct search_cmd {
+    kb_search_options opts;
+    int full;
+};
+
+static const char *search_opt(int id, const char *value, void *payload)
+{
+    struct search_cmd *c = payload;
+    switch (id) {
+    case OPT_K: return cli_parse_size(value, 1, 10000, &c->opts.k);
+    case OPT_MODE:
+        if (!strcmp(value, "bm25"))
+            c->opts.mode = KB_MODE_BM25;
+        else if (!strcmp(value, "vector") || !strcmp(value, "hybrid"))
+            return "this knowledge base has no vectors yet; use --mode bm25";
+        else
+            return "expected bm25, vector or hybrid";
+        return NULL;
+    case OPT_DOCS: c->opts.group_by_document = 1; return NULL;
+    case OPT_FULL: c->full = 1; return NULL;
+    }
+    return NULL;
+}
+
+/* Joins the words of argv into one query string. */
+static char *search_join(char **words, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        len += strlen(words[i]) + 1;
+    char *q = malloc(len);
+    if (!q)
+        return NULL;
+    q[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (i)
+            strcat(q, " ");
+        strcat(q, words[i]);
+    }
+    return q;
+}
+
+static int search_json(const kb_results *res)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < kb_results_count(res); i++) {
+        const kb_result *r = kb_results_get(res, i);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "rank", (double)(i + 1));
+        cJSON_AddNumberToObject(o, "score", r->score);
+        cJSON_AddStringToObject(o, "path", r->path);
+        if (*r->title) cJSON_AddStringToObject(o, "title", r->title);
+        if (*r->heading_path) cJSON_AddStringToObject(o, "heading_path", r->heading_path);
+        cJSON_AddStringToObject(o, "format", r->format);
+        cJSON_AddNumberToObject(o, "line_start", r->line_start);
+        cJSON_AddNumberToObject(o, "line_end", r->line_end);
+        cJSON_AddNumberToObject(o, "byte_start", (double)r->byte_start);
+        cJSON_AddNumberToObject(o, "byte_end", (double)r->byte_end);
+        cJSON_AddNumberToObject(o, "chunk_id", (double)r->chunk_id);
+        cJSON_AddNumberToObject(o, "document_id", (double)r->doc_id);
+        cJSON_AddStringToObject(o, "snippet", r->snippet);
+        cJSON_AddStringToObject(o, "text", r->text);
+        cJSON_AddItemToArray(arr, o);
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddItemToObject(doc, "results", arr);
+    return cli_print_json(doc);
+}
+
+/* Prints text on one line: runs of whitespace become one space. */
+static void search_print_flat(const char *text)
+{
+    int space = 0;
+    for (const char *p = text; *p; p++) {
+        if (strchr(" \t\r\n\f\v", *p)) {
+            space = 1;
+            continue;
+        }
+        if (space)
+            putchar(' ');
+        space = 0;
+        putchar(*p);
+    }
+}
+
+static void search_print(const struct cli *cli, const struct search_cmd *c, const kb_results *res)
+{
+    const char *bold = cli->color ? "\033[1m" : "", *off = cli->color ? "\033[0m" : "";
+    for (size_t i = 0; i < kb_results_count(res); i++) {
+        const kb_result *r = kb_results_get(res, i);
+        char *shown = cli_display_path(r->path);
+        printf("%s%zu. %s:%u-%u%s", bold, i + 1, shown ? shown : r->path, r->line_start,
+               r->line_end, off);
+        if (*r->heading_path)
+            printf("  %s", r->heading_path);
+        printf("  (%.2f)\n   ", r->score);
+        if (c->full) {
+            for (const char *p = r->text; *p; p++)
+                fputs(*p == '\n' ? "\n   " : (char[]){ *p, 0 }, stdout);
+        } else {
+            search_print_flat(r->snippet);
+        }
+        fputs("\n\n", stdout);
+        free(shown);
+    }
+}
+
+int cmd_search(struct cli *cli, int argc, char **argv)
+{
+    struct search_cmd c = { KB_SEARCH_OPTIONS_INIT, 0 };
+    char **words = calloc((size_t)argc + 1, sizeof *words);
+    int n_words = 0, help = 0, rc;
+    kb *kb = NULL;
+    kb_results *res = NULL;
+    char *query = NULL;
+    if (!words) {
+        cli_error("out of memory");
+        return CLI_EXIT_IOERR;
+    }
+    if ((rc = cli_parse(cli, "search", search_opts, argc, argv, search_opt, &c, words, &n_words,
+                        &help)))
+        goto done;
+    if (help) {
+        fputs(search_help, stdout);
+        goto done;
+    }
+    if (n_words == 0) {
+        cli_usage_error("search", "no QUERY given");
+        rc = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if (!(query = search_join(words, n_words))) {
+        cli_error("out of memory");
+        rc = CLI_EXIT_IOERR;
+        goto done;
+    }
+    if (cli->color && !cli->json) {
+        c.opts.hl_open = "\033[1;33m";
+        c.opts.hl_close = "\033[0m";
+    }
+    if ((rc = cli_open(cli, &kb, KB_OPEN_READONLY)))
+        goto done;
+    int status = kb_search(kb, query, &c.opts, &res);
+    if (status) {
+        rc = cli_fail(cli, kb, status);
+        goto done;
+    }
+    if (cli->json)
+        rc = search_json(res);
+    else
+        search_print(cli, &c, res);
+    if (!cli->json && kb_results_count(res) == 0 && !cli->quiet)
+        fprintf(stderr, "no results\n");
+done:
+    kb_results_free(res);
+    kb_close(kb);
+    free(query);
+    free(words);
+    return rc;
+}

@@ -1,0 +1,126 @@
+/* out.c — how the kb command reports: errors and hints on stderr, results and JSON on stdout. */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void out_line(const char *prefix, const char *fmt, va_list ap)
+{
+    fputs(prefix, stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    out_line("kb: ", fmt, ap);
+    va_end(ap);
+}
+
+void cli_hint(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    out_line("hint: ", fmt, ap);
+    va_end(ap);
+}
+
+void cli_warn(const struct cli *cli, const char *fmt, ...)
+{
+    if (cli->quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    out_line("kb: warning: ", fmt, ap);
+    va_end(ap);
+}
+
+void cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kb%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fprintf(stderr, "hint: see 'kb %s--help'\n", cmd ? cmd : "");
+}
+
+int cli_exit_code(int status)
+{
+    switch (status) {
+    case KB_OK: return CLI_EXIT_OK;
+    case KB_EPARTIAL: return CLI_EXIT_PARTIAL;
+    case KB_EINVALID: return CLI_EXIT_USAGE;
+    case KB_EFORMAT: case KB_EVERSION: case KB_ECORRUPT: return CLI_EXIT_DATAERR;
+    case KB_ENOTFOUND: case KB_ENOTKB: return CLI_EXIT_NOINPUT;
+    case KB_ECANTCREATE: return CLI_EXIT_CANTCREAT;
+    case KB_EIO: case KB_ENOMEM: return CLI_EXIT_IOERR;
+    case KB_ELOCKED: return CLI_EXIT_TEMPFAIL;
+    default: return CLI_EXIT_SOFTWARE;
+    }
+}
+
+int cli_fail(const struct cli *cli, kb *kb, int status)
+{
+    const char *msg = kb ? kb_errmsg(kb) : "";
+    cli_error("%s", *msg ? msg : kb_strerror(status));
+    switch (status) {
+    case KB_ENOTFOUND:
+        if (!strstr(msg, "no such knowledge base"))
+            break;
+        cli_hint("create it with 'kb --kb %s ingest FOLDER'", cli->kb_dir);
+        break;
+    case KB_ELOCKED:
+        cli_hint("retry when the other writer has finished");
+        break;
+    case KB_EVERSION:
+        cli_hint("upgrade kb to read this knowledge base");
+        break;
+    case KB_ECORRUPT:
+        cli_hint("re-create it with 'kb ingest' into a new --kb folder");
+        break;
+    }
+    return cli_exit_code(status);
+}
+
+int cli_open(const struct cli *cli, kb **out, unsigned flags)
+{
+    int rc = kb_open(out, cli->kb_dir, flags);
+    if (rc) {
+        rc = cli_fail(cli, *out, rc);
+        kb_close(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+char *cli_display_path(const char *path)
+{
+    char cwd[PATH_MAX];
+    if (path[0] == '/' && getcwd(cwd, sizeof cwd)) {
+        size_t n = strlen(cwd);
+        if (n > 1 && !strncmp(path, cwd, n) && path[n] == '/')
+            return strdup(path + n + 1);
+    }
+    return strdup(path);
+}
+
+int cli_print_json(cJSON *doc)
+{
+    char *text = doc ? cJSON_Print(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text) {
+        cli_error("out of memory writing JSON");
+        return CLI_EXIT_IOERR;
+    }
+    puts(text);
+    cJSON_free(text);
+    return 0;
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# cli_test.sh — the kb command end to end: ingest, re-ingest, removal, skips, search, check,
+# exit codes and JSON. Usage: cli_test.sh PATH_TO_KB
+set -u
+KB=$1
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
+cd "$T"
+mkdir docs
+printf '# Install\n\nRun make.\n\n## Linux\n\nUse apt-get to rotate the logs.\n' > docs/a.md
+printf 'plain text about nginx configuration\n' > docs/b.txt
+printf 'bad\377\n' > docs/c.txt
+: > docs/empty.txt
+printf 'x\0y' > docs/bin.txt
+$KB --kb kbdir ingest docs >out 2>err; ok $? 1 "ingest with skipped files exits 1"
+ok "$(grep -c 'skipped' err)" 3 "three files skipped with reasons"
+grep -q 'docs/c.txt: not valid UTF-8 at line 1' err; ok $? 0 "skip reason names the file and line"
+$KB --kb kbdir search rotate logs >out; ok $? 0 "search exits 0"
+grep -q '^1\. docs/a.md:5-7  Install › Linux' out; ok $? 0 "result shows relative path, lines and heading path"
+$KB --kb kbdir search '"unbalanced AND (NEAR* -x' >/dev/null; ok $? 0 "query syntax is plain text"
+$KB --kb kbdir --json search nginx | python3 -c 'import json,sys; r=json.load(sys.stdin)["results"]; sys.exit(0 if r[0]["path"].endswith("/docs/b.txt") and r[0]["path"].startswith("/") else 1)'
+ok $? 0 "--json search gives absolute paths"
+$KB --kb kbdir --json ingest docs | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["unchanged"]==2 and d["added"]==0 else 1)'
+ok $? 0 "re-ingest of unchanged files changes nothing"
+rm docs/b.txt
+$KB --kb kbdir -q --json ingest docs | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["removed"]==1 else 1)'
+ok $? 0 "a deleted file is removed"
+$KB --kb kbdir ingest nosuchdir 2>err; ok $? 66 "missing path exits 66"
+grep -q '^kb: nosuchdir: No such file' err; ok $? 0 "missing path named in one line"
+$KB --kb kbdir check >/dev/null; ok $? 0 "check passes"
+sqlite3 kbdir/kb.sqlite "DROP TRIGGER chunks_ad; DELETE FROM chunks WHERE id=(SELECT max(id) FROM chunks);" 2>/dev/null
+$KB --kb kbdir check 2>err; ok $? 65 "check detects a damaged full-text index"
+$KB --kb nokb search x 2>/dev/null; ok $? 66 "search on a missing KB exits 66"
+mkdir other; echo hi > other/file
+$KB --kb other ingest docs 2>err; ok $? 66 "a folder that is not a KB is refused"
+ok "$(ls other)" "file" "nothing written into a folder that is not a KB"
+$KB --kb kbdir search -k 2>/dev/null; ok $? 2 "usage error exits 2"
+for c in ingest search status check eval; do $KB $c --help | grep -q 'example:'; ok $? 0 "$c --help has an example"; done
+$KB --version | grep -q '^kb [0-9]'; ok $? 0 "--version"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
