@@ -14,6 +14,7 @@ packages=(
   libfaiss-dev libopenblas-dev  # vectors (FAISS through its C API; BLAS under it)
   libcmocka-dev       # unit tests
   sqlite3             # tests inspect and damage KBs with the sqlite3 shell
+  python3             # tests read the JSON output
 )
 
 sudo=""

@@ -35,6 +35,31 @@ $KB --kb nokb search x 2>/dev/null; ok $? 66 "search on a missing KB exits 66"
 mkdir other; echo hi > other/file
 $KB --kb other ingest docs 2>err; ok $? 66 "a folder that is not a KB is refused"
 ok "$(ls other)" "file" "nothing written into a folder that is not a KB"
+
+# hidden files, globs, size cap
+mkdir -p walk/.hidden walk/sub
+echo 'secret words' > walk/.hidden/h.md; echo 'alpha words' > walk/sub/a.md; echo 'beta words' > walk/b.txt
+echo 'gamma words gamma words gamma words' > walk/big.md
+$KB --kb wk --json ingest --exclude sub --max-file-size 20 walk | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["added"]==1 and d["skipped"]==1 and "limit" in d["skipped_files"][0]["reason"] else 1)'
+ok $? 0 "hidden and excluded files are not walked; files over --max-file-size are skipped with a reason"
+$KB --kb wk2 --json ingest --include '*.md' walk | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["added"]==2 else 1)'
+ok $? 0 "--include limits the walk to matching files"
+ln -s ../walk walk/sub/loop
+$KB --kb wk3 -q ingest --follow-symlinks walk >/dev/null 2>&1; ok $? 1 "a symlink loop is skipped and the walk ends"
+# a second writer
+flock kbdir/kb.lock sleep 3 & sleep 0.5
+$KB --kb kbdir ingest docs 2>err; ok $? 75 "a locked KB exits 75"
+grep -q 'locked by pid' err; ok $? 0 "the lock message names the holder"
+wait
+# a KB from a newer kb
+cp -r wk newer; sqlite3 newer/kb.sqlite 'PRAGMA user_version=99'
+before=$(sha256sum newer/kb.sqlite)
+$KB --kb newer search words 2>err; ok $? 65 "a newer schema is refused"
+grep -q 'newer kb (schema 99' err; ok $? 0 "the schema message names the version"
+$KB --kb newer ingest walk 2>/dev/null; ok $? 65 "ingest into a newer schema is refused"
+ok "$(sha256sum newer/kb.sqlite)" "$before" "a refused KB is left untouched"
+echo 'not sqlite' > fake.sqlite; mkdir fakekb; mv fake.sqlite fakekb/kb.sqlite
+$KB --kb fakekb search x 2>/dev/null; ok $? 66 "a kb.sqlite that is not a database is not a KB"
 $KB --kb kbdir search -k 2>/dev/null; ok $? 2 "usage error exits 2"
 for c in ingest search status check eval; do $KB $c --help | grep -q 'example:'; ok $? 0 "$c --help has an example"; done
 $KB --version | grep -q '^kb [0-9]'; ok $? 0 "--version"
