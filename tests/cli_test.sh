@@ -46,6 +46,9 @@ $KB --kb wk2 --json ingest --include '*.md' walk | python3 -c 'import json,sys; 
 ok $? 0 "--include limits the walk to matching files"
 ln -s ../walk walk/sub/loop
 $KB --kb wk3 -q ingest --follow-symlinks walk >/dev/null 2>&1; ok $? 1 "a symlink loop is skipped and the walk ends"
+mkfifo walk/pipe.txt
+$KB --kb wk4 --json ingest walk 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if any("FIFO" in f["reason"] for f in d["skipped_files"]) else 1)'
+ok $? 0 "a FIFO is skipped with a reason, never read"
 # a second writer
 flock kbdir/kb.lock sleep 3 & sleep 0.5
 $KB --kb kbdir ingest docs 2>err; ok $? 75 "a locked KB exits 75"
