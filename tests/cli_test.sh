@@ -49,6 +49,12 @@ $KB --kb wk3 -q ingest --follow-symlinks walk >/dev/null 2>&1; ok $? 1 "a symlin
 mkfifo walk/pipe.txt
 $KB --kb wk4 --json ingest walk 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if any("FIFO" in f["reason"] for f in d["skipped_files"]) else 1)'
 ok $? 0 "a FIFO is skipped with a reason, never read"
+# an unreadable file (as root nothing is unreadable, so drop to nobody for this one)
+mkdir -p unread && echo 'fine words' > unread/ok.md && echo 'secret words' > unread/no.md && chmod 000 unread/no.md
+chmod 755 "$T" unread; as=""
+if [ "$(id -u)" -eq 0 ]; then as="setpriv --reuid=nobody --regid=nogroup --clear-groups"; mkdir -m 777 ukb; fi
+$as $KB --kb ukb/kb ingest unread >/dev/null 2>err; ok $? 1 "an unreadable file is skipped (exit 1)"
+grep -q 'skipped unread/no.md: Permission denied' err; ok $? 0 "the unreadable file is named with the reason"
 # a second writer
 flock kbdir/kb.lock sleep 3 & sleep 0.5
 $KB --kb kbdir ingest docs 2>err; ok $? 75 "a locked KB exits 75"
