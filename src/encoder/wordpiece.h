@@ -1,0 +1,54 @@
+/* wordpiece.h — BERT WordPiece tokenizer, exactly as Hugging Face's BertTokenizer / tokenizers
+ * (BertNormalizer + BertPreTokenizer + WordPiece). */
+#ifndef KB_ENCODER_WORDPIECE_H
+#define KB_ENCODER_WORDPIECE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+struct kb_wordpiece;
+
+/* Special tokens, looked up in the vocabulary at open. */
+enum kb_wordpiece_special {
+    KB_WORDPIECE_CLS,
+    KB_WORDPIECE_SEP,
+    KB_WORDPIECE_PAD,
+    KB_WORDPIECE_UNK,
+    KB_WORDPIECE_MASK
+};
+
+/* Encoding flags. */
+#define KB_WORDPIECE_ADD_SPECIAL 0x1u  /* [CLS] ... [SEP] around the tokens */
+
+/* Opens the tokenizer of a Hugging Face model folder: tokenizer.json when present, else
+ * vocab.txt + tokenizer_config.json (do_lower_case, strip_accents, tokenize_chinese_chars;
+ * defaults as BertTokenizer: lowercase on, accents stripped when lowercasing). Errors name
+ * the file and line/field (KB_ENOTFOUND, KB_EFORMAT, KB_ENOMEM). */
+int kb_wordpiece_open(struct kb_wordpiece **out, const char *model_dir, struct kb_err *err);
+
+/* Opens from a vocab.txt file alone, with explicit normalisation settings. */
+int kb_wordpiece_open_vocab(struct kb_wordpiece **out, const char *vocab_path, int lowercase,
+                            int strip_accents, struct kb_err *err);
+
+void kb_wordpiece_free(struct kb_wordpiece *wp);
+
+/* Tokenizes `len` bytes of UTF-8 `text` into ids[0..*n_out). At most max_ids ids are written
+ * (truncation: with KB_WORDPIECE_ADD_SPECIAL the [SEP] is kept as the last id, as HF
+ * truncation does). *n_full (may be NULL) receives the count the text would need without
+ * truncation, specials included. Invalid UTF-8 is KB_EFORMAT with the byte offset in the
+ * message. Thread-safe on a shared tokenizer. */
+int kb_wordpiece_encode(const struct kb_wordpiece *wp, const char *text, size_t len,
+                        unsigned flags, int32_t *ids, size_t max_ids, size_t *n_out,
+                        size_t *n_full, struct kb_err *err);
+
+/* The token string of an id (borrowed), or NULL when out of range. */
+const char *kb_wordpiece_token(const struct kb_wordpiece *wp, int32_t id);
+
+/* The id of a special token, or -1 when the vocabulary lacks it. */
+int32_t kb_wordpiece_special_id(const struct kb_wordpiece *wp, enum kb_wordpiece_special which);
+
+size_t kb_wordpiece_vocab_size(const struct kb_wordpiece *wp);
+
+#endif
