@@ -12,9 +12,11 @@ packages=(
   libcjson-dev        # JSON output and BEIR datasets
   zlib1g-dev          # gzip'ed BEIR corpora
   libfaiss-dev libopenblas-dev  # vectors (FAISS through its C API; BLAS under it)
+  libcurl4-openssl-dev  # HTTP: model downloads (kb model pull), LLM backends
   libcmocka-dev       # unit tests
   sqlite3             # tests inspect and damage KBs with the sqlite3 shell
   python3             # tests read the JSON output
+  python3-numpy       # the independent float64 reference encoder (scripts/gen_models.py)
 )
 
 sudo=""
