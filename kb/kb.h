@@ -188,6 +188,58 @@ size_t kb_results_count(const kb_results *results);
 const kb_result *kb_results_get(const kb_results *results, size_t i);
 void kb_results_free(kb_results *results);
 
+/* ---- Encoder models --------------------------------------------------------------------- */
+
+/* A BERT-family sentence encoder loaded from a Hugging Face model folder (config.json,
+ * model.safetensors, vocab.txt or tokenizer.json, and the sentence-transformers files when
+ * present). A handle may be shared by threads only if they do not call it at once. */
+typedef struct kb_model kb_model;
+
+/* Opens a model by folder path, or by hub name ("BAAI/bge-small-en-v1.5") from kb's model cache
+ * ($XDG_CACHE_HOME/kb/models) or the Hugging Face cache ($HF_HOME/hub,
+ * ~/.cache/huggingface/hub). Never downloads. KB_ENOTFOUND when it is nowhere, KB_EFORMAT
+ * when a file is corrupt or inconsistent. Like kb_open, a failed open still sets *out to a
+ * handle that serves kb_model_errmsg() and kb_model_close() (NULL only when memory ran out). */
+int kb_model_open(kb_model **out, const char *name_or_dir);
+void kb_model_close(kb_model *model);
+const char *kb_model_errmsg(const kb_model *model);
+
+typedef struct kb_model_info {
+    const char *name;           /* hub name or folder as given to kb_model_open */
+    const char *dir;            /* the folder the files were read from */
+    int dim;                    /* embedding dimension */
+    int max_tokens;             /* longest input the encoder takes, [CLS]/[SEP] included */
+    int n_layers, n_heads;
+    const char *pooling;        /* "cls" or "mean" */
+    int normalize;              /* vectors are unit length */
+    const char *dtype;          /* weights as stored: "F32", "F16", "BF16" */
+    const char *query_prefix;   /* prepended to queries ("" when none) */
+    const char *passage_prefix; /* prepended to passages ("" when none) */
+} kb_model_info;
+
+/* Fills *out with borrowed strings that live as long as the model. */
+int kb_model_get_info(const kb_model *model, kb_model_info *out);
+
+#define KB_TOKENIZE_NO_SPECIAL 0x1u  /* no [CLS]/[SEP] */
+
+/* Tokenizes UTF-8 text with the model's WordPiece tokenizer, without truncation. *ids
+ * (n entries) is malloc'ed and freed with kb_free(); token strings come from
+ * kb_model_token(). Invalid UTF-8 is KB_EFORMAT. */
+int kb_model_tokenize(kb_model *model, const char *text, unsigned flags, int32_t **ids,
+                      size_t *n_ids);
+/* The vocabulary entry of an id (borrowed), NULL when out of range. */
+const char *kb_model_token(const kb_model *model, int32_t id);
+
+#define KB_EMBED_QUERY 0x1u  /* texts are queries: the model's query prefix is used */
+
+/* Embeds n_texts UTF-8 texts (each truncated to max_tokens) into out[n_texts * dim],
+ * passages unless KB_EMBED_QUERY. */
+int kb_model_embed(kb_model *model, const char *const *texts, size_t n_texts, unsigned flags,
+                   float *out);
+
+/* Releases memory the library allocated for the caller (kb_model_tokenize's ids, ...). */
+void kb_free(void *p);
+
 /* ---- Status and checking ---------------------------------------------------------------- */
 
 typedef struct kb_status_info {
