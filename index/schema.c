@@ -39,6 +39,11 @@ static const char *const schema_migrations[KB_SCHEMA_VERSION] = {
     "  VALUES ('delete', old.id, old.text, old.title, old.heading_path);"
     "  INSERT INTO chunks_fts(rowid, text, title, heading_path)"
     "  VALUES (new.id, new.text, new.title, new.heading_path); END;",
+    /* 1 -> 2: where a chunk lies in its source beyond its line range: the PDF page it starts
+     * on (0 = not paged) and a readable location ("page 3", "pages 3-4", "chapter 2: Title",
+     * "rows 2-9"; "" when the line range says it all). */
+    "ALTER TABLE chunks ADD COLUMN page INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE chunks ADD COLUMN location TEXT NOT NULL DEFAULT '';",
 };
 
 static int schema_version(struct kb_store *store, int *out, struct kb_err *err)

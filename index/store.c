@@ -362,7 +362,8 @@ int kb_store_chunk_add(struct kb_store *store, const struct kb_store_chunk *c,
     sqlite3_stmt *st;
     int rc = kb_store_prepare(store,
         "INSERT INTO chunks(doc_id, ordinal, text, title, heading_path, byte_start, byte_end,"
-        " line_start, line_end, n_tokens, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+        " line_start, line_end, n_tokens, hash, page, location)"
+        " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
         &st, err);
     if (rc)
         return rc;
@@ -379,7 +380,32 @@ int kb_store_chunk_add(struct kb_store *store, const struct kb_store_chunk *c,
     sqlite3_bind_int64(st, 9, c->line_end);
     sqlite3_bind_int64(st, 10, c->n_tokens);
     sqlite3_bind_text(st, 11, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 12, c->page);
+    sqlite3_bind_text(st, 13, c->location ? c->location : "", -1, SQLITE_STATIC);
     return store_exec_stmt(store, st, "storing a chunk", err);
+}
+
+int kb_store_chunk_location(struct kb_store *store, int64_t chunk_id, uint32_t *page,
+                            char **location, struct kb_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = kb_store_prepare(store, "SELECT page, location FROM chunks WHERE id=?1", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, chunk_id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        const char *loc = (const char *)sqlite3_column_text(st, 1);
+        *page = (uint32_t)sqlite3_column_int64(st, 0);
+        if (!(*location = strdup(loc ? loc : "")))
+            rc = kb_err_set(err, KB_ENOMEM, "out of memory");
+    } else {
+        rc = step == SQLITE_DONE ? kb_err_set(err, KB_ENOTFOUND, "chunk %lld not found",
+                                              (long long)chunk_id)
+                                 : kb_store_sql_error(store, "reading a chunk's location", err);
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
 
 int kb_store_docs_under(struct kb_store *store, const char *root, kb_store_doc_cb cb,

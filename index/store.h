@@ -67,10 +67,17 @@ struct kb_store_chunk {
     uint64_t byte_start, byte_end;
     uint32_t line_start, line_end;
     uint32_t n_tokens;
+    uint32_t page;              /* PDF page the chunk starts on; 0 when not paged */
+    const char *location;       /* "page 3", "chapter 2: Winter", ...; NULL or "" for none */
 };
 
 int kb_store_chunk_add(struct kb_store *store, const struct kb_store_chunk *chunk,
                        struct kb_err *err);
+
+/* Reads a chunk's page and location (schema 2): *location is malloc'ed ("" when none).
+ * KB_ENOTFOUND when there is no such chunk. */
+int kb_store_chunk_location(struct kb_store *store, int64_t chunk_id, uint32_t *page,
+                            char **location, struct kb_err *err);
 
 /* Calls cb for every document whose path lies under `root` (absolute); stop by returning
  * non-zero, which is passed back. */

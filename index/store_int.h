@@ -24,7 +24,7 @@ int kb_store_prepare(struct kb_store *store, const char *sql, sqlite3_stmt **out
                      struct kb_err *err);
 
 /* schema.c: the current schema version and the forward migrations to reach it. */
-#define KB_SCHEMA_VERSION 1
+#define KB_SCHEMA_VERSION 2
 int kb_schema_migrate(struct kb_store *store, struct kb_err *err);
 
 #endif

@@ -101,8 +101,8 @@ static int textfile_slurp(int fd, size_t size, char **out, struct kb_err *err)
     return 0;
 }
 
-int kb_textfile_read(struct kb_textfile *out, const char *path, uint64_t max_bytes,
-                     struct kb_err *err)
+int kb_textfile_read_bytes(struct kb_textfile *out, const char *path, uint64_t max_bytes,
+                           struct kb_err *err)
 {
     memset(out, 0, sizeof *out);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -127,18 +127,28 @@ int kb_textfile_read(struct kb_textfile *out, const char *path, uint64_t max_byt
     if ((rc = textfile_slurp(fd, (size_t)st.st_size, &data, err)))
         goto done;
     kb_sha256_hex(data, (size_t)st.st_size, out->hash);
-    size_t skip = (st.st_size >= 3 && !memcmp(data, "\xEF\xBB\xBF", 3)) ? 3 : 0;
-    if ((rc = kb_text_check(data + skip, (size_t)st.st_size - skip, err)))
-        goto done;
-    if (skip)
-        memmove(data, data + skip, (size_t)st.st_size - skip + 1);
     out->data = data;
-    out->len = (size_t)st.st_size - skip;
-    data = NULL;
+    out->len = (size_t)st.st_size;
 done:
-    free(data);
     close(fd);
     return rc;
+}
+
+int kb_textfile_read(struct kb_textfile *out, const char *path, uint64_t max_bytes,
+                     struct kb_err *err)
+{
+    int rc = kb_textfile_read_bytes(out, path, max_bytes, err);
+    if (rc)
+        return rc;
+    size_t skip = (out->len >= 3 && !memcmp(out->data, "\xEF\xBB\xBF", 3)) ? 3 : 0;
+    if ((rc = kb_text_check(out->data + skip, out->len - skip, err))) {
+        kb_textfile_free(out);
+        return rc;
+    }
+    if (skip)
+        memmove(out->data, out->data + skip, out->len - skip + 1);
+    out->len -= skip;
+    return 0;
 }
 
 void kb_textfile_free(struct kb_textfile *file)

@@ -36,6 +36,11 @@ struct kb_textfile {
 int kb_textfile_read(struct kb_textfile *out, const char *path, uint64_t max_bytes,
                      struct kb_err *err);
 
+/* Reads `path`'s bytes unchecked (NUL-terminated copy, hash of the bytes); same size cap,
+ * regular-file and change checks and errors as kb_textfile_read. */
+int kb_textfile_read_bytes(struct kb_textfile *out, const char *path, uint64_t max_bytes,
+                           struct kb_err *err);
+
 /* Checks in-memory text the same way (UTF-8, NUL bytes, empty); text is not copied. */
 int kb_text_check(const char *text, size_t len, struct kb_err *err);
 

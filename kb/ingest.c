@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "ingest/chunk.h"
+#include "ingest/doc.h"
 #include "ingest/textfile.h"
 #include "ingest/walk.h"
 #include "util/hash.h"
@@ -51,23 +52,50 @@ static char *ingest_title(const char *path, const struct kb_chunk_list *chunks)
     return strndup(base, len);
 }
 
-/* Chunks `text` and stores the document and its chunks; the caller holds a transaction.
- * A NULL doc->title is filled from the text or the path. */
-static int ingest_store_text(kb *kb, struct kb_store_doc *doc, const char *text, size_t len,
-                             const kb_ingest_options *opts, size_t *n_chunks)
+/* Where a chunk lies beyond its line range, from the parser's marks: "page 3", "pages 3-4",
+ * "chapter 2: Winter", "row 2 – row 9"; "" without marks. */
+static void ingest_location(const struct kb_doc *src, const struct kb_chunk *c, char *out,
+                            size_t size, uint32_t *page)
 {
+    const struct kb_doc_mark *first = src ? kb_doc_mark_at(src, c->byte_start) : NULL;
+    const struct kb_doc_mark *last = src ? kb_doc_mark_at(src, c->byte_end - 1) : NULL;
+    *page = first ? first->page : 0;
+    out[0] = '\0';
+    if (!first)
+        return;
+    if (first->page && last->page != first->page)
+        snprintf(out, size, "pages %u-%u", first->page, last->page);
+    else if (first->page)
+        snprintf(out, size, "page %u", first->page);
+    else if (last != first && first->label && last->label)
+        snprintf(out, size, "%s – %s", first->label, last->label);
+    else if (first->label)
+        snprintf(out, size, "%s", first->label);
+}
+
+/* Chunks `text` and stores the document and its chunks; the caller holds a transaction.
+ * A NULL doc->title is filled from the text or the path. `src` (may be NULL) is the parsed
+ * file the text comes from, for chunk locations and the chunking mode. */
+static int ingest_store_text(kb *kb, struct kb_store_doc *doc, const char *text, size_t len,
+                             const struct kb_doc *src, const kb_ingest_options *opts,
+                             size_t *n_chunks)
+{
+    int markdown = src ? src->markdown
+                       : kb_textfile_format_parse(doc->format) == KB_FORMAT_MARKDOWN;
     struct kb_chunk_options copts = {
         opts->chunk_tokens ? opts->chunk_tokens : KB_DEFAULT_CHUNK_TOKENS,
         opts->chunk_tokens ? opts->overlap_tokens : KB_DEFAULT_OVERLAP_TOKENS,
-        kb_textfile_format_parse(doc->format) == KB_FORMAT_MARKDOWN ? KB_CHUNK_MARKDOWN
-                                                                    : KB_CHUNK_TEXT,
+        markdown ? KB_CHUNK_MARKDOWN : KB_CHUNK_TEXT,
         &kb_tokcounter_words,
     };
+    char location[256];
     struct kb_chunk_list chunks = { 0 };
     char *title = NULL;
     int rc = kb_chunk_text(&chunks, text, len, &copts, &kb->err);
     if (rc)
         return rc;
+    if (!doc->title && src && src->title && *src->title)
+        doc->title = src->title;
     if (!doc->title && !(title = ingest_title(doc->path, &chunks))) {
         rc = kb_fail(kb, KB_ENOMEM, "out of memory");
         goto done;
@@ -78,16 +106,18 @@ static int ingest_store_text(kb *kb, struct kb_store_doc *doc, const char *text,
         goto done;
     for (size_t i = 0; i < chunks.count && rc == 0; i++) {
         const struct kb_chunk *c = &chunks.items[i];
+        uint32_t page;
+        ingest_location(src, c, location, sizeof location, &page);
         struct kb_store_chunk row = {
             doc->id, (uint32_t)i, text + c->byte_start, c->byte_end - c->byte_start,
             doc->title, c->heading_path, c->byte_start, c->byte_end,
-            c->line_start, c->line_end, (uint32_t)c->n_tokens,
+            c->line_start, c->line_end, (uint32_t)c->n_tokens, page, location,
         };
         rc = kb_store_chunk_add(kb->store, &row, &kb->err);
     }
     *n_chunks = chunks.count;
 done:
-    if (doc->title == title)
+    if (doc->title == title || (src && doc->title == src->title))
         doc->title = NULL;
     free(title);
     kb_chunk_list_free(&chunks);
@@ -104,8 +134,8 @@ static int64_t ingest_mtime_ns(const struct stat *st)
 static int ingest_file(struct ingest_run *run, const char *path, const struct stat *st)
 {
     kb *kb = run->kb;
-    enum kb_text_format format = kb_textfile_format(path);
-    if (format == KB_FORMAT_NONE) {
+    enum kb_doc_kind format = kb_doc_kind_of_path(path);
+    if (format == KB_DOC_NONE) {
         ingest_emit(run, KB_EVENT_IGNORED, path, "not a format kb reads", 0);
         return 0;
     }
@@ -113,7 +143,7 @@ static int ingest_file(struct ingest_run *run, const char *path, const struct st
     if (!abs)
         return kb_fail(kb, KB_ENOMEM, "%s: out of memory", path);
     struct kb_store_doc old;
-    struct kb_textfile file = { 0 };
+    struct kb_doc file = { 0 };
     struct kb_err reason = { 0, "" };
     int rc = kb_store_doc_find(kb->store, abs, &old, &kb->err), found = rc == 1;
     if (rc < 0)
@@ -125,7 +155,7 @@ static int ingest_file(struct ingest_run *run, const char *path, const struct st
         goto done;
     }
     uint64_t cap = run->opts->max_file_bytes ? run->opts->max_file_bytes : KB_DEFAULT_MAX_FILE_BYTES;
-    if (kb_textfile_read(&file, path, cap, &reason)) {
+    if (kb_doc_read(&file, path, format, cap, &reason)) {
         ingest_emit(run, KB_EVENT_SKIPPED, path, reason.msg, 0);
         goto done;
     }
@@ -139,10 +169,10 @@ static int ingest_file(struct ingest_run *run, const char *path, const struct st
         goto done;
     }
     struct kb_store_doc doc = { 0, abs, st->st_size, ingest_mtime_ns(st), (int64_t)st->st_ino,
-                                "", kb_textfile_format_name(format), NULL };
+                                "", kb_doc_kind_name(format), NULL };
     memcpy(doc.hash, file.hash, sizeof doc.hash);
     size_t n_chunks = 0;
-    rc = ingest_store_text(kb, &doc, file.data, file.len, run->opts, &n_chunks);
+    rc = ingest_store_text(kb, &doc, file.text, file.len, &file, run->opts, &n_chunks);
     if (rc == 0 && (rc = kb_store_commit(kb->store, &kb->err)) == 0) {
         run->stats.chunks += n_chunks;
         ingest_emit(run, found ? KB_EVENT_UPDATED : KB_EVENT_ADDED, path, NULL, n_chunks);
@@ -150,7 +180,7 @@ static int ingest_file(struct ingest_run *run, const char *path, const struct st
 done:
     if (rc)
         kb_store_rollback(kb->store);
-    kb_textfile_free(&file);
+    kb_doc_free(&file);
     free(abs);
     return rc;
 }
@@ -317,7 +347,7 @@ static int ingest_add_document(struct ingest_run *run, const kb_document *d)
         return 0;
     }
     size_t n_chunks = 0;
-    if ((rc = ingest_store_text(kb, &doc, d->text, d->text_len, run->opts, &n_chunks)))
+    if ((rc = ingest_store_text(kb, &doc, d->text, d->text_len, NULL, run->opts, &n_chunks)))
         return rc;
     run->stats.chunks += n_chunks;
     ingest_emit(run, found ? KB_EVENT_UPDATED : KB_EVENT_ADDED, d->id, NULL, n_chunks);

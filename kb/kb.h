@@ -174,6 +174,9 @@ typedef struct kb_result {
     uint32_t line_start, line_end; /* 1-based, inclusive */
     uint64_t byte_start, byte_end; /* byte range of the chunk in the document */
     double score;             /* higher is better */
+    const char *location;     /* beyond the line range: "page 3", "pages 3-4", "chapter 2: Winter",
+                               * "row 2 – row 9"; NULL or "" when the lines say it all */
+    uint32_t page;            /* PDF page the passage starts on; 0 when not paged */
 } kb_result;
 
 typedef struct kb_results kb_results;

@@ -1,5 +1,6 @@
 /* search.c — the facade's retrieval: user text in, ranked chunks with their sources out. */
 #include "kb/kb_int.h"
+#include "index/store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,10 @@ void kb_results_free(kb_results *results)
 {
     if (!results)
         return;
-    for (size_t i = 0; i < results->count; i++)
+    for (size_t i = 0; i < results->count; i++) {
         kb_lexical_row_free(&results->rows[i]);
+        free((char *)results->items[i].location);
+    }
     free(results->rows);
     free(results->items);
     free(results);
@@ -69,6 +72,13 @@ static int search_present(kb *kb, const char *match, const struct kb_lexical_hit
             return rc;
         res->count = i + 1;
         search_fill(&res->items[i], &hits[i], &res->rows[i]);
+        uint32_t page;
+        char *location;
+        if ((rc = kb_store_chunk_location(kb->store, hits[i].chunk_id, &page, &location,
+                                          &kb->err)))
+            return rc;
+        res->items[i].page = page;
+        res->items[i].location = location;
     }
     return 0;
 }

@@ -13,6 +13,9 @@ packages=(
   zlib1g-dev          # gzip'ed BEIR corpora
   libfaiss-dev libopenblas-dev  # vectors (FAISS through its C API; BLAS under it)
   libcurl4-openssl-dev  # HTTP: model downloads (kb model pull), LLM backends
+  libxml2-dev         # ingest: HTML, XHTML, XML, and the XML inside DOCX/ODT/EPUB
+  libzip-dev          # ingest: DOCX/ODT/EPUB read from zip in memory, with size caps
+  poppler-utils       # ingest: pdftotext, run per PDF with a timeout (GPL kept out of our process)
   libcmocka-dev       # unit tests
   sqlite3             # tests inspect and damage KBs with the sqlite3 shell
   python3             # tests read the JSON output

@@ -10,7 +10,7 @@ cd "$T"
 mkdir docs
 printf '# Install\n\nRun make.\n\n## Linux\n\nUse apt-get to rotate the logs.\n' > docs/a.md
 printf 'plain text about nginx configuration\n' > docs/b.txt
-printf 'bad\377\n' > docs/c.txt
+printf 'bad\201\n' > docs/c.txt  # 0x81: neither UTF-8 nor cp1252
 : > docs/empty.txt
 printf 'x\0y' > docs/bin.txt
 $KB --kb kbdir ingest docs >out 2>err; ok $? 1 "ingest with skipped files exits 1"

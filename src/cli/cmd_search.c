@@ -86,6 +86,10 @@ static int search_json(const kb_results *res)
         cJSON_AddNumberToObject(o, "line_end", r->line_end);
         cJSON_AddNumberToObject(o, "byte_start", (double)r->byte_start);
         cJSON_AddNumberToObject(o, "byte_end", (double)r->byte_end);
+        if (r->location && *r->location)
+            cJSON_AddStringToObject(o, "location", r->location);
+        if (r->page)
+            cJSON_AddNumberToObject(o, "page", r->page);
         cJSON_AddNumberToObject(o, "chunk_id", (double)r->chunk_id);
         cJSON_AddNumberToObject(o, "document_id", (double)r->doc_id);
         cJSON_AddStringToObject(o, "snippet", r->snippet);
@@ -123,6 +127,8 @@ static void search_print(const struct cli *cli, const struct search_cmd *c, cons
                r->line_end, off);
         if (*r->heading_path)
             printf("  %s", r->heading_path);
+        if (r->location && *r->location)
+            printf("  [%s]", r->location);
         printf("  (%.2f)\n   ", r->score);
         if (c->full) {
             for (const char *p = r->text; *p; p++)

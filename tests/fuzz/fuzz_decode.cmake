@@ -1,0 +1,1 @@
+kb_add_fuzzer(decode LIBS kb_ingest)

@@ -1,0 +1,1 @@
+kb_add_fuzzer(html LIBS kb_ingest)

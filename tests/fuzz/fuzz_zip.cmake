@@ -1,0 +1,1 @@
+kb_add_fuzzer(zip LIBS kb_ingest)
