@@ -80,6 +80,9 @@ const char *kb_strerror(int status)
     case KB_ECANTCREATE: return "cannot create";
     case KB_ECORRUPT: return "knowledge base is damaged";
     case KB_EPARTIAL: return "some inputs were skipped";
+    case KB_EUNAVAILABLE: return "service unavailable";
+    case KB_EAUTH: return "credentials refused";
+    case KB_ECONFIG: return "configuration error";
     default: return "error";
     }
 }

@@ -43,7 +43,11 @@ typedef enum kb_status {
     KB_EFORMAT = -9,    /* input data is malformed (file, dataset, model) */
     KB_ECANTCREATE = -10, /* cannot create the KB directory or its files */
     KB_ECORRUPT = -11,  /* kb_check found an inconsistency */
-    KB_EPARTIAL = -12   /* the operation finished but skipped some inputs */
+    KB_EPARTIAL = -12,  /* the operation finished but skipped some inputs */
+    KB_EUNAVAILABLE = -13, /* a service (LLM backend, model hub) is unreachable, timed out,
+                              stalled or still failing after retries */
+    KB_EAUTH = -14,     /* a service refused the credentials (HTTP 401/403) */
+    KB_ECONFIG = -15    /* configuration invalid: config file, key file mode, missing model */
 } kb_status;
 
 typedef struct kb kb;
@@ -191,6 +195,115 @@ size_t kb_results_count(const kb_results *results);
 const kb_result *kb_results_get(const kb_results *results, size_t i);
 void kb_results_free(kb_results *results);
 
+/* ---- Answers ---------------------------------------------------------------------------- */
+
+/* kb_ask() retrieves passages, renders a prompt template with them and streams an answer from
+ * an LLM backend over HTTP: "openai" (Chat Completions, /v1/chat/completions: OpenAI,
+ * llama.cpp server, vLLM, LM Studio, Ollama's /v1), "ollama" (/api/chat) or "anthropic"
+ * (/v1/messages). The backend, url, model and limits come from, in rising precedence, the
+ * config file $XDG_CONFIG_HOME/kb/config (format in README.md "Asking questions"), the
+ * environment (KB_LLM_BACKEND, KB_LLM_URL, KB_LLM_MODEL, ...) and these options. API keys come
+ * only from KB_API_KEY, OPENAI_API_KEY / ANTHROPIC_API_KEY or a `key_file` of mode 0600 named in
+ * the config; they are never logged or put into messages. Passages are data: they are quoted
+ * between <passage> delimiters and kb never fetches URLs found in them. */
+
+/* Besides the common codes, answers fail with KB_EUNAVAILABLE, KB_EAUTH and KB_ECONFIG. */
+
+/* A chat message. Roles: "system", "user", "assistant". */
+typedef struct kb_message {
+    const char *role;
+    const char *content;
+} kb_message;
+
+/* Receives the answer as it arrives: `len` bytes of complete UTF-8 (not NUL-terminated). */
+typedef void (*kb_token_cb)(const char *text, size_t len, void *payload);
+/* Receives diagnostics: level 1 (what kb decided: backend, retries, dropped passages) or 2
+ * (request details; secrets are shown as "***"). `line` has no newline. */
+typedef void (*kb_log_cb)(int level, const char *line, void *payload);
+
+typedef struct kb_ask_options {
+    unsigned version;
+    const char *backend;        /* "openai", "ollama" or "anthropic"; NULL = config/environment */
+    const char *url;            /* base URL; NULL = config/environment/the backend's default */
+    const char *model;          /* NULL = config/environment */
+    const char *template_name;  /* a name in $XDG_CONFIG_HOME/kb/prompts or the built-in ones,
+                                   or a path containing '/'; NULL = config or "default" */
+    size_t k;                   /* passages retrieved; 0 = 8 */
+    kb_mode mode;               /* passed to kb_search */
+    unsigned max_tokens;        /* longest answer in tokens; 0 = config or 1024 */
+    unsigned context_window;    /* the model's context in tokens; 0 = config or 8192 */
+    unsigned connect_timeout_ms;     /* 0 = config or 10 s */
+    unsigned first_token_timeout_ms; /* request sent -> first answer token; 0 = config or 120 s */
+    unsigned stall_timeout_ms;       /* longest silence once bytes flow; 0 = config or 60 s */
+    const kb_message *history;  /* earlier turns, oldest first; kept within the budget */
+    size_t n_history;
+    kb_token_cb on_token;       /* may be NULL */
+    kb_log_cb on_log;           /* may be NULL */
+    void *payload;              /* passed to both callbacks */
+} kb_ask_options;
+
+#define KB_ASK_OPTIONS_VERSION 1
+#define KB_ASK_OPTIONS_INIT { KB_ASK_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, (kb_mode)0, \
+                              0, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL }
+
+/* A passage as placed in the prompt (or left out of it). */
+typedef struct kb_source {
+    int number;               /* cited as [number]; 0 for passages left out */
+    const char *path;         /* as stored (absolute for files) */
+    const char *title;        /* may be "" */
+    const char *heading_path; /* may be "" */
+    uint32_t line_start, line_end;
+    double score;
+    const char *text;         /* the passage text (neighbouring chunks merged) */
+    const char *note;         /* why it was left out ("duplicate of [2]", "over the token
+                                 budget"), or "" */
+} kb_source;
+
+typedef struct kb_prompt_result {
+    kb_message *messages;     /* exactly what would be sent, system first */
+    size_t n_messages;
+    kb_source *sources;       /* the numbered passages in the prompt, best first */
+    size_t n_sources;
+    kb_source *dropped;       /* retrieved but left out */
+    size_t n_dropped;
+    size_t budget_tokens;     /* context_window - max_tokens */
+    size_t prompt_tokens;     /* estimate: ceil(bytes / 3) per message + 4 */
+    const char *template_name;
+    const char *backend;      /* resolved configuration; backend is NULL when none is set */
+    const char *url;
+    const char *model;
+} kb_prompt_result;
+
+/* Retrieves passages for `question` and renders the prompt without contacting any backend.
+ * Reads the config file and environment (never the API key). Errors: KB_ECONFIG (config
+ * file, with file:line), KB_ENOTFOUND (unknown template), KB_EFORMAT (bad template). */
+int kb_prompt(kb *kb, const char *question, const kb_ask_options *opts, kb_prompt_result **out);
+void kb_prompt_free(kb_prompt_result *prompt);
+
+typedef struct kb_answer {
+    const char *text;         /* the whole answer, NUL-terminated; "" when no backend is set */
+    size_t text_len;
+    kb_prompt_result *prompt; /* messages, sources and the resolved backend/model */
+    uint64_t prompt_tokens, completion_tokens; /* as reported by the backend */
+    int usage_estimated;      /* 1 when the backend reported none and kb estimated them */
+    double retrieve_ms;       /* retrieval and rendering */
+    double first_token_ms;    /* request sent -> first answer token (retries included) */
+    double total_ms;          /* request sent -> last byte */
+    double tokens_per_second; /* completion tokens / (total - first token) */
+    int attempts;             /* HTTP requests made (retries included) */
+} kb_answer;
+
+/* Answers `question` from the KB. Tokens go to opts->on_token as they arrive. When no backend
+ * is configured this is not an error: it returns 0 with answer->prompt->backend NULL and the
+ * best passages in answer->prompt->sources, so callers can show them. Backend failures:
+ * KB_EUNAVAILABLE (unreachable, timeouts, 429/5xx after retries, reply over 10 MB),
+ * KB_EAUTH (401/403), KB_ENOTFOUND (404: unknown model), KB_ECONFIG (key file mode, missing
+ * model), KB_EFORMAT (unparseable reply); the message names the backend and URL and quotes
+ * the server's own error text. Like kb_open, on a backend failure *out is still set (the
+ * sources and any part of the answer that arrived); free it with kb_answer_free. */
+int kb_ask(kb *kb, const char *question, const kb_ask_options *opts, kb_answer **out);
+void kb_answer_free(kb_answer *answer);
+
 /* ---- Encoder models --------------------------------------------------------------------- */
 
 /* A BERT-family sentence encoder loaded from a Hugging Face model folder (config.json,
@@ -202,7 +315,9 @@ typedef struct kb_model kb_model;
  * ($XDG_CACHE_HOME/kb/models) or the Hugging Face cache ($HF_HOME/hub,
  * ~/.cache/huggingface/hub). Never downloads. KB_ENOTFOUND when it is nowhere, KB_EFORMAT
  * when a file is corrupt or inconsistent. Like kb_open, a failed open still sets *out to a
- * handle that serves kb_model_errmsg() and kb_model_close() (NULL only when memory ran out). */
+ * handle that serves kb_model_errmsg() and kb_model_close() (NULL only when memory ran out).
+ * A folder holding only tokenizer files (no config.json or model.safetensors) opens for
+ * kb_model_tokenize alone; kb_model_embed then fails with KB_ENOTFOUND. */
 int kb_model_open(kb_model **out, const char *name_or_dir);
 void kb_model_close(kb_model *model);
 const char *kb_model_errmsg(const kb_model *model);
@@ -220,7 +335,8 @@ typedef struct kb_model_info {
     const char *passage_prefix; /* prepended to passages ("" when none) */
 } kb_model_info;
 
-/* Fills *out with borrowed strings that live as long as the model. */
+/* Fills *out with borrowed strings that live as long as the model (KB_EINVALID for a
+ * tokenizer-only folder). */
 int kb_model_get_info(const kb_model *model, kb_model_info *out);
 
 #define KB_TOKENIZE_NO_SPECIAL 0x1u  /* no [CLS]/[SEP] */
@@ -242,6 +358,48 @@ int kb_model_embed(kb_model *model, const char *const *texts, size_t n_texts, un
 
 /* Releases memory the library allocated for the caller (kb_model_tokenize's ids, ...). */
 void kb_free(void *p);
+
+/* Getting models from the Hugging Face hub into kb's model cache ($XDG_CACHE_HOME/kb/models,
+ * one folder per model, ORG--NAME/). kb_model_open() finds what kb_model_pull() fetched. */
+typedef struct kb_pull_options {
+    unsigned version;           /* KB_PULL_OPTIONS_VERSION */
+    const char *endpoint;       /* NULL: $KB_HF_ENDPOINT, else $HF_ENDPOINT, else
+                                   https://huggingface.co */
+    const char *revision;       /* branch, tag or commit; NULL: "main" */
+    const char *cache_dir;      /* NULL: $XDG_CACHE_HOME/kb/models (~/.cache/kb/models) */
+    /* Called as bytes of `file` arrive (total 0 when unknown); strings live during the call. */
+    void (*on_progress)(const char *file, uint64_t done, uint64_t total, void *payload);
+    void *payload;
+} kb_pull_options;
+
+#define KB_PULL_OPTIONS_VERSION 1
+#define KB_PULL_OPTIONS_INIT { KB_PULL_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL }
+
+/* Downloads the files kb needs of hub model `name` ("BAAI/bge-small-en-v1.5": config, weights
+ * as model.safetensors, tokenizer, sentence-transformers settings) into the cache and sets
+ * *out_dir (free with kb_free) to its folder. Does nothing when the folder already holds the
+ * revision's commit; an interrupted download resumes. Sizes and SHA-256 are checked against
+ * the hub's; a mismatch deletes the partial file. $HF_TOKEN, when set, is sent to the endpoint
+ * (never logged). On failure errbuf (may be NULL) gets one line naming the model or file:
+ * KB_ENOTFOUND (no such model or revision, or private without a token), KB_EAUTH (token
+ * refused, gated model, HTTP 403), KB_EFORMAT (no model.safetensors, checksum mismatch),
+ * KB_EUNAVAILABLE (hub unreachable, transfer broke off, HTTP 429/5xx), KB_EIO (write failed),
+ * KB_ECANTCREATE, KB_ELOCKED (pulled by another process), KB_EINVALID (not ORG/NAME). */
+int kb_model_pull(const char *name, const kb_pull_options *opts, char **out_dir, char *errbuf,
+                  size_t errbuf_size);
+
+typedef struct kb_model_entry {
+    const char *name;           /* hub name, "ORG/NAME" */
+    const char *dir;            /* the model folder (absolute) */
+    const char *source;         /* "kb" (kb's cache) or "huggingface" (the Hugging Face cache) */
+    uint64_t bytes;             /* size of the files in the folder */
+    int complete;               /* the folder holds a usable model (not a partial download) */
+} kb_model_entry;
+
+/* The models in kb's cache and the Hugging Face cache, sorted by name then source; *out
+ * (n entries, NULL when none) is freed with kb_model_list_free. Missing caches are empty. */
+int kb_model_list(kb_model_entry **out, size_t *n);
+void kb_model_list_free(kb_model_entry *entries, size_t n);
 
 /* ---- Status and checking ---------------------------------------------------------------- */
 

@@ -74,11 +74,25 @@ char *cli_display_path(const char *path);
 struct cJSON;
 int cli_print_json(struct cJSON *doc);
 
+/* ---- models (cmd_embed.c) ---- */
+#define CLI_DEFAULT_MODEL "BAAI/bge-small-en-v1.5"
+
+/* Opens --model NAME|DIR, else $KB_MODEL, else the default; prints the error and returns the
+ * exit code on failure. */
+int cli_open_model(const struct cli *cli, const char *name, kb_model **out);
+
+/* The text of a command: its words joined by spaces, or all of standard input when there are
+ * none (a usage error when stdin is a terminal). Caller frees. */
+int cli_input_text(char **words, int n_words, char **out);
+
 /* ---- commands ---- */
+int cmd_tokenize(struct cli *cli, int argc, char **argv);
+int cmd_embed(struct cli *cli, int argc, char **argv);
 int cmd_ingest(struct cli *cli, int argc, char **argv);
 int cmd_search(struct cli *cli, int argc, char **argv);
 int cmd_check(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
 int cmd_eval(struct cli *cli, int argc, char **argv);
+int cmd_model(struct cli *cli, int argc, char **argv);
 
 #endif

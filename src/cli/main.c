@@ -16,6 +16,9 @@ static const char main_usage[] =
     "  status           what the knowledge base holds\n"
     "  check            verify the knowledge base is consistent\n"
     "  eval --beir DIR  measure retrieval quality on a BEIR dataset\n"
+    "  tokenize TEXT    the encoder model's WordPiece tokens for a text\n"
+    "  embed TEXT...    the encoder model's embedding vectors\n"
+    "  model pull|list  get encoder models from the Hugging Face hub / list them\n"
     "  help COMMAND     help for one command\n"
     "\n"
     "global options:\n"
@@ -28,8 +31,9 @@ static const char main_usage[] =
     "  -h, --help       this help\n"
     "\n"
     "exit codes: 0 ok, 1 finished but some inputs were skipped, 2 usage error, 65 bad input\n"
-    "data, 66 input or KB not found, 70 internal error, 73 cannot create, 74 I/O error,\n"
-    "75 KB locked by another writer (retry later), 78 configuration error.\n"
+    "data, 66 input or KB not found, 69 LLM backend or model hub unavailable, 70 internal\n"
+    "error, 73 cannot create, 74 I/O error, 75 KB locked by another writer (retry later),\n"
+    "78 configuration error.\n"
     "\n"
     "example:\n"
     "  kb ingest ~/notes && kb search \"how do I rotate the logs\"\n";
@@ -40,6 +44,8 @@ static const struct {
 } main_commands[] = {
     { "ingest", cmd_ingest }, { "search", cmd_search }, { "status", cmd_status },
     { "check", cmd_check },   { "eval", cmd_eval },
+    { "tokenize", cmd_tokenize }, { "embed", cmd_embed },
+    { "model", cmd_model },
 };
 
 /* The default KB: $XDG_DATA_HOME/kb/default, else ~/.local/share/kb/default. */

@@ -5,7 +5,12 @@
  * came from sentence-transformers, modules.json + 1_Pooling/config.json (+ a Normalize module).
  * Optional settings: config_sentence_transformers.json "prompts" {"query", "passage"/"document"}
  * and kb_model.json {"query_prefix", "passage_prefix", "pooling": "cls"|"mean",
- * "normalize": bool, "max_tokens": n}, which wins over the others. */
+ * "normalize": bool, "max_tokens": n}, which wins over the others. Without modules.json the
+ * model pools the [CLS] token and L2-normalises (with modules.json: normalised only when it
+ * lists a Normalize module). max_tokens = min(max_position_embeddings, sentence_bert_config
+ * max_seq_length, tokenizer_config model_max_length), unless kb_model.json sets it.
+ * A handle is not thread-safe: its scratch buffers (grown to the largest batch seen) live in
+ * it; use one handle per thread. */
 #ifndef KB_ENCODER_ENCODER_H
 #define KB_ENCODER_ENCODER_H
 

@@ -1,0 +1,505 @@
+/* encoder.c — opening a BERT model folder (config, settings, safetensors weights) and batching embeddings. */
+#include "encoder/encoder_int.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encoder/wordpiece.h"
+#include "util/path.h"
+
+#define ENC_MAX_JSON_BYTES ((size_t)16 << 20)
+
+/* Reads and parses dir/name. *out is NULL (and 0 returned) when the file is absent and
+ * optional; absent and required is KB_ENOTFOUND. */
+static int enc_read_json(cJSON **out, const char *dir, const char *name, int required,
+                         struct kb_err *err)
+{
+    *out = NULL;
+    char *path = kb_path_join(dir, name), *text = NULL;
+    int rc = 0;
+    if (!path)
+        return kb_err_set(err, KB_ENOMEM, "%s: out of memory", name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno != ENOENT)
+            rc = kb_err_set(err, KB_EIO, "%s: %s", path, strerror(errno));
+        else if (required)
+            rc = kb_err_set(err, KB_ENOTFOUND, "%s: not found in %s", name, dir);
+        goto done;
+    }
+    text = malloc(ENC_MAX_JSON_BYTES + 1);
+    if (!text) {
+        rc = kb_err_set(err, KB_ENOMEM, "%s: out of memory", name);
+        goto done;
+    }
+    size_t len = fread(text, 1, ENC_MAX_JSON_BYTES + 1, f);
+    if (ferror(f) || len > ENC_MAX_JSON_BYTES) {
+        rc = kb_err_set(err, ferror(f) ? KB_EIO : KB_EFORMAT, "%s: %s", name,
+                        ferror(f) ? "read error" : "larger than 16 MB");
+        goto done;
+    }
+    *out = cJSON_ParseWithLength(text, len);
+    if (!*out)
+        rc = kb_err_set(err, KB_EFORMAT, "%s: not well-formed JSON", name);
+done:
+    if (f)
+        fclose(f);
+    free(text);
+    free(path);
+    return rc;
+}
+
+static int cfg_int(int *out, const cJSON *root, const char *key, double min, double max,
+                   struct kb_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v)
+        return kb_err_set(err, KB_EFORMAT, "config.json: field '%s' is missing", key);
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long long)v->valuedouble ||
+        v->valuedouble < min || v->valuedouble > max)
+        return kb_err_set(err, KB_EFORMAT, "config.json: field '%s' must be an integer from "
+                          "%.0f to %.0f", key, min, max);
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+/* A string field that must equal `want` when present (or always, when required). */
+static int cfg_str_is(const cJSON *root, const char *key, const char *want, int required,
+                      const char *why, struct kb_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v && !required)
+        return 0;
+    if (!v)
+        return kb_err_set(err, KB_EFORMAT, "config.json: field '%s' is missing", key);
+    if (!cJSON_IsString(v) || strcmp(v->valuestring, want) != 0)
+        return kb_err_set(err, KB_EFORMAT, "config.json: %s '%.64s' is not supported (%s)", key,
+                          cJSON_IsString(v) ? v->valuestring : "?", why);
+    return 0;
+}
+
+static int enc_parse_config(struct kb_encoder_info *info, const cJSON *cfg, struct kb_err *err)
+{
+    int rc;
+    if ((rc = cfg_int(&info->hidden_dim, cfg, "hidden_size", 1, 16384, err)) ||
+        (rc = cfg_int(&info->n_layers, cfg, "num_hidden_layers", 1, 256, err)) ||
+        (rc = cfg_int(&info->n_heads, cfg, "num_attention_heads", 1, 1024, err)) ||
+        (rc = cfg_int(&info->intermediate_dim, cfg, "intermediate_size", 1, 131072, err)) ||
+        (rc = cfg_int(&info->max_positions, cfg, "max_position_embeddings", 1, 65536, err)) ||
+        (rc = cfg_int(&info->type_vocab_size, cfg, "type_vocab_size", 1, 1024, err)) ||
+        (rc = cfg_int(&info->vocab_size, cfg, "vocab_size", 1, 4000000, err)))
+        return rc;
+    if (info->hidden_dim % info->n_heads != 0)
+        return kb_err_set(err, KB_EFORMAT, "config.json: hidden_size %d is not divisible by "
+                          "num_attention_heads %d", info->hidden_dim, info->n_heads);
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(cfg, "layer_norm_eps");
+    if (!eps)
+        return kb_err_set(err, KB_EFORMAT, "config.json: field 'layer_norm_eps' is missing");
+    if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0 && eps->valuedouble < 1))
+        return kb_err_set(err, KB_EFORMAT, "config.json: field 'layer_norm_eps' must be a "
+                          "number between 0 and 1");
+    info->layer_norm_eps = (float)eps->valuedouble;
+    if ((rc = cfg_str_is(cfg, "hidden_act", "gelu", 1, "kb implements BERT's exact erf GELU, "
+                         "'gelu'", err)) ||
+        (rc = cfg_str_is(cfg, "model_type", "bert", 0, "kb runs BERT models", err)) ||
+        (rc = cfg_str_is(cfg, "position_embedding_type", "absolute", 0,
+                         "kb implements absolute position embeddings", err)))
+        return rc;
+    info->max_tokens = info->max_positions;
+    info->pooling = KB_POOL_CLS;
+    info->normalize = 1;
+    return 0;
+}
+
+static const char *json_str(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* 1_Pooling/config.json (or wherever modules.json points): cls or mean, nothing else. */
+static int enc_read_pooling(struct kb_encoder_info *info, const char *dir, const char *sub,
+                            struct kb_err *err)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s/config.json", sub);
+    cJSON *cfg;
+    int rc = enc_read_json(&cfg, dir, name, 1, err);
+    if (rc)
+        return rc;
+    static const char *const unsupported[] = {
+        "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken" };
+    int cls = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "pooling_mode_cls_token"));
+    int mean = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "pooling_mode_mean_tokens"));
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported && !rc; i++)
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, unsupported[i])))
+            rc = kb_err_set(err, KB_EFORMAT, "%s: %s is not supported (kb pools by cls or mean)",
+                            name, unsupported[i]);
+    if (!rc && cls + mean != 1)
+        rc = kb_err_set(err, KB_EFORMAT, "%s: exactly one of pooling_mode_cls_token and "
+                        "pooling_mode_mean_tokens must be true", name);
+    if (!rc)
+        info->pooling = cls ? KB_POOL_CLS : KB_POOL_MEAN;
+    cJSON_Delete(cfg);
+    return rc;
+}
+
+/* modules.json: a Transformer, a Pooling module and optionally Normalize, in that order. */
+static int enc_read_modules(struct kb_encoder_info *info, const char *dir, struct kb_err *err)
+{
+    cJSON *mods;
+    int rc = enc_read_json(&mods, dir, "modules.json", 0, err);
+    if (rc || !mods)
+        return rc;
+    const char *pool_dir = NULL;
+    info->normalize = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, mods) {
+        const char *type = json_str(m, "type"), *path = json_str(m, "path");
+        if (!type || !path) {
+            rc = kb_err_set(err, KB_EFORMAT, "modules.json: a module lacks 'type' or 'path'");
+        } else if (ends_with(type, ".Pooling")) {
+            pool_dir = path;
+        } else if (ends_with(type, ".Normalize")) {
+            info->normalize = 1;
+        } else if (!ends_with(type, ".Transformer")) {
+            rc = kb_err_set(err, KB_EFORMAT, "modules.json: module '%.100s' is not supported "
+                            "(kb runs Transformer, Pooling and Normalize)", type);
+        }
+        if (rc)
+            break;
+    }
+    if (!rc && pool_dir && (pool_dir[0] == '/' || strstr(pool_dir, "..") || !pool_dir[0]))
+        rc = kb_err_set(err, KB_EFORMAT, "modules.json: pooling path '%.100s' leaves the model "
+                        "folder", pool_dir);
+    if (!rc && pool_dir)
+        rc = enc_read_pooling(info, dir, pool_dir, err);
+    cJSON_Delete(mods);
+    return rc;
+}
+
+static int enc_set_str(char **dst, const char *src, struct kb_err *err)
+{
+    char *copy = strdup(src);
+    if (!copy)
+        return kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+/* The shorter of max_tokens and a positive integer field of a settings file. */
+static void enc_cap_tokens(struct kb_encoder_info *info, const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < info->max_tokens)
+        info->max_tokens = (int)v->valuedouble;
+}
+
+/* Prefixes and the token limit from the sentence-transformers and tokenizer files. */
+static int enc_read_st_settings(struct kb_encoder *enc, const char *dir, struct kb_err *err)
+{
+    cJSON *json;
+    int rc = enc_read_json(&json, dir, "config_sentence_transformers.json", 0, err);
+    const cJSON *prompts = json ? cJSON_GetObjectItemCaseSensitive(json, "prompts") : NULL;
+    const char *query = json_str(prompts, "query");
+    const char *passage = json_str(prompts, "passage");
+    if (!passage)
+        passage = json_str(prompts, "document");
+    if (!rc && query)
+        rc = enc_set_str(&enc->query_prefix, query, err);
+    if (!rc && passage)
+        rc = enc_set_str(&enc->passage_prefix, passage, err);
+    cJSON_Delete(json);
+    if (!rc && !(rc = enc_read_json(&json, dir, "sentence_bert_config.json", 0, err)) && json) {
+        enc_cap_tokens(&enc->info, json, "max_seq_length");
+        cJSON_Delete(json);
+    }
+    if (!rc && !(rc = enc_read_json(&json, dir, "tokenizer_config.json", 0, err)) && json) {
+        enc_cap_tokens(&enc->info, json, "model_max_length");
+        cJSON_Delete(json);
+    }
+    return rc;
+}
+
+/* kb_model.json: kb's own settings, which win over everything else. */
+static int enc_read_kb_settings(struct kb_encoder *enc, const char *dir, struct kb_err *err)
+{
+    cJSON *json;
+    int rc = enc_read_json(&json, dir, "kb_model.json", 0, err);
+    if (rc || !json)
+        return rc;
+    struct kb_encoder_info *info = &enc->info;
+    const char *s;
+    const cJSON *v;
+    if ((s = json_str(json, "query_prefix")))
+        rc = enc_set_str(&enc->query_prefix, s, err);
+    if (!rc && (s = json_str(json, "passage_prefix")))
+        rc = enc_set_str(&enc->passage_prefix, s, err);
+    if (!rc && (v = cJSON_GetObjectItemCaseSensitive(json, "pooling"))) {
+        s = cJSON_IsString(v) ? v->valuestring : "";
+        if (strcmp(s, "cls") == 0 || strcmp(s, "mean") == 0)
+            info->pooling = s[0] == 'c' ? KB_POOL_CLS : KB_POOL_MEAN;
+        else
+            rc = kb_err_set(err, KB_EFORMAT, "kb_model.json: pooling must be \"cls\" or \"mean\"");
+    }
+    if (!rc && (v = cJSON_GetObjectItemCaseSensitive(json, "normalize"))) {
+        if (cJSON_IsBool(v))
+            info->normalize = cJSON_IsTrue(v);
+        else
+            rc = kb_err_set(err, KB_EFORMAT, "kb_model.json: normalize must be true or false");
+    }
+    if (!rc && (v = cJSON_GetObjectItemCaseSensitive(json, "max_tokens"))) {
+        if (cJSON_IsNumber(v) && v->valuedouble >= 2 && v->valuedouble <= info->max_positions &&
+            v->valuedouble == (double)(int)v->valuedouble)
+            info->max_tokens = (int)v->valuedouble;
+        else
+            rc = kb_err_set(err, KB_EFORMAT, "kb_model.json: max_tokens must be an integer from "
+                            "2 to %d (max_position_embeddings)", info->max_positions);
+    }
+    cJSON_Delete(json);
+    return rc;
+}
+
+/* Tensor shapes in units of the config's sizes. */
+enum enc_dim { DIM_NONE, DIM_HIDDEN, DIM_INTER, DIM_VOCAB, DIM_POS, DIM_TYPE };
+
+struct enc_tensor_spec {
+    const char *name;
+    size_t offset;          /* of the const float * in enc_weights or enc_layer */
+    enum enc_dim rows, cols;
+};
+
+#define EW(field) offsetof(struct enc_weights, field)
+#define EL(field) offsetof(struct enc_layer, field)
+
+static const struct enc_tensor_spec enc_embedding_specs[] = {
+    { "embeddings.word_embeddings.weight", EW(word_emb), DIM_VOCAB, DIM_HIDDEN },
+    { "embeddings.position_embeddings.weight", EW(pos_emb), DIM_POS, DIM_HIDDEN },
+    { "embeddings.token_type_embeddings.weight", EW(type_emb), DIM_TYPE, DIM_HIDDEN },
+    { "embeddings.LayerNorm.weight", EW(emb_ln_g), DIM_HIDDEN, DIM_NONE },
+    { "embeddings.LayerNorm.bias", EW(emb_ln_b), DIM_HIDDEN, DIM_NONE },
+};
+
+static const struct enc_tensor_spec enc_layer_specs[] = {
+    { "attention.self.query.weight", EL(q_w), DIM_HIDDEN, DIM_HIDDEN },
+    { "attention.self.query.bias", EL(q_b), DIM_HIDDEN, DIM_NONE },
+    { "attention.self.key.weight", EL(k_w), DIM_HIDDEN, DIM_HIDDEN },
+    { "attention.self.key.bias", EL(k_b), DIM_HIDDEN, DIM_NONE },
+    { "attention.self.value.weight", EL(v_w), DIM_HIDDEN, DIM_HIDDEN },
+    { "attention.self.value.bias", EL(v_b), DIM_HIDDEN, DIM_NONE },
+    { "attention.output.dense.weight", EL(attn_out_w), DIM_HIDDEN, DIM_HIDDEN },
+    { "attention.output.dense.bias", EL(attn_out_b), DIM_HIDDEN, DIM_NONE },
+    { "attention.output.LayerNorm.weight", EL(attn_ln_g), DIM_HIDDEN, DIM_NONE },
+    { "attention.output.LayerNorm.bias", EL(attn_ln_b), DIM_HIDDEN, DIM_NONE },
+    { "intermediate.dense.weight", EL(inter_w), DIM_INTER, DIM_HIDDEN },
+    { "intermediate.dense.bias", EL(inter_b), DIM_INTER, DIM_NONE },
+    { "output.dense.weight", EL(out_w), DIM_HIDDEN, DIM_INTER },
+    { "output.dense.bias", EL(out_b), DIM_HIDDEN, DIM_NONE },
+    { "output.LayerNorm.weight", EL(out_ln_g), DIM_HIDDEN, DIM_NONE },
+    { "output.LayerNorm.bias", EL(out_ln_b), DIM_HIDDEN, DIM_NONE },
+};
+
+static uint64_t enc_dim_size(const struct kb_encoder_info *info, enum enc_dim d)
+{
+    switch (d) {
+    case DIM_HIDDEN: return (uint64_t)info->hidden_dim;
+    case DIM_INTER: return (uint64_t)info->intermediate_dim;
+    case DIM_VOCAB: return (uint64_t)info->vocab_size;
+    case DIM_POS: return (uint64_t)info->max_positions;
+    case DIM_TYPE: return (uint64_t)info->type_vocab_size;
+    default: return 0;
+    }
+}
+
+static void enc_format_shape(char *buf, size_t size, const uint64_t *shape, int n_dims)
+{
+    size_t at = 0;
+    at += (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < n_dims && at < size; i++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%llu", i ? ", " : "",
+                               (unsigned long long)shape[i]);
+    if (at < size)
+        snprintf(buf + at, size - at, "]");
+}
+
+static int enc_check_tensor(const struct kb_encoder *enc, const struct kb_st_tensor *t,
+                            const struct enc_tensor_spec *spec, struct kb_err *err)
+{
+    uint64_t want[2] = { enc_dim_size(&enc->info, spec->rows),
+                         enc_dim_size(&enc->info, spec->cols) };
+    int want_dims = spec->cols == DIM_NONE ? 1 : 2;
+    if (t->dtype == KB_ST_OTHER)
+        return kb_err_set(err, KB_EFORMAT, "model.safetensors: tensor '%s' has dtype %s; kb "
+                          "reads F32, F16 and BF16", t->name, t->dtype_name);
+    if (t->n_dims != want_dims || t->shape[0] != want[0] ||
+        (want_dims == 2 && t->shape[1] != want[1])) {
+        char got_s[160], want_s[64];
+        enc_format_shape(got_s, sizeof got_s, t->shape, t->n_dims);
+        enc_format_shape(want_s, sizeof want_s, want, want_dims);
+        return kb_err_set(err, KB_EFORMAT, "model.safetensors: tensor '%s' has shape %s but "
+                          "config.json implies %s", t->name, got_s, want_s);
+    }
+    return 0;
+}
+
+/* Finds `name` (with or without "bert."), checks it and points *dst at F32 data: in place
+ * when the file holds aligned F32, else a converted copy owned by the encoder. */
+static int enc_bind(struct kb_encoder *enc, const char *name, const struct enc_tensor_spec *spec,
+                    const float **dst, struct kb_err *err)
+{
+    char prefixed[256];
+    snprintf(prefixed, sizeof prefixed, "bert.%s", name);
+    const struct kb_st_tensor *t = kb_safetensors_find(&enc->st, name);
+    if (!t)
+        t = kb_safetensors_find(&enc->st, prefixed);
+    if (!t)
+        return kb_err_set(err, KB_EFORMAT, "model.safetensors: tensor '%s' is missing", name);
+    int rc = enc_check_tensor(enc, t, spec, err);
+    if (rc)
+        return rc;
+    if (t->dtype == KB_ST_F32 && (uintptr_t)t->data % sizeof(float) == 0) {
+        *dst = (const float *)(const void *)t->data;
+        return 0;
+    }
+    float *copy = malloc(t->n_elems ? t->n_elems * sizeof(float) : 1);
+    float **owned = realloc(enc->owned, (enc->n_owned + 1) * sizeof *owned);
+    if (owned)
+        enc->owned = owned;
+    if (!copy || !owned) {
+        free(copy);
+        return kb_err_set(err, KB_ENOMEM, "model.safetensors: out of memory for tensor '%s'",
+                          t->name);
+    }
+    enc->owned[enc->n_owned++] = copy;
+    kb_safetensors_to_f32(t, copy);
+    *dst = copy;
+    return 0;
+}
+
+static int enc_bind_all(struct kb_encoder *enc, struct kb_err *err)
+{
+    int rc = 0;
+    size_t n_emb = sizeof enc_embedding_specs / sizeof *enc_embedding_specs;
+    size_t n_layer = sizeof enc_layer_specs / sizeof *enc_layer_specs;
+    for (size_t i = 0; i < n_emb && !rc; i++) {
+        const struct enc_tensor_spec *spec = &enc_embedding_specs[i];
+        rc = enc_bind(enc, spec->name, spec, (const float **)((char *)&enc->w + spec->offset),
+                      err);
+    }
+    enc->w.layers = calloc((size_t)enc->info.n_layers, sizeof *enc->w.layers);
+    if (!rc && !enc->w.layers)
+        rc = kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
+    for (int l = 0; l < enc->info.n_layers && !rc; l++) {
+        for (size_t i = 0; i < n_layer && !rc; i++) {
+            const struct enc_tensor_spec *spec = &enc_layer_specs[i];
+            char name[200];
+            snprintf(name, sizeof name, "encoder.layer.%d.%s", l, spec->name);
+            rc = enc_bind(enc, name, spec,
+                          (const float **)((char *)&enc->w.layers[l] + spec->offset), err);
+        }
+    }
+    return rc;
+}
+
+/* The weights' storage dtype, as reported by kb_encoder_info. */
+static const char *enc_dtype_name(const struct kb_encoder *enc)
+{
+    const struct kb_st_tensor *t = kb_safetensors_find(&enc->st,
+                                                       "embeddings.word_embeddings.weight");
+    if (!t)
+        t = kb_safetensors_find(&enc->st, "bert.embeddings.word_embeddings.weight");
+    return !t ? "F32" : t->dtype == KB_ST_F16 ? "F16" : t->dtype == KB_ST_BF16 ? "BF16" : "F32";
+}
+
+static int enc_load(struct kb_encoder *enc, const char *model_dir, unsigned flags,
+                    struct kb_err *err)
+{
+    cJSON *cfg;
+    int rc = enc_read_json(&cfg, model_dir, "config.json", 1, err);
+    if (rc)
+        return rc;
+    rc = enc_parse_config(&enc->info, cfg, err);
+    cJSON_Delete(cfg);
+    if (rc || (rc = enc_read_modules(&enc->info, model_dir, err)) ||
+        (rc = enc_read_st_settings(enc, model_dir, err)) ||
+        (rc = enc_read_kb_settings(enc, model_dir, err)))
+        return rc;
+    char *st_path = kb_path_join(model_dir, "model.safetensors");
+    if (!st_path)
+        return kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
+    rc = kb_safetensors_open(&enc->st, st_path, "model.safetensors", err);
+    free(st_path);
+    if (rc == KB_ENOTFOUND)
+        kb_err_set(err, rc, "model.safetensors: not found in %s", model_dir);
+    if (rc || (rc = enc_bind_all(enc, err)))
+        return rc;
+    enc->info.dtype = enc_dtype_name(enc);
+    if (!(flags & KB_ENCODER_OPEN_NO_TOKENIZER))
+        rc = kb_wordpiece_open(&enc->wp, model_dir, err);
+    return rc;
+}
+
+int kb_encoder_open_ex(struct kb_encoder **out, const char *model_dir, unsigned flags,
+                       struct kb_err *err)
+{
+    *out = NULL;
+    struct kb_encoder *enc = calloc(1, sizeof *enc);
+    if (!enc)
+        return kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
+    int rc = 0;
+    if (!(enc->query_prefix = strdup("")) || !(enc->passage_prefix = strdup("")))
+        rc = kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
+    if (!rc)
+        rc = enc_load(enc, model_dir, flags, err);
+    if (rc) {
+        kb_encoder_free(enc);
+        return rc;
+    }
+    enc->info.query_prefix = enc->query_prefix;
+    enc->info.passage_prefix = enc->passage_prefix;
+    *out = enc;
+    return 0;
+}
+
+int kb_encoder_open(struct kb_encoder **out, const char *model_dir, struct kb_err *err)
+{
+    return kb_encoder_open_ex(out, model_dir, 0, err);
+}
+
+void kb_encoder_free(struct kb_encoder *enc)
+{
+    if (!enc)
+        return;
+    kb_wordpiece_free(enc->wp);
+    kb_enc_state_free(&enc->rs);
+    for (size_t i = 0; i < enc->n_owned; i++)
+        free(enc->owned[i]);
+    free(enc->owned);
+    free(enc->w.layers);
+    kb_safetensors_close(&enc->st);
+    free(enc->query_prefix);
+    free(enc->passage_prefix);
+    free(enc);
+}
+
+const struct kb_encoder_info *kb_encoder_info(const struct kb_encoder *enc)
+{
+    return &enc->info;
+}
+
+const struct kb_wordpiece *kb_encoder_tokenizer(const struct kb_encoder *enc)
+{
+    return enc->wp;
+}

@@ -1,0 +1,76 @@
+/* encoder_int.h — the encoder's insides: weights, scratch state, the forward pass and its
+ * vector math. Shared by encoder.c (loading), forward.c (compute) and the tests. */
+#ifndef KB_ENCODER_ENCODER_INT_H
+#define KB_ENCODER_ENCODER_INT_H
+
+#include "encoder/encoder.h"
+#include "encoder/safetensors.h"
+
+/* One transformer layer; every matrix is (out, in) row-major as PyTorch's nn.Linear stores
+ * it, so y = x W^T + b. H = hidden, I = intermediate. */
+struct enc_layer {
+    const float *q_w, *q_b;         /* (H, H), (H) */
+    const float *k_w, *k_b;
+    const float *v_w, *v_b;
+    const float *attn_out_w, *attn_out_b;   /* (H, H), (H) */
+    const float *attn_ln_g, *attn_ln_b;     /* (H) */
+    const float *inter_w, *inter_b;         /* (I, H), (I) */
+    const float *out_w, *out_b;             /* (H, I), (H) */
+    const float *out_ln_g, *out_ln_b;       /* (H) */
+};
+
+struct enc_weights {
+    const float *word_emb;          /* (vocab, H) */
+    const float *pos_emb;           /* (max_positions, H) */
+    const float *type_emb;          /* (type_vocab, H); only row 0 is used */
+    const float *emb_ln_g, *emb_ln_b;
+    struct enc_layer *layers;       /* n_layers */
+};
+
+/* Scratch for one batch of packed tokens (llama2.c RunState): allocated at the first call
+ * and grown only when a batch with more tokens arrives. T = capacity in tokens. */
+struct enc_state {
+    size_t cap_tokens;
+    size_t cap_seq;                 /* longest sequence the scores buffer holds */
+    float *x;                       /* (T, H) the residual stream */
+    float *q, *k, *v;               /* (T, H) */
+    float *ctx;                     /* (T, H) attention output before the output dense */
+    float *tmp;                     /* (T, H) */
+    float *inter;                   /* (T, I) */
+    float *scores;                  /* (cap_seq, cap_seq) one head of one sequence */
+};
+
+struct kb_encoder {
+    struct kb_encoder_info info;
+    char *query_prefix, *passage_prefix;
+    struct kb_safetensors st;
+    struct enc_weights w;
+    float **owned;                  /* converted or realigned tensors */
+    size_t n_owned;
+    struct kb_wordpiece *wp;        /* NULL when opened without a tokenizer */
+    struct enc_state rs;
+};
+
+/* Opening flags for kb_encoder_open_ex. */
+#define KB_ENCODER_OPEN_NO_TOKENIZER 0x1u   /* the model alone: kb_encoder_embed is refused */
+
+/* kb_encoder_open with flags; kb_encoder_open(out, dir, err) is open_ex(out, dir, 0, err). */
+int kb_encoder_open_ex(struct kb_encoder **out, const char *model_dir, unsigned flags,
+                       struct kb_err *err);
+
+/* Runs the model on one packed batch: n_seq sequences, seq_ids[s] of seq_len[s] tokens,
+ * writing pooled (and, when configured, normalised) vectors to out[n_seq * H]. The caller
+ * has checked ids and lengths. KB_ENOMEM when scratch cannot grow. */
+int kb_enc_forward(struct kb_encoder *enc, const int32_t *const *seq_ids,
+                   const size_t *seq_len, size_t n_seq, float *out, struct kb_err *err);
+
+void kb_enc_state_free(struct enc_state *rs);
+
+/* Vector math used by the forward pass (exposed for the accuracy tests). In place on n
+ * floats. erf: |error| < 5e-7 everywhere; exp: relative error < 1e-6 for x in [-87, 0],
+ * 0 below (inputs are max-subtracted scores, so x <= 0). */
+void kb_enc_vec_erf(float *x, size_t n);
+void kb_enc_vec_exp(float *x, size_t n);
+void kb_enc_vec_gelu(float *x, size_t n);
+
+#endif
