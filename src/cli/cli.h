@@ -93,6 +93,8 @@ int cmd_search(struct cli *cli, int argc, char **argv);
 int cmd_check(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
 int cmd_eval(struct cli *cli, int argc, char **argv);
+int cmd_ask(struct cli *cli, int argc, char **argv);
+int cmd_prompt(struct cli *cli, int argc, char **argv);
 int cmd_model(struct cli *cli, int argc, char **argv);
 
 #endif

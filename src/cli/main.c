@@ -16,6 +16,8 @@ static const char main_usage[] =
     "  status           what the knowledge base holds\n"
     "  check            verify the knowledge base is consistent\n"
     "  eval --beir DIR  measure retrieval quality on a BEIR dataset\n"
+    "  ask QUESTION     answer from the best passages with a model, citing sources\n"
+    "  prompt QUESTION  print the messages kb ask would send to the model\n"
     "  tokenize TEXT    the encoder model's WordPiece tokens for a text\n"
     "  embed TEXT...    the encoder model's embedding vectors\n"
     "  model pull|list  get encoder models from the Hugging Face hub / list them\n"
@@ -44,6 +46,8 @@ static const struct {
 } main_commands[] = {
     { "ingest", cmd_ingest }, { "search", cmd_search }, { "status", cmd_status },
     { "check", cmd_check },   { "eval", cmd_eval },
+    { "ask", cmd_ask },
+    { "prompt", cmd_prompt },
     { "tokenize", cmd_tokenize }, { "embed", cmd_embed },
     { "model", cmd_model },
 };

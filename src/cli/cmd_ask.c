@@ -1,0 +1,385 @@
+/* cmd_ask.c — `kb ask QUESTION` (a streamed, cited answer) and `kb prompt QUESTION` (the exact
+ * messages that would be sent). */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char ask_help[] =
+    "usage: kb ask [OPTIONS] QUESTION...\n"
+    "\n"
+    "Finds the best passages, asks the configured model to answer from them alone, streams the\n"
+    "answer and lists the sources it may cite as [n]. The model comes from\n"
+    "$XDG_CONFIG_HOME/kb/config (backend, url, model, ...), then KB_LLM_BACKEND, KB_LLM_URL,\n"
+    "KB_LLM_MODEL, then the options below. API keys only from OPENAI_API_KEY,\n"
+    "ANTHROPIC_API_KEY, KB_API_KEY or a key_file of mode 0600 named in the config.\n"
+    "With no backend configured, prints the best passages and exits 0; when the backend is\n"
+    "unreachable, prints them too and exits 69.\n"
+    "\n"
+    "options:\n"
+    "  -k N                passages to retrieve (default 8)\n"
+    "  --mode MODE         retrieval mode: bm25\n"
+    "  --template NAME     prompt template: default, concise, summarize, or your own\n"
+    "                      (~/.config/kb/prompts/NAME.prompt, or a path)\n"
+    "  --backend NAME      openai (any Chat Completions server), ollama or anthropic\n"
+    "  --model NAME        the model to ask\n"
+    "  --url URL           the server (e.g. http://localhost:8080/v1)\n"
+    "  --max-tokens N      longest answer in tokens (default 1024)\n"
+    "  --context-window N  the model's context in tokens (default 8192)\n"
+    "  --no-stream         print the answer when it is complete\n"
+    "  --json              one JSON document: answer, sources, usage, timings\n"
+    "  -v                  time to first token and tokens/s; passages left out (-vv: request)\n"
+    "\n"
+    "example:\n"
+    "  kb ask --backend ollama --model llama3.2 \"how do I rotate the logs?\"\n";
+
+static const char prompt_help[] =
+    "usage: kb prompt [OPTIONS] QUESTION...\n"
+    "\n"
+    "Prints the exact messages `kb ask` would send for QUESTION (each after a [role] line),\n"
+    "for piping into another tool; --json prints them as a chat-messages array.\n"
+    "\n"
+    "options:\n"
+    "  -k N, --mode MODE, --template NAME, --max-tokens N, --context-window N  as for kb ask\n"
+    "  --json              [{\"role\": ..., \"content\": ...}, ...]\n"
+    "  -v                  token estimate and the passages that did not fit\n"
+    "\n"
+    "example:\n"
+    "  kb prompt --json \"what does the backup script do\" | jq .\n";
+
+enum { OPT_K = 1, OPT_MODE, OPT_TEMPLATE, OPT_BACKEND, OPT_MODEL, OPT_URL, OPT_MAX_TOKENS,
+       OPT_CONTEXT, OPT_NO_STREAM };
+
+static const struct cli_opt ask_opts[] = {
+    { "k", 'k', 1, OPT_K }, { "mode", 0, 1, OPT_MODE }, { "template", 0, 1, OPT_TEMPLATE },
+    { "backend", 0, 1, OPT_BACKEND }, { "model", 0, 1, OPT_MODEL }, { "url", 0, 1, OPT_URL },
+    { "max-tokens", 0, 1, OPT_MAX_TOKENS }, { "context-window", 0, 1, OPT_CONTEXT },
+    { "no-stream", 0, 0, OPT_NO_STREAM }, { NULL, 0, 0, 0 },
+};
+
+struct ask_cmd {
+    kb_ask_options opts;
+    const struct cli *cli;
+    int no_stream;
+    int streamed;       /* bytes went to stdout */
+    char last;          /* the last byte streamed */
+};
+
+static const char *ask_unsigned(const char *value, size_t min, size_t max, unsigned *out)
+{
+    size_t v;
+    const char *msg = cli_parse_size(value, min, max, &v);
+    if (!msg)
+        *out = (unsigned)v;
+    return msg;
+}
+
+static const char *ask_opt(int id, const char *value, void *payload)
+{
+    struct ask_cmd *c = payload;
+    switch (id) {
+    case OPT_K: return cli_parse_size(value, 1, 1000, &c->opts.k);
+    case OPT_MODE:
+        if (!strcmp(value, "bm25"))
+            c->opts.mode = KB_MODE_BM25;
+        else if (!strcmp(value, "vector") || !strcmp(value, "hybrid"))
+            return "this knowledge base has no vectors yet; use --mode bm25";
+        else
+            return "expected bm25, vector or hybrid";
+        return NULL;
+    case OPT_TEMPLATE: c->opts.template_name = value; return NULL;
+    case OPT_BACKEND:
+        if (strcmp(value, "openai") && strcmp(value, "ollama") && strcmp(value, "anthropic"))
+            return "expected openai, ollama or anthropic";
+        c->opts.backend = value;
+        return NULL;
+    case OPT_MODEL: c->opts.model = value; return NULL;
+    case OPT_URL: c->opts.url = value; return NULL;
+    case OPT_MAX_TOKENS: return ask_unsigned(value, 1, 1000000, &c->opts.max_tokens);
+    case OPT_CONTEXT: return ask_unsigned(value, 2, 10000000, &c->opts.context_window);
+    case OPT_NO_STREAM: c->no_stream = 1; return NULL;
+    }
+    return NULL;
+}
+
+static char *ask_join(char **words, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        len += strlen(words[i]) + 1;
+    char *q = malloc(len);
+    if (!q)
+        return NULL;
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        size_t w = strlen(words[i]);
+        if (i)
+            q[at++] = ' ';
+        memcpy(q + at, words[i], w);
+        at += w;
+    }
+    q[at] = '\0';
+    return q;
+}
+
+static void ask_on_token(const char *text, size_t len, void *payload)
+{
+    struct ask_cmd *c = payload;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    c->streamed = 1;
+    c->last = text[len - 1];
+}
+
+static void ask_on_log(int level, const char *line, void *payload)
+{
+    struct ask_cmd *c = payload;
+    if (level <= c->cli->verbose)
+        fprintf(stderr, "kb: %s\n", line);
+}
+
+/* Exit codes for the answer API's statuses (../shared/CLI.md). */
+static int ask_exit(int status)
+{
+    switch (status) {
+    case KB_EUNAVAILABLE: return CLI_EXIT_UNAVAILABLE;
+    case KB_EAUTH: case KB_ECONFIG: return CLI_EXIT_CONFIG;
+    default: return cli_exit_code(status);
+    }
+}
+
+/* "[1] docs/a.md › Install › Linux, lines 5–7" */
+static void ask_print_source(const kb_source *s)
+{
+    char *shown = cli_display_path(s->path);
+    printf("[%d] %s", s->number, shown ? shown : s->path);
+    if (*s->heading_path)
+        printf(" \xE2\x80\xBA %s", s->heading_path);
+    if (s->line_start == s->line_end)
+        printf(", line %u\n", s->line_start);
+    else
+        printf(", lines %u\xE2\x80\x93%u\n", s->line_start, s->line_end);
+    free(shown);
+}
+
+/* The passages themselves, for when there is no answer. */
+static void ask_print_passages(const kb_prompt_result *p)
+{
+    for (size_t i = 0; i < p->n_sources; i++) {
+        ask_print_source(&p->sources[i]);
+        for (const char *t = p->sources[i].text; *t;) {
+            size_t n = strcspn(t, "\n");
+            printf("    %.*s\n", (int)n, t);
+            t += n + (t[n] ? 1 : 0);
+        }
+        putchar('\n');
+    }
+    if (!p->n_sources)
+        fputs("no passages match the question\n", stdout);
+}
+
+static void ask_report_prompt(const struct cli *cli, const kb_prompt_result *p)
+{
+    if (cli->verbose < 1)
+        return;
+    for (size_t i = 0; i < p->n_dropped; i++) {
+        char *shown = cli_display_path(p->dropped[i].path);
+        fprintf(stderr, "kb: left out %s:%u-%u (%s)\n", shown ? shown : p->dropped[i].path,
+                p->dropped[i].line_start, p->dropped[i].line_end, p->dropped[i].note);
+        free(shown);
+    }
+    fprintf(stderr, "kb: template %s; %zu passages; prompt ~%zu tokens of a %zu-token budget\n",
+            p->template_name, p->n_sources, p->prompt_tokens, p->budget_tokens);
+}
+
+static cJSON *ask_json_sources(const kb_source *s, size_t n, int with_text)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "number", s[i].number);
+        cJSON_AddStringToObject(o, "path", s[i].path);
+        if (*s[i].title) cJSON_AddStringToObject(o, "title", s[i].title);
+        if (*s[i].heading_path) cJSON_AddStringToObject(o, "heading_path", s[i].heading_path);
+        cJSON_AddNumberToObject(o, "line_start", s[i].line_start);
+        cJSON_AddNumberToObject(o, "line_end", s[i].line_end);
+        cJSON_AddNumberToObject(o, "score", s[i].score);
+        if (with_text) cJSON_AddStringToObject(o, "text", s[i].text);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+static int ask_json(const kb_answer *a, const char *error)
+{
+    const kb_prompt_result *p = a->prompt;
+    cJSON *doc = cJSON_CreateObject();
+    if (p->backend && !error)
+        cJSON_AddStringToObject(doc, "answer", a->text);
+    if (error)
+        cJSON_AddStringToObject(doc, "error", error);
+    if (p->backend) cJSON_AddStringToObject(doc, "backend", p->backend);
+    if (p->model) cJSON_AddStringToObject(doc, "model", p->model);
+    cJSON_AddStringToObject(doc, "template", p->template_name);
+    cJSON_AddItemToObject(doc, "sources", ask_json_sources(p->sources, p->n_sources,
+                                                           !p->backend || error));
+    if (p->backend && !error) {
+        cJSON *u = cJSON_AddObjectToObject(doc, "usage");
+        cJSON_AddNumberToObject(u, "prompt_tokens", (double)a->prompt_tokens);
+        cJSON_AddNumberToObject(u, "completion_tokens", (double)a->completion_tokens);
+        cJSON_AddBoolToObject(u, "estimated", a->usage_estimated);
+        cJSON *t = cJSON_AddObjectToObject(doc, "timings");
+        cJSON_AddNumberToObject(t, "retrieve_ms", a->retrieve_ms);
+        cJSON_AddNumberToObject(t, "first_token_ms", a->first_token_ms);
+        cJSON_AddNumberToObject(t, "total_ms", a->total_ms);
+        cJSON_AddNumberToObject(t, "tokens_per_second", a->tokens_per_second);
+        cJSON_AddNumberToObject(doc, "attempts", a->attempts);
+    }
+    return cli_print_json(doc);
+}
+
+/* No answer: the best passages on stdout and one line on stderr. */
+static int ask_fallback(const struct cli *cli, const kb_answer *a, kb *kb, int status)
+{
+    if (status)
+        cli_error("%s; showing the best passages instead", kb_errmsg(kb));
+    else if (!cli->quiet)
+        cli_error("no LLM backend configured: showing the best passages; to get answers set "
+                  "'backend' and 'model' in ~/.config/kb/config or KB_LLM_BACKEND and "
+                  "KB_LLM_MODEL (see 'kb ask --help')");
+    int rc = cli->json ? ask_json(a, status ? kb_errmsg(kb) : NULL) : 0;
+    if (!cli->json)
+        ask_print_passages(a->prompt);
+    return rc ? rc : ask_exit(status);
+}
+
+static void ask_report_speed(const struct cli *cli, const kb_answer *a)
+{
+    if (cli->verbose < 1)
+        return;
+    fprintf(stderr, "kb: retrieval %.0f ms; first token after %.2f s; %llu tokens%s in %.2f s "
+            "(%.1f tokens/s)%s\n", a->retrieve_ms, a->first_token_ms / 1e3,
+            (unsigned long long)a->completion_tokens, a->usage_estimated ? " (counted)" : "",
+            (a->total_ms - a->first_token_ms) / 1e3, a->tokens_per_second,
+            a->attempts > 1 ? "; retried" : "");
+}
+
+static int ask_print(struct ask_cmd *c, const kb_answer *a)
+{
+    const struct cli *cli = c->cli;
+    ask_report_speed(cli, a);
+    if (cli->json)
+        return ask_json(a, NULL);
+    if (c->no_stream || !c->streamed) {
+        fwrite(a->text, 1, a->text_len, stdout);
+        c->last = a->text_len ? a->text[a->text_len - 1] : '\n';
+    }
+    if (c->last != '\n')
+        putchar('\n');
+    if (a->prompt->n_sources)
+        fputs("\nSources:\n", stdout);
+    for (size_t i = 0; i < a->prompt->n_sources; i++)
+        ask_print_source(&a->prompt->sources[i]);
+    return fflush(stdout) ? CLI_EXIT_IOERR : 0;
+}
+
+/* Parses the command line into c and *question; returns -1 to go on, else the exit code. */
+static int ask_parse(struct cli *cli, const char *cmd, const char *help_text, int argc,
+                     char **argv, struct ask_cmd *c, char **question)
+{
+    char **words = calloc((size_t)argc + 1, sizeof *words);
+    int n_words = 0, help = 0, rc = -1;
+    if (!words) {
+        cli_error("out of memory");
+        return CLI_EXIT_IOERR;
+    }
+    if (cli_parse(cli, cmd, ask_opts, argc, argv, ask_opt, c, words, &n_words, &help))
+        rc = CLI_EXIT_USAGE;
+    else if (help)
+        rc = fputs(help_text, stdout) < 0 ? CLI_EXIT_IOERR : CLI_EXIT_OK;
+    else if (n_words == 0) {
+        cli_usage_error(cmd, "no QUESTION given");
+        rc = CLI_EXIT_USAGE;
+    } else if (!(*question = ask_join(words, n_words))) {
+        cli_error("out of memory");
+        rc = CLI_EXIT_IOERR;
+    }
+    free(words);
+    return rc;
+}
+
+int cmd_ask(struct cli *cli, int argc, char **argv)
+{
+    struct ask_cmd c = { KB_ASK_OPTIONS_INIT, cli, 0, 0, '\n' };
+    char *question = NULL;
+    kb *kb = NULL;
+    kb_answer *answer = NULL;
+    int rc = ask_parse(cli, "ask", ask_help, argc, argv, &c, &question);
+    if (rc >= 0)
+        goto done;
+    if ((rc = cli_open(cli, &kb, KB_OPEN_READONLY)))
+        goto done;
+    c.opts.on_token = cli->json || c.no_stream ? NULL : ask_on_token;
+    c.opts.on_log = ask_on_log;
+    c.opts.payload = &c;
+    int status = kb_ask(kb, question, &c.opts, &answer);
+    if (c.streamed && c.last != '\n')
+        putchar('\n');
+    fflush(stdout);
+    if (answer && (!answer->prompt->backend || status == KB_EUNAVAILABLE))
+        rc = ask_fallback(cli, answer, kb, status);
+    else if (status) {
+        cli_error("%s", kb_errmsg(kb));
+        rc = ask_exit(status);
+    } else
+        rc = ask_print(&c, answer);
+done:
+    kb_answer_free(answer);
+    kb_close(kb);
+    free(question);
+    return rc;
+}
+
+static int prompt_print(const struct cli *cli, const kb_prompt_result *p)
+{
+    if (cli->json) {
+        cJSON *arr = cJSON_CreateArray();
+        for (size_t i = 0; i < p->n_messages; i++) {
+            cJSON *m = cJSON_CreateObject();
+            cJSON_AddStringToObject(m, "role", p->messages[i].role);
+            cJSON_AddStringToObject(m, "content", p->messages[i].content);
+            cJSON_AddItemToArray(arr, m);
+        }
+        return cli_print_json(arr);
+    }
+    for (size_t i = 0; i < p->n_messages; i++)
+        printf("[%s]\n%s\n", p->messages[i].role, p->messages[i].content);
+    return fflush(stdout) ? CLI_EXIT_IOERR : 0;
+}
+
+int cmd_prompt(struct cli *cli, int argc, char **argv)
+{
+    struct ask_cmd c = { KB_ASK_OPTIONS_INIT, cli, 0, 0, '\n' };
+    char *question = NULL;
+    kb *kb = NULL;
+    kb_prompt_result *p = NULL;
+    int rc = ask_parse(cli, "prompt", prompt_help, argc, argv, &c, &question);
+    if (rc >= 0)
+        goto done;
+    if ((rc = cli_open(cli, &kb, KB_OPEN_READONLY)))
+        goto done;
+    int status = kb_prompt(kb, question, &c.opts, &p);
+    if (status) {
+        cli_error("%s", kb_errmsg(kb));
+        rc = ask_exit(status);
+        goto done;
+    }
+    ask_report_prompt(cli, p);
+    rc = prompt_print(cli, p);
+done:
+    kb_prompt_free(p);
+    kb_close(kb);
+    free(question);
+    return rc;
+}

@@ -1,0 +1,237 @@
+/* chat.c — one streamed chat request to a backend: headers, retries with backoff, and errors
+ * that say what went wrong in one line. The API key only ever goes into one header. */
+#include "llm/llm_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CHAT_MAX_RETRY_AFTER_S 30.0
+#define CHAT_BACKOFF_BASE_S 0.5
+#define CHAT_BACKOFF_MAX_S 8.0
+
+struct chat_state {
+    const struct kb_llm_call *call;
+    struct kb_llm_decoder dec;
+    struct kb_buf *answer;
+    double start_ms, first_token_ms;
+    int decode_rc;
+    struct kb_err *err;
+};
+
+static void chat_log(const struct kb_llm_call *call, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void chat_log(const struct kb_llm_call *call, int level, const char *fmt, ...)
+{
+    if (!call->on_log)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    call->on_log(level, line, call->payload);
+}
+
+static void chat_on_token(const char *text, size_t len, void *payload)
+{
+    struct chat_state *st = payload;
+    if (st->first_token_ms < 0)
+        st->first_token_ms = kb_llm_now_ms() - st->start_ms;
+    if (kb_buf_append(st->answer, text, len) && !st->decode_rc)
+        st->decode_rc = kb_err_set(st->err, KB_ENOMEM, "out of memory keeping the answer");
+    if (st->call->on_token)
+        st->call->on_token(text, len, st->call->payload);
+}
+
+static int chat_on_data(const char *data, size_t len, void *payload)
+{
+    struct chat_state *st = payload;
+    int rc = kb_llm_decoder_feed(&st->dec, data, len, st->err);
+    if (rc && !st->decode_rc)
+        st->decode_rc = rc;
+    return st->decode_rc ? 1 : 0;
+}
+
+static enum kb_llm_proto chat_proto(const char *backend)
+{
+    return !strcmp(backend, "ollama") ? KB_LLM_PROTO_OLLAMA
+           : !strcmp(backend, "anthropic") ? KB_LLM_PROTO_ANTHROPIC : KB_LLM_PROTO_OPENAI;
+}
+
+/* The request headers; hdr[0] holds the key (wiped by the caller) or is empty. */
+static size_t chat_headers(struct kb_buf *auth, const char *headers[4],
+                           const struct kb_llm_call *call)
+{
+    size_t n = 0;
+    const char *backend = call->cfg->backend;
+    headers[n++] = "Content-Type: application/json";
+    if (!strcmp(backend, "anthropic")) {
+        headers[n++] = "anthropic-version: 2023-06-01";
+        if (call->key && !kb_buf_printf(auth, "x-api-key: %s", call->key))
+            headers[n++] = auth->data;
+    } else {
+        headers[n++] = !strcmp(backend, "ollama") ? "Accept: application/x-ndjson"
+                                                  : "Accept: text/event-stream";
+        if (call->key && !kb_buf_printf(auth, "Authorization: Bearer %s", call->key))
+            headers[n++] = auth->data;
+    }
+    return n;
+}
+
+static const char *chat_key_hint(const char *backend)
+{
+    return !strcmp(backend, "anthropic") ? "ANTHROPIC_API_KEY, KB_API_KEY or key_file"
+           : !strcmp(backend, "openai") ? "OPENAI_API_KEY, KB_API_KEY or key_file"
+                                        : "KB_API_KEY or key_file";
+}
+
+/* A failed attempt as one line on err; returns its status. */
+static int chat_fail(const struct kb_llm_call *call, const char *url,
+                     const struct kb_llm_http_res *res, int attempts, struct kb_err *err)
+{
+    const struct kb_llm_config *cfg = call->cfg;
+    const char *b = cfg->backend;
+    switch (res->abort) {
+    case KB_LLM_ABORT_CAP:
+        return kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: the reply is over the %zu MB limit; "
+                          "stopped reading", b, url, KB_LLM_MAX_REPLY >> 20);
+    case KB_LLM_ABORT_FIRST_TOKEN:
+        return kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: no answer within %.1f s "
+                          "(first_token_timeout)", b, url, cfg->first_token_timeout_ms / 1e3);
+    case KB_LLM_ABORT_STALL:
+        return kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: the reply stalled: no data for "
+                          "%.1f s (stall_timeout)", b, url, cfg->stall_timeout_ms / 1e3);
+    default:
+        break;
+    }
+    if (res->transport_failed)
+        return kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: unreachable (%s)", b, url,
+                          res->message);
+    char *text = kb_llm_error_text(res->error_body.data ? res->error_body.data : "",
+                                   res->error_body.len, call->key);
+    const char *why = text && *text ? text : "no message";
+    long st = res->status;
+    int rc;
+    if (st == 401 || st == 403)
+        rc = kb_err_set(err, KB_EAUTH, "%s at %s: HTTP %ld: the API key was refused (%s); "
+                        "check %s", b, url, st, why, chat_key_hint(b));
+    else if (st == 404)
+        rc = kb_err_set(err, KB_ENOTFOUND, "%s at %s: HTTP 404: unknown model '%s' or wrong "
+                        "URL (%s)", b, url, cfg->model, why);
+    else if (st == 429 || st >= 500)
+        rc = kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: HTTP %ld after %d attempts (%s)", b,
+                        url, st, attempts, why);
+    else
+        rc = kb_err_set(err, KB_ERROR, "%s at %s: HTTP %ld (%s)", b, url, st, why);
+    free(text);
+    return rc;
+}
+
+static double chat_delay_s(const struct kb_llm_http_res *res, int attempt)
+{
+    if (res->retry_after_s >= 0)
+        return res->retry_after_s < CHAT_MAX_RETRY_AFTER_S ? res->retry_after_s
+                                                           : CHAT_MAX_RETRY_AFTER_S;
+    double d = CHAT_BACKOFF_BASE_S;
+    for (int i = 0; i < attempt && d < CHAT_BACKOFF_MAX_S; i++)
+        d *= 2;
+    return d < CHAT_BACKOFF_MAX_S ? d : CHAT_BACKOFF_MAX_S;
+}
+
+static void chat_sleep(double seconds)
+{
+    struct timespec ts = { (time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9) };
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* One attempt; fills res and the decoder in st. Returns 0 when the stream completed. */
+static int chat_attempt(struct chat_state *st, struct kb_llm_http_req *req,
+                        struct kb_llm_http_res *res)
+{
+    kb_llm_decoder_free(&st->dec);
+    kb_llm_decoder_init(&st->dec, chat_proto(st->call->cfg->backend), chat_on_token, st);
+    kb_buf_reset(st->answer);
+    st->decode_rc = 0;
+    st->first_token_ms = -1;
+    req->token_progress = &st->dec.n_emitted;
+    int rc = kb_llm_http_post(req, res);
+    if (!st->decode_rc && (rc || res->status < 200 || res->status > 299))
+        return -1;
+    rc = st->decode_rc ? st->decode_rc : kb_llm_decoder_finish(&st->dec, st->err);
+    if (rc) {
+        char prefix[600];
+        snprintf(prefix, sizeof prefix, "%s at %s", st->call->cfg->backend, req->url);
+        kb_err_prefix(st->err, prefix);
+    }
+    return rc;
+}
+
+static int chat_retryable(const struct chat_state *st, const struct kb_llm_http_res *res)
+{
+    return !res->transport_failed && res->abort == KB_LLM_ABORT_NONE && !st->decode_rc &&
+           st->dec.n_emitted == 0 && (res->status == 429 || res->status >= 500);
+}
+
+static void chat_log_request(const struct kb_llm_call *call, const char *url, const char *body,
+                             const char *const *headers, size_t n_headers)
+{
+    chat_log(call, 1, "%s at %s, model %s", call->cfg->backend, url, call->cfg->model);
+    for (size_t i = 0; i < n_headers; i++) {
+        const char *colon = strchr(headers[i], ':');
+        int secret = call->key && strstr(headers[i], call->key);
+        chat_log(call, 2, "header %.*s: %s", (int)(colon - headers[i]), headers[i],
+                 secret ? "***" : colon + 2);
+    }
+    if (call->on_log)
+        call->on_log(2, body, call->payload);
+}
+
+int kb_llm_chat(const struct kb_llm_call *call, struct kb_buf *answer,
+                struct kb_llm_usage *usage, struct kb_llm_chat_stats *stats, struct kb_err *err)
+{
+    const struct kb_llm_config *cfg = call->cfg;
+    char *url = kb_llm_request_url(cfg);
+    char *body = kb_llm_request_body(cfg, call->messages, call->n_messages);
+    struct kb_buf auth = KB_BUF_INIT;
+    const char *headers[4];
+    size_t n_headers = chat_headers(&auth, headers, call);
+    struct chat_state st = { call, { 0 }, answer, kb_llm_now_ms(), -1, 0, err };
+    struct kb_llm_http_req req = { url, headers, n_headers, body, cfg->connect_timeout_ms,
+                                   cfg->first_token_timeout_ms, cfg->stall_timeout_ms,
+                                   KB_LLM_MAX_REPLY, NULL, chat_on_data, &st };
+    struct kb_llm_http_res res = { 0 };
+    int rc = !url || !body ? kb_err_set(err, KB_ENOMEM, "out of memory") : -1;
+    if (rc == -1)
+        chat_log_request(call, url, body, headers, n_headers);
+    for (int attempt = 0; rc == -1; attempt++) {
+        kb_llm_http_res_free(&res);
+        rc = chat_attempt(&st, &req, &res);
+        stats->attempts = attempt + 1;
+        if (rc == -1 && chat_retryable(&st, &res) && (unsigned)attempt < cfg->max_retries) {
+            double delay = chat_delay_s(&res, attempt);
+            chat_log(call, 1, "HTTP %ld from %s; retrying in %.1f s", res.status, url, delay);
+            chat_sleep(delay);
+            continue;
+        }
+        if (rc == -1)
+            rc = chat_fail(call, url, &res, attempt + 1, err);
+    }
+    stats->first_token_ms = st.first_token_ms;
+    stats->total_ms = kb_llm_now_ms() - st.start_ms;
+    *usage = st.dec.usage;
+    if (!usage->reported)
+        usage->completion_tokens = st.dec.n_deltas;
+    kb_llm_decoder_free(&st.dec);
+    kb_llm_http_res_free(&res);
+    if (auth.data)
+        explicit_bzero(auth.data, auth.len);
+    kb_buf_free(&auth);
+    free(url);
+    free(body);
+    return rc;
+}

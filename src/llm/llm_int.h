@@ -1,0 +1,119 @@
+/* llm_int.h — the llm module's private parts: stream parsers, protocol decoders, HTTP. */
+#ifndef KB_LLM_LLM_INT_H
+#define KB_LLM_LLM_INT_H
+
+#include "llm/llm.h"
+
+/* ---- stream.c: incremental parsers, safe for input split at any byte ---- */
+
+#define KB_LLM_MAX_LINE ((size_t)4 << 20)  /* one SSE line or NDJSON record */
+
+/* Splits bytes into lines at '\n' (a '\r' before it is dropped). */
+struct kb_llm_lines {
+    struct kb_buf line;
+};
+typedef int (*kb_llm_line_fn)(const char *line, size_t len, void *payload);
+
+/* SSE (https://html.spec.whatwg.org/multipage/server-sent-events.html): `event:` and `data:`
+ * fields, dispatched at a blank line; comments (":") and other fields ignored. */
+struct kb_llm_sse {
+    struct kb_llm_lines lines;
+    struct kb_buf event, data;
+    int has_data;
+};
+
+enum kb_llm_proto {
+    KB_LLM_PROTO_OPENAI = 1,   /* SSE of chat.completion.chunk, ends with data: [DONE] */
+    KB_LLM_PROTO_OLLAMA,       /* NDJSON of /api/chat records, ends with "done": true */
+    KB_LLM_PROTO_ANTHROPIC     /* SSE of Messages events, ends with message_stop */
+};
+
+/* Turns a backend's streamed reply into answer text. Text reaches on_token only as complete
+ * UTF-8: an incomplete sequence at the end of a delta waits for the next one. */
+struct kb_llm_decoder {
+    enum kb_llm_proto proto;
+    struct kb_llm_lines lines;     /* NDJSON */
+    struct kb_llm_sse sse;         /* SSE */
+    char pending[4];               /* an incomplete UTF-8 sequence held back */
+    size_t n_pending;
+    kb_token_cb on_token;
+    void *payload;
+    struct kb_llm_usage usage;
+    size_t n_deltas;               /* answer pieces received (a token estimate) */
+    size_t n_emitted;              /* bytes passed to on_token */
+    int done;                      /* the end-of-stream marker was seen */
+    struct kb_err *err;
+};
+
+void kb_llm_decoder_init(struct kb_llm_decoder *dec, enum kb_llm_proto proto,
+                         kb_token_cb on_token, void *payload);
+/* Feeds reply bytes. Returns 0, KB_EFORMAT (a record that is not the protocol's JSON) or
+ * KB_EUNAVAILABLE (the stream carried an error event; its message is kept). */
+int kb_llm_decoder_feed(struct kb_llm_decoder *dec, const char *data, size_t len,
+                        struct kb_err *err);
+/* Ends the stream: flushes a last unterminated record; KB_EUNAVAILABLE when the stream ended
+ * before its end marker. */
+int kb_llm_decoder_finish(struct kb_llm_decoder *dec, struct kb_err *err);
+void kb_llm_decoder_free(struct kb_llm_decoder *dec);
+
+/* The length of the longest prefix of text[0..len) that does not end inside a UTF-8
+ * sequence. */
+size_t kb_llm_utf8_complete(const char *text, size_t len);
+
+/* ---- template.c ---- */
+
+/* Appends the [system] (user = 0) or [user] part with {{question}}, {{context}} and
+ * {{history}} replaced by values[0..2]. Values are inserted as they are, never re-scanned. */
+int kb_llm_template_fill(struct kb_buf *out, const struct kb_llm_template *tpl, int user,
+                         const char *const values[3]);
+
+/* ---- request.c ---- */
+
+/* The endpoint URL for cfg->backend and cfg->url. Caller frees. */
+char *kb_llm_request_url(const struct kb_llm_config *cfg);
+/* The JSON request body. Caller frees. */
+char *kb_llm_request_body(const struct kb_llm_config *cfg, const kb_message *messages,
+                          size_t n_messages);
+/* The server's error text from an error reply body (JSON "error.message", "error", or the
+ * first line), with `key` replaced by "***" and control characters dropped. Caller frees. */
+char *kb_llm_error_text(const char *body, size_t len, const char *key);
+
+/* ---- http.c ---- */
+
+#define KB_LLM_MAX_REPLY ((size_t)10 << 20)  /* 10 MB */
+
+enum kb_llm_abort {
+    KB_LLM_ABORT_NONE = 0,
+    KB_LLM_ABORT_CAP,          /* reply over max_reply bytes */
+    KB_LLM_ABORT_FIRST_TOKEN,  /* no token within first_token_timeout */
+    KB_LLM_ABORT_STALL,        /* no bytes for stall_timeout */
+    KB_LLM_ABORT_CONSUMER      /* on_data refused the bytes */
+};
+
+struct kb_llm_http_req {
+    const char *url;
+    const char *const *headers;  /* "Name: value" lines */
+    size_t n_headers;
+    const char *body;
+    unsigned connect_timeout_ms, first_token_timeout_ms, stall_timeout_ms;
+    size_t max_reply;
+    const size_t *token_progress; /* grows when a token was emitted; watched for first token */
+    int (*on_data)(const char *data, size_t len, void *payload); /* 2xx bodies only */
+    void *payload;
+};
+
+struct kb_llm_http_res {
+    long status;               /* 0 when no reply came */
+    double retry_after_s;      /* from Retry-After (seconds form); < 0 when absent */
+    struct kb_buf error_body;  /* non-2xx body, capped at 64 KiB */
+    enum kb_llm_abort abort;
+    int transport_failed;      /* connection-level failure; `message` says which */
+    char message[256];         /* libcurl's description of a transport failure */
+};
+
+/* One POST. Returns 0 when a reply status arrived and the body was read to its end (any
+ * status), else -1 with res->abort or res->transport_failed saying why. */
+int kb_llm_http_post(const struct kb_llm_http_req *req, struct kb_llm_http_res *res);
+void kb_llm_http_res_free(struct kb_llm_http_res *res);
+
+#endif

@@ -1,0 +1,421 @@
+/* prompt.c — renders retrieved passages into chat messages within a token budget: merge
+ * neighbouring chunks, drop (near-)duplicates, quote passages so they stay data. */
+#include "llm/llm_int.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PROMPT_MESSAGE_OVERHEAD 4   /* tokens a chat format spends per message */
+#define PROMPT_NEAR_DUPLICATE 0.8   /* share of a passage's word 3-grams already sent */
+
+/* A passage being assembled: one hit, or neighbouring hits of one section merged. */
+struct prompt_cand {
+    const kb_result *best;          /* the best-ranked hit in it: path, heading, score */
+    uint64_t byte_start, byte_end;
+    uint32_t line_start, line_end;
+    struct kb_buf text;
+    uint64_t *grams;                /* sorted hashes of word 3-grams */
+    size_t n_grams;
+    const char *note;               /* non-NULL: left out, and why */
+    int number;                     /* [number] in the prompt; 0 until placed */
+};
+
+size_t kb_llm_estimate_tokens(size_t len)
+{
+    return (len + 2) / 3;
+}
+
+/* ---- near-duplicate detection on word 3-grams (FNV-1a hashes) ---- */
+
+static int prompt_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Words are runs of ASCII alphanumerics and non-ASCII bytes, compared case-folded. */
+static size_t prompt_words(const char *text, uint64_t **out)
+{
+    size_t n = 0, cap = 0;
+    uint64_t *hashes = NULL;
+    for (const unsigned char *p = (const unsigned char *)text; *p;) {
+        if (!isalnum(*p) && *p < 0x80) {
+            p++;
+            continue;
+        }
+        uint64_t h = 1469598103934665603ull;
+        for (; *p && (isalnum(*p) || *p >= 0x80); p++)
+            h = (h ^ (uint64_t)tolower(*p)) * 1099511628211ull;
+        if (n == cap) {
+            uint64_t *grown = realloc(hashes, (cap = cap ? cap * 2 : 64) * sizeof *hashes);
+            if (!grown)
+                break;
+            hashes = grown;
+        }
+        hashes[n++] = h;
+    }
+    *out = hashes;
+    return n;
+}
+
+static void prompt_grams(struct prompt_cand *c)
+{
+    uint64_t *words;
+    size_t n = prompt_words(c->text.data ? c->text.data : "", &words);
+    free(c->grams);
+    c->grams = NULL;
+    c->n_grams = 0;
+    if (n == 0)
+        return;
+    size_t m = n >= 3 ? n - 2 : 1;
+    c->grams = malloc(m * sizeof *c->grams);
+    for (size_t i = 0; c->grams && i < m; i++)
+        c->grams[i] = n >= 3 ? words[i] * 31 * 31 + words[i + 1] * 31 + words[i + 2] : words[0];
+    if (c->grams) {
+        qsort(c->grams, m, sizeof *c->grams, prompt_cmp_u64);
+        c->n_grams = m;
+    }
+    free(words);
+}
+
+/* The share of a's 3-grams that b has too. */
+static double prompt_contained(const struct prompt_cand *a, const struct prompt_cand *b)
+{
+    size_t i = 0, j = 0, common = 0;
+    while (i < a->n_grams && j < b->n_grams) {
+        if (a->grams[i] == b->grams[j]) {
+            common++;
+            i++;
+        } else if (a->grams[i] < b->grams[j]) {
+            i++;
+        } else {
+            j++;
+        }
+    }
+    return a->n_grams ? (double)common / (double)a->n_grams : 1.0;
+}
+
+/* ---- assembling passages ---- */
+
+static int prompt_neighbour(const struct prompt_cand *c, const kb_result *r)
+{
+    return !c->note && !strcmp(c->best->path, r->path) &&
+           !strcmp(c->best->heading_path, r->heading_path) &&
+           r->line_start <= c->line_end + 2 && r->line_end + 2 >= c->line_start;
+}
+
+/* Appends `tail` after `head`, splicing away the bytes they share in the document. */
+static int prompt_splice(struct kb_buf *out, const char *head, uint64_t head_end,
+                         const char *tail, uint64_t tail_start, uint64_t tail_end)
+{
+    size_t tail_len = strlen(tail);
+    int rc = kb_buf_puts(out, head);
+    if (rc || tail_end <= head_end)
+        return rc;
+    if (tail_start <= head_end && head_end - tail_start <= tail_len)
+        return kb_buf_puts(out, tail + (head_end - tail_start));
+    return kb_buf_puts(out, "\n\n") || kb_buf_puts(out, tail) ? KB_ENOMEM : 0;
+}
+
+/* Merges hit r into its neighbour c: the text covers both ranges in document order. */
+static int prompt_merge(struct prompt_cand *c, const kb_result *r)
+{
+    struct kb_buf merged = KB_BUF_INIT;
+    const char *ctext = c->text.data ? c->text.data : "";
+    int rc = r->byte_start >= c->byte_start
+                 ? prompt_splice(&merged, ctext, c->byte_end, r->text, r->byte_start, r->byte_end)
+                 : prompt_splice(&merged, r->text, r->byte_end, ctext, c->byte_start, c->byte_end);
+    if (rc) {
+        kb_buf_free(&merged);
+        return KB_ENOMEM;
+    }
+    kb_buf_free(&c->text);
+    c->text = merged;
+    c->byte_start = r->byte_start < c->byte_start ? r->byte_start : c->byte_start;
+    c->byte_end = r->byte_end > c->byte_end ? r->byte_end : c->byte_end;
+    c->line_start = r->line_start < c->line_start ? r->line_start : c->line_start;
+    c->line_end = r->line_end > c->line_end ? r->line_end : c->line_end;
+    prompt_grams(c);
+    return 0;
+}
+
+/* Sets c->note when c repeats a passage kept earlier. */
+static void prompt_dedupe(struct prompt_cand *c, const struct prompt_cand *kept, size_t n_kept)
+{
+    for (size_t i = 0; i < n_kept && !c->note; i++) {
+        if (kept[i].note)
+            continue;
+        if (c->text.len == kept[i].text.len &&
+            !memcmp(c->text.data, kept[i].text.data, c->text.len))
+            c->note = "duplicate";
+        else if (prompt_contained(c, &kept[i]) >= PROMPT_NEAR_DUPLICATE)
+            c->note = "near-duplicate";
+    }
+}
+
+/* Hits (best first) -> candidates: neighbours merged into the better one, repeats marked. */
+static int prompt_candidates(struct prompt_cand *cands, size_t *n_cands,
+                             const kb_result *const *hits, size_t n_hits)
+{
+    size_t n = 0;
+    for (size_t h = 0; h < n_hits; h++) {
+        const kb_result *r = hits[h];
+        size_t into = n;
+        for (size_t i = 0; i < n && into == n; i++)
+            if (prompt_neighbour(&cands[i], r))
+                into = i;
+        if (into < n) {
+            if (prompt_merge(&cands[into], r))
+                return KB_ENOMEM;
+            continue;
+        }
+        struct prompt_cand *c = &cands[n++];
+        *n_cands = n;
+        c->best = r;
+        c->byte_start = r->byte_start;
+        c->byte_end = r->byte_end;
+        c->line_start = r->line_start;
+        c->line_end = r->line_end;
+        if (kb_buf_puts(&c->text, r->text))
+            return KB_ENOMEM;
+        prompt_grams(c);
+        prompt_dedupe(c, cands, n - 1);
+    }
+    return 0;
+}
+
+/* ---- quoting ---- */
+
+char *kb_llm_quote_passage(const char *src)
+{
+    struct kb_buf out = KB_BUF_INIT;
+    int rc = 0;
+    for (const char *p = src; *p && !rc; p++) {
+        const char *q = p + 1;
+        if (*p == '<') {
+            while (*q == ' ' || *q == '\t' || *q == '\n')
+                q++;
+            if (*q == '/')
+                q++;
+            while (*q == ' ' || *q == '\t' || *q == '\n')
+                q++;
+        }
+        if (*p == '<' && !strncasecmp(q, "passage", 7))
+            rc = kb_buf_puts(&out, "&lt;");
+        else
+            rc = kb_buf_append(&out, p, 1);
+    }
+    if (rc) {
+        kb_buf_free(&out);
+        return NULL;
+    }
+    return kb_buf_detach(&out);
+}
+
+/* An attribute value: quotes, angle brackets and ampersands escaped, newlines as spaces. */
+static int prompt_attr(struct kb_buf *out, const char *value)
+{
+    int rc = 0;
+    for (const char *p = value; *p && !rc; p++) {
+        switch (*p) {
+        case '"': rc = kb_buf_puts(out, "&quot;"); break;
+        case '<': rc = kb_buf_puts(out, "&lt;"); break;
+        case '>': rc = kb_buf_puts(out, "&gt;"); break;
+        case '&': rc = kb_buf_puts(out, "&amp;"); break;
+        case '\n': case '\r': case '\t': rc = kb_buf_puts(out, " "); break;
+        default: rc = kb_buf_append(out, p, 1);
+        }
+    }
+    return rc;
+}
+
+static int prompt_passage(struct kb_buf *out, int number, const struct prompt_cand *c)
+{
+    char *quoted = kb_llm_quote_passage(c->text.data ? c->text.data : "");
+    int rc = !quoted || kb_buf_printf(out, "<passage id=\"%d\" source=\"", number) ||
+             prompt_attr(out, c->best->path) || kb_buf_puts(out, "\"");
+    if (!rc && *c->best->heading_path)
+        rc = kb_buf_puts(out, " section=\"") || prompt_attr(out, c->best->heading_path) ||
+             kb_buf_puts(out, "\"");
+    if (!rc)
+        rc = kb_buf_printf(out, " lines=\"%u-%u\">\n%s\n</passage>", c->line_start,
+                           c->line_end, quoted) != 0;
+    free(quoted);
+    return rc ? KB_ENOMEM : 0;
+}
+
+/* ---- messages ---- */
+
+static size_t prompt_cost(size_t len)
+{
+    return kb_llm_estimate_tokens(len) + PROMPT_MESSAGE_OVERHEAD;
+}
+
+/* msgs[0] = the [system] part, msgs[1] = the [user] part, with these values. */
+static int prompt_messages(struct kb_buf msgs[2], const struct kb_llm_render *in,
+                           const char *context, const char *history)
+{
+    const char *values[3] = { in->question, context, history };
+    kb_buf_reset(&msgs[0]);
+    kb_buf_reset(&msgs[1]);
+    int rc = kb_llm_template_fill(&msgs[0], in->tpl, 0, values);
+    return rc ? rc : kb_llm_template_fill(&msgs[1], in->tpl, 1, values);
+}
+
+static size_t prompt_total(const struct kb_buf msgs[2])
+{
+    return (msgs[0].len ? prompt_cost(msgs[0].len) : 0) + prompt_cost(msgs[1].len);
+}
+
+/* The newest turns of `history` that fit `budget` tokens, oldest first. */
+static int prompt_history(struct kb_buf *out, const kb_message *turns, size_t n, size_t budget)
+{
+    size_t first = n, used = 0;
+    while (first > 0) {
+        size_t cost = kb_llm_estimate_tokens(strlen(turns[first - 1].content) + 16);
+        if (used + cost > budget)
+            break;
+        used += cost;
+        first--;
+    }
+    int rc = 0;
+    for (size_t i = first; i < n && !rc; i++)
+        rc = kb_buf_printf(out, "%s: %s\n\n",
+                           !strcmp(turns[i].role, "assistant") ? "Assistant" : "User",
+                           turns[i].content);
+    return rc;
+}
+
+/* Places passages best-first while they fit in `left` tokens; the rest get a note. */
+static int prompt_fit(struct kb_buf *context, struct prompt_cand *cands, size_t n, size_t left)
+{
+    struct kb_buf one = KB_BUF_INIT;
+    int number = 0, rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (cands[i].note)
+            continue;
+        kb_buf_reset(&one);
+        if ((rc = prompt_passage(&one, number + 1, &cands[i])))
+            break;
+        size_t cost = kb_llm_estimate_tokens(one.len + 2);
+        if (cost > left) {
+            cands[i].note = "over the token budget";
+            continue;
+        }
+        left -= cost;
+        cands[i].number = ++number;
+        rc = (context->len && kb_buf_puts(context, "\n\n")) || kb_buf_puts(context, one.data);
+    }
+    if (!rc && number == 0)
+        rc = kb_buf_puts(context, "(no passages were found for this question)");
+    kb_buf_free(&one);
+    return rc ? KB_ENOMEM : 0;
+}
+
+static int prompt_source(kb_source *s, const struct prompt_cand *c)
+{
+    s->number = c->number;
+    s->line_start = c->line_start;
+    s->line_end = c->line_end;
+    s->score = c->best->score;
+    s->path = strdup(c->best->path);
+    s->title = strdup(c->best->title);
+    s->heading_path = strdup(c->best->heading_path);
+    s->text = strdup(c->text.data ? c->text.data : "");
+    s->note = strdup(c->note ? c->note : "");
+    return s->path && s->title && s->heading_path && s->text && s->note ? 0 : KB_ENOMEM;
+}
+
+static int prompt_output(kb_prompt_result *out, struct kb_buf msgs[2],
+                         const struct prompt_cand *cands, size_t n)
+{
+    out->messages = calloc(2, sizeof *out->messages);
+    out->sources = calloc(n ? n : 1, sizeof *out->sources);
+    out->dropped = calloc(n ? n : 1, sizeof *out->dropped);
+    if (!out->messages || !out->sources || !out->dropped)
+        return KB_ENOMEM;
+    for (int part = 0; part < 2; part++) {
+        if (part == 0 && !msgs[0].len)
+            continue;
+        kb_message *m = &out->messages[out->n_messages++];
+        m->role = strdup(part ? "user" : "system");
+        m->content = kb_buf_detach(&msgs[part]);
+        if (!m->role || !m->content)
+            return KB_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        kb_source *s = cands[i].number ? &out->sources[out->n_sources++]
+                                       : &out->dropped[out->n_dropped++];
+        if (prompt_source(s, &cands[i]))
+            return KB_ENOMEM;
+    }
+    return 0;
+}
+
+int kb_llm_prompt_render(kb_prompt_result *out, const struct kb_llm_render *in,
+                         struct kb_err *err)
+{
+    if (in->max_tokens >= in->context_window)
+        return kb_err_set(err, KB_ECONFIG, "max_answer_tokens (%zu) must be below "
+                          "context_window (%zu)", in->max_tokens, in->context_window);
+    struct prompt_cand *cands = calloc(in->n_hits ? in->n_hits : 1, sizeof *cands);
+    struct kb_buf msgs[2] = { KB_BUF_INIT, KB_BUF_INIT }, context = KB_BUF_INIT,
+                  history = KB_BUF_INIT;
+    size_t n = 0, budget = in->context_window - in->max_tokens;
+    int rc = cands ? prompt_candidates(cands, &n, in->hits, in->n_hits) : KB_ENOMEM;
+    if (!rc)
+        rc = prompt_messages(msgs, in, "", "");
+    size_t fixed = prompt_total(msgs), left = budget > fixed ? budget - fixed : 0;
+    if (!rc)
+        rc = prompt_history(&history, in->history, in->n_history, left / 4);
+    left -= left > kb_llm_estimate_tokens(history.len) ? kb_llm_estimate_tokens(history.len) : left;
+    if (!rc)
+        rc = prompt_fit(&context, cands, n, left);
+    if (!rc)
+        rc = prompt_messages(msgs, in, context.data, history.data ? history.data : "");
+    if (!rc) {
+        out->budget_tokens = budget;
+        out->prompt_tokens = prompt_total(msgs);
+        rc = prompt_output(out, msgs, cands, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        kb_buf_free(&cands[i].text);
+        free(cands[i].grams);
+    }
+    free(cands);
+    kb_buf_free(&msgs[0]);
+    kb_buf_free(&msgs[1]);
+    kb_buf_free(&context);
+    kb_buf_free(&history);
+    return rc == KB_ENOMEM ? kb_err_set(err, rc, "out of memory rendering the prompt") : rc;
+}
+
+static void prompt_free_sources(kb_source *s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++) {
+        free((char *)s[i].path);
+        free((char *)s[i].title);
+        free((char *)s[i].heading_path);
+        free((char *)s[i].text);
+        free((char *)s[i].note);
+    }
+    free(s);
+}
+
+void kb_llm_prompt_clear(kb_prompt_result *p)
+{
+    for (size_t i = 0; p->messages && i < p->n_messages; i++) {
+        free((char *)p->messages[i].role);
+        free((char *)p->messages[i].content);
+    }
+    free(p->messages);
+    prompt_free_sources(p->sources, p->n_sources);
+    prompt_free_sources(p->dropped, p->n_dropped);
+    free((char *)p->template_name);
+    free((char *)p->backend);
+    free((char *)p->url);
+    free((char *)p->model);
+    memset(p, 0, sizeof *p);
+}

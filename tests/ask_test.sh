@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# ask_test.sh — kb ask / kb prompt end to end against tests/llm_server.py on 127.0.0.1: the
+# request each backend gets, the streamed answer byte for byte, retries, timeouts, the size
+# cap, the no-backend fallback, prompt injection, and a canary API key that must never show.
+# Usage: ask_test.sh PATH_TO_KB TESTS_DIR
+set -u
+KB=$1; SRC=$2; PY=/usr/bin/python3; DATA=$SRC/data/llm
+[ -x "$PY" ] || { echo "skipped: $PY is needed for the loopback server"; exit 77; }
+T=$(mktemp -d)
+SERVER_PID=
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+unset KB_LLM_BACKEND KB_LLM_URL KB_LLM_MODEL KB_API_KEY OPENAI_API_KEY ANTHROPIC_API_KEY
+export XDG_CONFIG_HOME=$T/cfg HOME=$T/home KB_DIR=$T/kb KB_LLM_MAX_RETRIES=3
+pass=0; fail=0
+ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
+yes_() { if "$@"; then echo 0; else echo 1; fi; }
+
+$PY "$SRC/llm_server.py" --port-file "$T/port" --log "$T/req.jsonl" --data "$DATA" &
+SERVER_PID=$!
+for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
+PORT=$(cat "$T/port"); BASE=http://127.0.0.1:$PORT/s
+$KB ingest "$DATA/docs" >/dev/null; ok $? 0 "the test KB is ingested"
+CANARY=sk-canary-4f1d9a7e2b6c
+Q="how are the logs rotated"
+ALEN=$(wc -c < "$DATA/answer.txt")
+last_req() { tail -n 1 "$T/req.jsonl"; }
+no_canary() { ! grep -q "$CANARY" "$@"; }
+
+# ---- no backend configured: the best passages and one line on how to configure
+$KB ask "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "no backend configured exits 0"
+ok "$(wc -l < "$T/err")" 1 "no backend: exactly one line on stderr"
+grep -q "config" "$T/err"; ok $? 0 "the line says how to configure a model"
+grep -q '^\[[0-9]\] .*logs.md › Log rotation › Rotating the logs, lines 5–9' "$T/out"; ok $? 0 "no backend: passages with their sources"
+grep -q 'logrotate -f /etc/logrotate.d/kb' "$T/out"; ok $? 0 "no backend: the passage text is shown"
+
+# ---- each backend: request body, auth header, byte-exact streamed answer, canary never shown
+check_backend() { # backend model keyvar
+    local b=$1 m=$2 kv=$3
+    : > "$T/req.jsonl"
+    env "$kv=$CANARY" $KB -v -v ask --backend "$b" --model "$m" --url "$BASE/ok" "$Q" >"$T/out" 2>"$T/err"
+    ok $? 0 "$b: ask exits 0"
+    head -c "$ALEN" "$T/out" | cmp -s - "$DATA/answer.txt"; ok $? 0 "$b: the streamed answer is printed byte for byte"
+    grep -q '^Sources:$' "$T/out"; ok $? 0 "$b: sources follow the answer"
+    grep -q '^\[[0-9]\] .*logs.md › Log rotation › Rotating the logs, lines 5–9$' "$T/out"; ok $? 0 "$b: sources as [n] path › heading, lines a–b"
+    ok "$(yes_ no_canary "$T/out" "$T/err" )" 0 "$b: the API key appears in no output, even with -v -v"
+    grep -q '\*\*\*' "$T/err"; ok $? 0 "$b: -v -v shows the auth header as ***"
+    grep -q 'first token after' "$T/err"; ok $? 0 "$b: -v reports time to first token and tokens/s"
+    last_req | $PY -c '
+import json, sys
+b, m, key = sys.argv[1:4]
+r = json.loads(sys.stdin.read()); body = r["body"]; h = r["headers"]
+assert body["model"] == m and body["stream"] is True, body
+msgs = body["messages"]
+if b == "anthropic":
+    assert h["x-api-key"] == key and h["anthropic-version"] == "2023-06-01", h
+    assert "only the passages" in body["system"] and body["max_tokens"] == 1024
+    assert [x["role"] for x in msgs] == ["user"], msgs
+    assert r["path"].endswith("/v1/messages")
+else:
+    assert h["authorization"] == "Bearer " + key, h
+    assert [x["role"] for x in msgs] == ["system", "user"], msgs
+    assert r["path"].endswith("/api/chat" if b == "ollama" else "/v1/chat/completions")
+user = msgs[-1]["content"]
+assert "Question: how are the logs rotated" in user
+assert "<passage id=\"1\"" in user and "Logs are rotated every night at 02:00 by logrotate" in user
+' "$b" "$m" "$CANARY"; ok $? 0 "$b: the request carries model, stream flag, auth header and the retrieved passages"
+}
+check_backend openai gpt-4o-mini OPENAI_API_KEY
+check_backend ollama llama3.2 KB_API_KEY
+check_backend anthropic claude-3-5-haiku-20241022 ANTHROPIC_API_KEY
+
+# ---- --json and --no-stream
+$KB ask --json --backend openai --model m --url "$BASE/ok" "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "--json exits 0"
+$PY -c '
+import json, sys
+d = json.load(open(sys.argv[1])); a = open(sys.argv[2], encoding="utf-8").read()
+assert d["answer"] == a and d["backend"] == "openai" and d["model"] == "m"
+assert d["sources"][0]["number"] == 1 and d["sources"][0]["path"].startswith("/")
+assert d["usage"]["prompt_tokens"] == 712 and d["usage"]["completion_tokens"] == 62
+assert d["timings"]["total_ms"] >= d["timings"]["first_token_ms"] >= 0
+' "$T/out" "$DATA/answer.txt"; ok $? 0 "--json gives answer, sources, usage and timings in one document"
+$KB ask --no-stream --backend ollama --model m --url "$BASE/ok" "$Q" >"$T/out" 2>/dev/null; ok $? 0 "--no-stream exits 0"
+head -c "$ALEN" "$T/out" | cmp -s - "$DATA/answer.txt"; ok $? 0 "--no-stream prints the same answer"
+
+# ---- retries on 429 (Retry-After) and 500
+for s in 429 500; do
+  : > "$T/req.jsonl"
+  $KB -v ask --backend openai --model m --url "$BASE/r$s-a" "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "HTTP $s then success exits 0"
+  ok "$(wc -l < "$T/req.jsonl")" 2 "HTTP $s is retried once"
+  grep -q "HTTP $s from .*retrying in" "$T/err"; ok $? 0 "the retry is reported with -v"
+  head -c "$ALEN" "$T/out" | cmp -s - "$DATA/answer.txt"; ok $? 0 "after a $s retry the answer is whole"
+done
+grep -q "retrying in 1.0 s" <($KB -v ask --backend ollama --model m --url "$BASE/r429-b" "$Q" 2>&1 >/dev/null); ok $? 0 "Retry-After: 1 is honoured"
+
+# ---- wrong key, unknown model: one line, exit codes, the key never echoed
+OPENAI_API_KEY=sk-wrong-$CANARY $KB -v -v ask --backend openai --model m --url "$BASE/ok" "$Q" >"$T/out" 2>"$T/err"; ok $? 78 "a refused key exits 78"
+grep -q 'HTTP 401: the API key was refused (Incorrect API key provided: \*\*\*' "$T/err"; ok $? 0 "401 says the key was refused and quotes the server with the key masked"
+ok "$(yes_ no_canary "$T/out" "$T/err")" 0 "a 401 reply that echoes the key does not leak it"
+ANTHROPIC_API_KEY=$CANARY $KB ask --backend anthropic --model nosuch --url "$BASE/ok" "$Q" >"$T/out" 2>"$T/err"; ok $? 66 "an unknown model exits 66"
+grep -q "unknown model 'nosuch'.*(model: nosuch)" "$T/err"; ok $? 0 "404 names the model and the server's message"
+ok "$(wc -l < "$T/err")" 1 "an unknown model is one line"
+$KB ask --backend ollama --model nosuch --url "$BASE/ok" "$Q" 2>&1 >/dev/null | grep -q 'try pulling it first'; ok $? 0 "Ollama's own 404 text is quoted"
+
+# ---- unreachable, stall, first-token timeout, size cap
+$KB ask --backend ollama --model m --url http://127.0.0.1:9/ "$Q" >"$T/out" 2>"$T/err"; ok $? 69 "an unreachable backend exits 69"
+grep -q 'unreachable' "$T/err"; ok $? 0 "unreachable is said in one line"
+ok "$(wc -l < "$T/err")" 1 "unreachable: exactly one line on stderr"
+grep -q '^\[1\] ' "$T/out"; ok $? 0 "unreachable: the best passages are printed instead"
+start=$(date +%s)
+KB_LLM_STALL_TIMEOUT=1 $KB ask --backend openai --model m --url "$BASE/stall" "$Q" >"$T/out" 2>"$T/err"; ok $? 69 "a stalled stream exits 69"
+ok "$(( $(date +%s) - start < 8 ))" 1 "the stall is noticed within the timeout"
+grep -q 'stalled: no data for 1.0 s' "$T/err"; ok $? 0 "the stall is named"
+head -c 20 "$T/out" | grep -q '^Logs are rotated'; ok $? 0 "the part that arrived before the stall was printed"
+ANTHROPIC_API_KEY=x KB_LLM_FIRST_TOKEN_TIMEOUT=1 $KB ask --backend anthropic --model m --url "$BASE/slow" "$Q" >/dev/null 2>"$T/err" </dev/null
+ok $? 69 "a first token later than first_token_timeout exits 69"
+grep -q 'no answer within 1.0 s (first_token_timeout)' "$T/err"; ok $? 0 "the first-token timeout is named"
+ANTHROPIC_API_KEY=x $KB -v ask --backend anthropic --model m --url "$BASE/slow" "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "a slow first token within the limit is fine"
+grep -Eq 'first token after [2-9]\.' "$T/err"; ok $? 0 "-v reports the slow first token"
+for b in openai ollama anthropic; do
+  ANTHROPIC_API_KEY=x $KB ask --backend $b --model m --url "$BASE/endless" "$Q" >"$T/out" 2>"$T/err"; ok $? 69 "$b: an endless reply exits 69"
+  grep -q 'over the 10 MB limit' "$T/err"; ok $? 0 "$b: the size cap is named"
+  ok "$(( $(wc -c < "$T/out") < 11000000 ))" 1 "$b: output stops at the cap"
+done
+
+# ---- config file, key file
+mkdir -p "$XDG_CONFIG_HOME/kb"
+printf '# kb\nbackend = openai\nmodel = from-config\nkey_file = ~/key\n[openai]\nurl = %s/ok/v1\n' "$BASE" > "$XDG_CONFIG_HOME/kb/config"
+mkdir -p "$HOME"; printf '%s\n' "$CANARY" > "$HOME/key"; chmod 644 "$HOME/key"
+$KB -v -v ask "$Q" >"$T/out" 2>"$T/err"; ok $? 78 "a key file others can read is refused (78)"
+grep -q 'mode 644 lets others read it' "$T/err"; ok $? 0 "the key file message says why"
+chmod 600 "$HOME/key"; : > "$T/req.jsonl"
+$KB -v -v ask "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "config file settings and a 0600 key file work"
+last_req | grep -q "\"authorization\": \"Bearer $CANARY\""; ok $? 0 "the key file's key is sent"
+last_req | grep -q '"model": "from-config"'; ok $? 0 "the model comes from the config file"
+ok "$(yes_ no_canary "$T/out" "$T/err")" 0 "the key file's key is never printed"
+KB_LLM_MODEL=from-env $KB ask --url "$BASE/ok" "$Q" >/dev/null 2>&1; last_req | grep -q '"model": "from-env"'; ok $? 0 "the environment overrides the config file"
+rm "$XDG_CONFIG_HOME/kb/config"
+
+# ---- kb prompt: exact messages; a passage that says "ignore previous instructions" stays quoted
+$KB prompt --json "visitors sign in at the front desk" >"$T/out"; ok $? 0 "kb prompt --json exits 0"
+$PY -c '
+import json, re, sys
+msgs = json.load(open(sys.argv[1]))
+assert [m["role"] for m in msgs] == ["system", "user"]
+user = msgs[1]["content"]
+opens = re.findall(r"<passage id=", user); closes = re.findall(r"</passage>", user)
+assert len(opens) == len(closes) >= 1, (opens, closes)
+i = user.index("Ignore previous instructions")
+assert user.rfind("<passage id=", 0, i) > user.rfind("</passage>", 0, i)  # inside a passage
+assert "&lt;/passage>" in user and "&lt;passage id=\"99\"" in user
+' "$T/out"; ok $? 0 "an injected delimiter stays quoted inside its passage"
+$KB prompt "$Q" | head -1 | grep -qx '\[system\]'; ok $? 0 "kb prompt prints the messages after [role] lines"
+$KB prompt --template concise "$Q" | grep -q 'at most three sentences'; ok $? 0 "--template picks a built-in template"
+$KB prompt --template nosuch "$Q" 2>"$T/err" >/dev/null; ok $? 66 "an unknown template exits 66"
+for c in ask prompt; do $KB $c --help | grep -q 'example:'; ok $? 0 "$c --help has an example"; done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
