@@ -12,6 +12,8 @@
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 #include <faiss/c_api/index_factory_c.h>
 
+#include <cstring>
+
 #include "capi_int.h"
 
 /*
@@ -136,6 +138,59 @@ size_t faiss_IndexIVF_nprobe(const FaissIndexIVF* obj) {
 
 void faiss_IndexIVF_set_nprobe(FaissIndexIVF* obj, size_t val) {
     reinterpret_cast<faiss::IndexIVF*>(obj)->nprobe = val;
+}
+
+/* NULL when index is not an IndexFlat (IndexFlatIP included; an IDMap2 around one excluded). */
+FaissIndexFlat* faiss_IndexFlat_cast(FaissIndex* index) {
+    return reinterpret_cast<FaissIndexFlat*>(
+            dynamic_cast<faiss::IndexFlat*>(index_of(index)));
+}
+
+/* The stored rows, (ntotal, d) floats; *p_size counts floats. Invalid after add or remove. */
+void faiss_IndexFlat_xb(FaissIndexFlat* index, float** p_xb, size_t* p_size) {
+    faiss::IndexFlat* flat = reinterpret_cast<faiss::IndexFlat*>(index);
+    if (p_xb) {
+        *p_xb = flat->get_xb();
+    }
+    if (p_size) {
+        *p_size = flat->codes.size() / sizeof(float);
+    }
+}
+
+/* NULL when index is not an IndexIDMap2. */
+FaissIndexIDMap2* faiss_IndexIDMap2_cast(FaissIndex* index) {
+    return reinterpret_cast<FaissIndexIDMap2*>(
+            dynamic_cast<faiss::IndexIDMap2*>(index_of(index)));
+}
+
+/* id_map[i] is the id of the wrapped index's row i. Invalid after add or remove. */
+void faiss_IndexIDMap2_id_map(FaissIndexIDMap2* index, idx_t** p_id_map, size_t* p_size) {
+    faiss::IndexIDMap2* map = reinterpret_cast<faiss::IndexIDMap2*>(index);
+    if (p_id_map) {
+        *p_id_map = map->id_map.data();
+    }
+    if (p_size) {
+        *p_size = map->id_map.size();
+    }
+}
+
+/* Borrowed: the wrapped index lives as long as the map (or its owner). */
+FaissIndex* faiss_IndexIDMap2_sub_index(FaissIndexIDMap2* index) {
+    return reinterpret_cast<FaissIndex*>(reinterpret_cast<faiss::IndexIDMap2*>(index)->index);
+}
+
+size_t faiss_IndexIVF_get_list_size(const FaissIndexIVF* index, size_t list_no) {
+    return reinterpret_cast<const faiss::IndexIVF*>(index)->get_list_size(list_no);
+}
+
+/* Copies list list_no's ids into invlist, which holds get_list_size(list_no) of them. */
+void faiss_IndexIVF_invlists_get_ids(
+        const FaissIndexIVF* index,
+        size_t list_no,
+        idx_t* invlist) {
+    const faiss::IndexIVF* ivf = reinterpret_cast<const faiss::IndexIVF*>(index);
+    faiss::InvertedLists::ScopedIds ids(ivf->invlists, list_no);
+    std::memcpy(invlist, ids.get(), ivf->get_list_size(list_no) * sizeof(idx_t));
 }
 
 /* A batch is used through the FaissIDSelector handle, as upstream's callers cast it. */
