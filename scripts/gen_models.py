@@ -40,6 +40,16 @@ VARIANTS = [
          dtype="F16", st="cls", normalize=True, prefix=False, std=0.02,
          prompts={"query": "Represent this sentence for searching relevant passages: ",
                   "document": ""}),
+    # Benchmark shapes (bench/encoder.sh; generated only when named with --only): the real
+    # models' sizes and vocabulary, inputs truncated at 128 tokens.
+    dict(name="bench_minilm_l6", hidden=384, layers=6, heads=12, inter=1536, max_pos=512,
+         dtype="F32", st="mean", normalize=True, prefix=False, std=0.02, full_vocab=True,
+         bench=True, kb_model={"max_tokens": 128}),
+    dict(name="bench_bge_small", hidden=384, layers=12, heads=12, inter=1536, max_pos=512,
+         dtype="F32", st="cls", normalize=True, prefix=False, std=0.02, full_vocab=True,
+         bench=True, kb_model={"max_tokens": 128},
+         prompts={"query": "Represent this sentence for searching relevant passages: ",
+                  "document": ""}),
 ]
 
 DTYPE_SIZE = {"F32": 4, "F16": 2, "BF16": 2}
@@ -326,6 +336,8 @@ def main():
     args = ap.parse_args()
     for k, v in enumerate(VARIANTS):
         if args.only and v["name"] not in args.only:
+            continue
+        if v.get("bench") and not args.only:
             continue
         generate(args.out_dir, v, args.vocab, 1234 + k)
         print("generated", os.path.join(args.out_dir, v["name"]))
