@@ -15,6 +15,7 @@
 #include <faiss/c_api/index_io_c.h>
 
 #include "index/vindex_int.h"
+#include "util/threads.h"
 
 #define VINDEX_MIN_PER_LIST 39   /* FAISS's k-means warns (on stderr) below this many per list */
 #define VINDEX_TRAIN_PER_LIST 50 /* training sample: at most this many vectors per list */
@@ -158,15 +159,6 @@ static int vindex_faiss_err(struct kb_err *err, int rc, const char *what)
     return vindex_faiss_fail(err, 0, rc, what);
 }
 
-static int vindex_threads_default(void)
-{
-    const char *env = getenv("KB_THREADS");
-    long n = env && *env ? strtol(env, NULL, 10) : 0;
-    if (n < 1)
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
-}
-
 /* Finds the FAISS objects inside vi->index for vi->spec.kind; 0 or KB_ECORRUPT. */
 static int vindex_bind(struct kb_vindex *vi, const char *what, struct kb_err *err)
 {
@@ -200,7 +192,7 @@ static struct kb_vindex *vindex_new(const struct kb_vindex_spec *spec)
     struct kb_vindex *vi = calloc(1, sizeof *vi);
     if (vi) {
         vi->spec = *spec;
-        vi->n_threads = vindex_threads_default();
+        vi->n_threads = kb_threads_default();
     }
     return vi;
 }
@@ -231,7 +223,7 @@ void kb_vindex_get_spec(const struct kb_vindex *vi, struct kb_vindex_spec *out)
 
 void kb_vindex_set_threads(struct kb_vindex *vi, int n_threads)
 {
-    vi->n_threads = n_threads >= 1 ? (n_threads > 64 ? 64 : n_threads) : vindex_threads_default();
+    vi->n_threads = n_threads >= 1 ? (n_threads > 64 ? 64 : n_threads) : kb_threads_default();
 }
 
 /* ---- build, add, remove ----------------------------------------------------------------- */

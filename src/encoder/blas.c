@@ -10,6 +10,7 @@
  * (gotoblas_dynamic_init/quit) are looked up with dlsym, so another BLAS simply skips this step.
  * See docs/ARCHITECTURE.md, "BLAS". */
 #include "encoder/blas.h"
+#include "util/threads.h"
 
 #include <cblas.h>
 #include <dlfcn.h>
@@ -60,15 +61,6 @@ static int blas_cpu_best(const char **name)
     }
     *name = NULL;
     return 0;
-}
-
-static int blas_default_threads(void)
-{
-    const char *env = getenv("KB_THREADS");
-    long n = env && *env ? strtol(env, NULL, 10) : 0;
-    if (n <= 0)
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 && n < 1024 ? (int)n : 1;
 }
 
 static void blas_configure(void)
@@ -123,5 +115,5 @@ void kb_blas_set_threads(int n_threads)
 {
     blas_threads_fn set = (blas_threads_fn)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
     if (set)
-        set(n_threads > 0 ? n_threads : blas_default_threads());
+        set(n_threads > 0 ? n_threads : kb_threads_default());
 }

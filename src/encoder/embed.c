@@ -1,12 +1,15 @@
 /* embed.c — kb_encoder_embed{,_ids}: checks, tokenizing with prefixes, length-sorted batching. */
 #include "encoder/encoder_int.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "encoder/blas.h"
 #include "encoder/wordpiece.h"
 
 #define ENC_BATCH_TOKENS 4096   /* tokens per forward pass: enough rows for sgemm to run at speed */
+#define ENC_PARALLEL_MIN_TOKENS 512 /* below this, one thread (with a multi-threaded BLAS) */
 #define ENC_TEXT_CHUNK 256      /* texts tokenized at a time by kb_encoder_embed */
 
 struct enc_order {
@@ -37,44 +40,149 @@ static int enc_check_ids(const struct kb_encoder *enc, const int32_t *const *ids
     return 0;
 }
 
-/* Runs the sorted sequences order[0..n) in batches of about ENC_BATCH_TOKENS tokens and
- * scatters each vector to its input position in out. */
+/* One forward pass's share of the sorted sequences: order[first..last). */
+struct enc_batch {
+    size_t first, last;
+};
+
+/* Bulk work shared by the threads of one kb_encoder_embed_ids call: each takes the next
+ * batch, runs it on its own scratch and scatters the vectors to their input positions. */
+struct enc_job {
+    const struct kb_encoder *enc;
+    const int32_t *const *ids;
+    const struct enc_order *order;
+    const struct enc_batch *batches;
+    size_t n_batches;
+    size_t next;                    /* the next batch to take (under lock) */
+    pthread_mutex_t lock;
+    float *out;
+    int rc;                         /* the first failure; its message is in err */
+    struct kb_err err;
+};
+
+struct enc_worker {
+    struct enc_job *job;
+    struct enc_state *rs;
+};
+
+static int enc_take(struct enc_job *job, size_t *b)
+{
+    pthread_mutex_lock(&job->lock);
+    int ok = job->rc == 0 && job->next < job->n_batches;
+    if (ok)
+        *b = job->next++;
+    pthread_mutex_unlock(&job->lock);
+    return ok;
+}
+
+static void *enc_work(void *arg)
+{
+    struct enc_worker *w = arg;
+    struct enc_job *job = w->job;
+    size_t h = (size_t)job->enc->info.hidden_dim, cap = 0, b;
+    const int32_t **b_ids = NULL;
+    size_t *b_len = NULL;
+    float *b_out = NULL;
+    struct kb_err err = { 0, "" };
+    int rc = 0;
+    while (!rc && enc_take(job, &b)) {
+        const struct enc_batch *bt = &job->batches[b];
+        size_t n = bt->last - bt->first;
+        if (n > cap) {
+            free(b_ids), free(b_len), free(b_out);
+            b_ids = malloc(n * sizeof *b_ids);
+            b_len = malloc(n * sizeof *b_len);
+            b_out = malloc(n * h * sizeof *b_out);
+            cap = b_ids && b_len && b_out ? n : 0;
+            if (!cap) {
+                rc = kb_err_set(&err, KB_ENOMEM, "encoder: out of memory");
+                break;
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            b_ids[i] = job->ids[job->order[bt->first + i].index];
+            b_len[i] = job->order[bt->first + i].len;
+        }
+        rc = kb_enc_forward(job->enc, w->rs, b_ids, b_len, n, b_out, &err);
+        for (size_t i = 0; i < n && !rc; i++)
+            memcpy(job->out + job->order[bt->first + i].index * h, b_out + i * h,
+                   h * sizeof *b_out);
+    }
+    if (rc) {
+        pthread_mutex_lock(&job->lock);
+        if (!job->rc) {
+            job->rc = rc;
+            job->err = err;
+        }
+        pthread_mutex_unlock(&job->lock);
+    }
+    free(b_ids), free(b_len), free(b_out);
+    return NULL;
+}
+
+/* Cuts the sorted sequences into batches of about batch_tokens tokens. */
+static size_t enc_plan(const struct enc_order *order, size_t n, size_t batch_tokens,
+                       struct enc_batch *batches)
+{
+    size_t n_batches = 0;
+    for (size_t first = 0, last; first < n; first = last) {
+        size_t n_tokens = 0;
+        for (last = first; last < n && (last == first ||
+             n_tokens + order[last].len <= batch_tokens); last++)
+            n_tokens += order[last].len;
+        batches[n_batches++] = (struct enc_batch){ first, last };
+    }
+    return n_batches;
+}
+
+/* Runs the sorted sequences order[0..n) and scatters each vector to its input position in
+ * out. Bulk work is spread over the encoder's threads, each running whole forward passes on
+ * its own scratch with a single-threaded BLAS (so nothing waits on another thread inside a
+ * layer, and the element-wise and attention work is parallel too); a small job (one query)
+ * runs on the calling thread, where BLAS may use every core. */
 static int enc_run_batches(struct kb_encoder *enc, const int32_t *const *ids,
                            const struct enc_order *order, size_t n, float *out,
                            struct kb_err *err)
 {
-    size_t h = (size_t)enc->info.hidden_dim;
-    const int32_t **b_ids = malloc(n * sizeof *b_ids);
-    size_t *b_len = malloc(n * sizeof *b_len);
-    float *b_out = NULL;
-    int rc = 0;
-    if (!b_ids || !b_len) {
-        rc = kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
-        goto done;
-    }
-    for (size_t first = 0, last; first < n && !rc; first = last) {
-        size_t n_tokens = 0;
-        for (last = first; last < n && (last == first ||
-             n_tokens + order[last].len <= ENC_BATCH_TOKENS); last++) {
-            b_ids[last - first] = ids[order[last].index];
-            b_len[last - first] = order[last].len;
-            n_tokens += order[last].len;
-        }
-        float *grown = realloc(b_out, (last - first) * h * sizeof *b_out);
-        if (!grown) {
-            rc = kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += order[i].len;
+    int n_threads = enc->n_threads;
+    if (total < ENC_PARALLEL_MIN_TOKENS || n < 2)
+        n_threads = 1;
+    size_t batch_tokens = ENC_BATCH_TOKENS;
+    if (n_threads > 1 && total / (size_t)n_threads < batch_tokens)
+        batch_tokens = total / (size_t)n_threads + 1;
+    struct enc_batch *batches = malloc(n * sizeof *batches);
+    if (!batches)
+        return kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
+    struct enc_job job = { enc, ids, order, batches, enc_plan(order, n, batch_tokens, batches),
+                           0, PTHREAD_MUTEX_INITIALIZER, out, 0, { 0, "" } };
+    if ((size_t)n_threads > job.n_batches)
+        n_threads = (int)job.n_batches;
+    struct enc_worker workers[KB_ENC_MAX_THREADS];
+    pthread_t tids[KB_ENC_MAX_THREADS];
+    int started = 0;
+    if (n_threads > 1)
+        kb_blas_set_threads(1);
+    for (int t = 1; t < n_threads; t++) {
+        workers[t] = (struct enc_worker){ &job, &enc->rs[t] };
+        if (pthread_create(&tids[t], NULL, enc_work, &workers[t]) != 0)
             break;
-        }
-        b_out = grown;
-        rc = kb_enc_forward(enc, b_ids, b_len, last - first, b_out, err);
-        for (size_t i = first; i < last && !rc; i++)
-            memcpy(out + order[i].index * h, b_out + (i - first) * h, h * sizeof *out);
+        started = t;
     }
-done:
-    free(b_ids);
-    free(b_len);
-    free(b_out);
-    return rc;
+    workers[0] = (struct enc_worker){ &job, &enc->rs[0] };
+    enc->rs[0].pool = n_threads > 1 ? NULL : enc->pool; /* the pool serves one thread alone */
+    enc_work(&workers[0]);
+    for (int t = 1; t <= started; t++)
+        pthread_join(tids[t], NULL);
+    if (n_threads > 1)
+        kb_blas_set_threads(0);
+    free(batches);
+    pthread_mutex_destroy(&job.lock);
+    if (job.rc && err)
+        *err = job.err;
+    return job.rc;
 }
 
 int kb_encoder_embed_ids(struct kb_encoder *enc, const int32_t *const *ids,

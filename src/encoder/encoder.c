@@ -1,5 +1,8 @@
 /* encoder.c — opening a BERT model folder (config, settings, safetensors weights) and batching embeddings. */
 #include "encoder/encoder_int.h"
+#include "encoder/gemm_small.h"
+#include "encoder/pool.h"
+#include "util/threads.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -388,6 +391,56 @@ static int enc_bind(struct kb_encoder *enc, const char *name, const struct enc_t
     return 0;
 }
 
+/* Replaces *w (n_out, n_in) by its transpose (n_in, n_out) in a buffer the encoder owns,
+ * freeing the converted copy it replaces, if any (mmap'ed F32 is simply no longer read). */
+static int enc_transpose(struct kb_encoder *enc, const float **w, int n_out, int n_in)
+{
+    float *t = malloc((size_t)n_out * (size_t)n_in * sizeof *t);
+    float **owned = realloc(enc->owned, (enc->n_owned + 1) * sizeof *owned);
+    if (owned)
+        enc->owned = owned;
+    if (!t || !owned) {
+        free(t);
+        return KB_ENOMEM;
+    }
+    /* t[i][o] = w[o][i], in tiles so both sides stay in cache. */
+    for (int o0 = 0; o0 < n_out; o0 += 32)
+        for (int i0 = 0; i0 < n_in; i0 += 32)
+            for (int o = o0; o < n_out && o < o0 + 32; o++)
+                for (int i = i0; i < n_in && i < i0 + 32; i++)
+                    t[(size_t)i * n_out + o] = (*w)[(size_t)o * n_in + i];
+    for (size_t i = 0; i < enc->n_owned; i++)
+        if (enc->owned[i] == *w) {
+            free(enc->owned[i]);
+            enc->owned[i] = t;
+            *w = t;
+            return 0;
+        }
+    enc->owned[enc->n_owned++] = t;
+    *w = t;
+    return 0;
+}
+
+/* On CPUs where gemm_small.h runs (AVX-512), single queries are multiplied by our own kernel,
+ * which wants the Linear weights transposed; BLAS then multiplies without transposing. This
+ * costs one copy of the layer weights (F32 files are no longer used in place for them) and
+ * buys ~2x on query latency. */
+static int enc_transpose_layers(struct kb_encoder *enc, struct kb_err *err)
+{
+    if (!kb_enc_gemm_small_usable())
+        return 0;
+    int h = enc->info.hidden_dim, inter = enc->info.intermediate_dim;
+    for (int l = 0; l < enc->info.n_layers; l++) {
+        struct enc_layer *y = &enc->w.layers[l];
+        if (enc_transpose(enc, &y->q_w, h, h) || enc_transpose(enc, &y->k_w, h, h) ||
+            enc_transpose(enc, &y->v_w, h, h) || enc_transpose(enc, &y->attn_out_w, h, h) ||
+            enc_transpose(enc, &y->inter_w, inter, h) || enc_transpose(enc, &y->out_w, h, inter))
+            return kb_err_set(err, KB_ENOMEM, "encoder: out of memory for layer %d", l);
+    }
+    enc->w.transposed = 1;
+    return 0;
+}
+
 static int enc_bind_all(struct kb_encoder *enc, struct kb_err *err)
 {
     int rc = 0;
@@ -443,7 +496,7 @@ static int enc_load(struct kb_encoder *enc, const char *model_dir, unsigned flag
     free(st_path);
     if (rc == KB_ENOTFOUND)
         kb_err_set(err, rc, "model.safetensors: not found in %s", model_dir);
-    if (rc || (rc = enc_bind_all(enc, err)))
+    if (rc || (rc = enc_bind_all(enc, err)) || (rc = enc_transpose_layers(enc, err)))
         return rc;
     enc->info.dtype = enc_dtype_name(enc);
     if (!(flags & KB_ENCODER_OPEN_NO_TOKENIZER))
@@ -469,6 +522,11 @@ int kb_encoder_open_ex(struct kb_encoder **out, const char *model_dir, unsigned 
     }
     enc->info.query_prefix = enc->query_prefix;
     enc->info.passage_prefix = enc->passage_prefix;
+    enc->n_threads = kb_threads_default();
+    if (enc->n_threads > KB_ENC_MAX_THREADS)
+        enc->n_threads = KB_ENC_MAX_THREADS;
+    if (enc->w.transposed && enc->n_threads > 1)
+        enc->pool = kb_enc_pool_start(enc->n_threads - 1); /* NULL: queries run alone */
     *out = enc;
     return 0;
 }
@@ -483,7 +541,9 @@ void kb_encoder_free(struct kb_encoder *enc)
     if (!enc)
         return;
     kb_wordpiece_free(enc->wp);
-    kb_enc_state_free(&enc->rs);
+    kb_enc_pool_stop(enc->pool);
+    for (int t = 0; t < KB_ENC_MAX_THREADS; t++)
+        kb_enc_state_free(&enc->rs[t]);
     for (size_t i = 0; i < enc->n_owned; i++)
         free(enc->owned[i]);
     free(enc->owned);

@@ -9,6 +9,7 @@
 /* One transformer layer; every matrix is (out, in) row-major as PyTorch's nn.Linear stores
  * it, so y = x W^T + b. H = hidden, I = intermediate. */
 struct enc_layer {
+    /* Linear weights are (out, in) as in the file, or (in, out) when enc_weights.transposed */
     const float *q_w, *q_b;         /* (H, H), (H) */
     const float *k_w, *k_b;
     const float *v_w, *v_b;
@@ -25,6 +26,8 @@ struct enc_weights {
     const float *type_emb;          /* (type_vocab, H); only row 0 is used */
     const float *emb_ln_g, *emb_ln_b;
     struct enc_layer *layers;       /* n_layers */
+    int transposed;                 /* the layers' Linear weights are stored (in, out), for
+                                       gemm_small.h; else as in the file, (out, in) */
 };
 
 /* Scratch for one batch of packed tokens (llama2.c RunState): allocated at the first call
@@ -38,7 +41,10 @@ struct enc_state {
     float *tmp;                     /* (T, H) */
     float *inter;                   /* (T, I) */
     float *scores;                  /* (cap_seq, cap_seq) one head of one sequence */
+    struct kb_enc_pool *pool;       /* helpers for few-row matrix multiplies, or NULL */
 };
+
+#define KB_ENC_MAX_THREADS 16
 
 struct kb_encoder {
     struct kb_encoder_info info;
@@ -48,7 +54,9 @@ struct kb_encoder {
     float **owned;                  /* converted or realigned tensors */
     size_t n_owned;
     struct kb_wordpiece *wp;        /* NULL when opened without a tokenizer */
-    struct enc_state rs;
+    int n_threads;                  /* forward passes run at once on bulk work (KB_THREADS) */
+    struct enc_state rs[KB_ENC_MAX_THREADS]; /* scratch, one per thread */
+    struct kb_enc_pool *pool;       /* n_threads - 1 helpers for single queries */
 };
 
 /* Opening flags for kb_encoder_open_ex. */
@@ -59,9 +67,11 @@ int kb_encoder_open_ex(struct kb_encoder **out, const char *model_dir, unsigned 
                        struct kb_err *err);
 
 /* Runs the model on one packed batch: n_seq sequences, seq_ids[s] of seq_len[s] tokens,
- * writing pooled (and, when configured, normalised) vectors to out[n_seq * H]. The caller
- * has checked ids and lengths. KB_ENOMEM when scratch cannot grow. */
-int kb_enc_forward(struct kb_encoder *enc, const int32_t *const *seq_ids,
+ * writing pooled (and, when configured, normalised) vectors to out[n_seq * H], in scratch
+ * rs (one per thread: passes on different states may run at once). The caller has checked
+ * ids and lengths. KB_ENOMEM when scratch cannot grow. */
+int kb_enc_forward(const struct kb_encoder *enc, struct enc_state *rs,
+                   const int32_t *const *seq_ids,
                    const size_t *seq_len, size_t n_seq, float *out, struct kb_err *err);
 
 void kb_enc_state_free(struct enc_state *rs);

@@ -6,6 +6,10 @@
 #include <string.h>
 
 #include "encoder/blas.h"
+#include "encoder/gemm_small.h"
+#include "encoder/pool.h"
+
+#define ENC_SMALL_ROWS 64   /* up to this many rows, gemm_small beats BLAS (transposed weights) */
 
 /* Element-wise kernels work on blocks of VEC floats with a fixed-count inner loop, which gcc
  * -O2 vectorises completely; target_clones adds AVX-512 and AVX2 builds picked at load. */
@@ -165,16 +169,43 @@ VEC_CLONES static void softmax_row(float *x, size_t n)
     VEC_FOR(i, n, x[i] *= inv);
 }
 
-/* out (n_rows, n_out) = in (n_rows, n_in) @ w^T (+ bias): with a bias, it is copied into
- * every row first and the sgemm accumulates onto it (beta = 1); without, the caller fuses the
- * bias into the next element-wise pass. */
-static void linear(float *out, const float *in, const float *w, const float *bias,
-                   size_t n_rows, int n_in, int n_out)
+/* A few-row multiply split by columns over the pool (multiples of 64 columns per part). */
+struct linear_job {
+    float *out;
+    const float *in, *wt;
+    int n_rows, n_in, n_out, beta;
+};
+
+static void linear_part(void *arg, int part, int n_parts)
+{
+    const struct linear_job *j = arg;
+    int blocks = (j->n_out + 63) / 64;
+    int c0 = blocks * part / n_parts * 64, c1 = blocks * (part + 1) / n_parts * 64;
+    if (c1 > j->n_out)
+        c1 = j->n_out;
+    if (c0 < c1)
+        kb_enc_gemm_small(j->out, j->n_out, j->in, j->n_in, j->wt, j->n_out, j->n_rows,
+                          j->n_in, c0, c1, j->beta);
+}
+
+/* out (n_rows, n_out) = in (n_rows, n_in) @ W^T (+ bias), W being stored (n_out, n_in) as
+ * in the file or, when enc->w.transposed, (n_in, n_out). With a bias, it is copied into every
+ * row first and the multiply accumulates onto it; without, the caller fuses the bias into the
+ * next element-wise pass. Few rows (a query) go to gemm_small on the pool, the rest to BLAS. */
+static void linear(const struct kb_encoder *enc, struct enc_state *rs, float *out,
+                   const float *in, const float *w, const float *bias, size_t n_rows, int n_in,
+                   int n_out)
 {
     for (size_t r = 0; bias && r < n_rows; r++)
         memcpy(out + r * n_out, bias, (size_t)n_out * sizeof *out);
-    kb_blas_sgemm(0, 1, (int)n_rows, n_out, n_in, 1.0f, in, n_in, w, n_in, bias ? 1.0f : 0.0f,
-                  out, n_out);
+    if (enc->w.transposed && n_rows <= ENC_SMALL_ROWS) {
+        struct linear_job job = { out, in, w, (int)n_rows, n_in, n_out, bias != NULL };
+        kb_enc_pool_run(rs->pool, linear_part, &job);
+        return;
+    }
+    int ldw = enc->w.transposed ? n_out : n_in;
+    kb_blas_sgemm(0, !enc->w.transposed, (int)n_rows, n_out, n_in, 1.0f, in, n_in, w, ldw,
+                  bias ? 1.0f : 0.0f, out, n_out);
 }
 
 static int state_reserve(struct enc_state *rs, size_t n_tokens, size_t max_seq, size_t hidden,
@@ -220,14 +251,14 @@ void kb_enc_state_free(struct enc_state *rs)
 }
 
 /* x row of token t of a sequence = LayerNorm(word[id] + pos[t] + type[0]). */
-static void embed_tokens(const struct kb_encoder *enc, const int32_t *const *seq_ids,
-                         const size_t *seq_len, size_t n_seq)
+static void embed_tokens(const struct kb_encoder *enc, struct enc_state *rs,
+                         const int32_t *const *seq_ids, const size_t *seq_len, size_t n_seq)
 {
     size_t h = (size_t)enc->info.hidden_dim, row = 0;
     const struct enc_weights *w = &enc->w;
     for (size_t s = 0; s < n_seq; s++) {
         for (size_t t = 0; t < seq_len[s]; t++, row++) {
-            float *x = enc->rs.x + row * h;
+            float *x = rs->x + row * h;
             const float *word = w->word_emb + (size_t)seq_ids[s][t] * h;
             const float *pos = w->pos_emb + t * h;
             for (size_t i = 0; i < h; i++)
@@ -240,9 +271,9 @@ static void embed_tokens(const struct kb_encoder *enc, const int32_t *const *seq
 /* Self-attention of one sequence (rows [row0, row0 + n) of q, k, v) into ctx, head by head:
  * scores (n, n) = Q_h K_h^T / sqrt(d); softmax per row; ctx_h (n, d) = scores V_h. Each
  * sequence sees only its own tokens, which is the padding mask without the padding. */
-static void attend_sequence(struct kb_encoder *enc, size_t row0, size_t n)
+static void attend_sequence(const struct kb_encoder *enc, struct enc_state *rs, size_t row0,
+                            size_t n)
 {
-    struct enc_state *rs = &enc->rs;
     int h = enc->info.hidden_dim, heads = enc->info.n_heads, d = h / heads;
     float scale = 1.0f / sqrtf((float)d);
     for (int head = 0; head < heads; head++) {
@@ -256,38 +287,39 @@ static void attend_sequence(struct kb_encoder *enc, size_t row0, size_t n)
     }
 }
 
-static void run_layer(struct kb_encoder *enc, const struct enc_layer *l, const size_t *seq_len,
-                      size_t n_seq, size_t n_tokens)
+static void run_layer(const struct kb_encoder *enc, struct enc_state *rs,
+                      const struct enc_layer *l, const size_t *seq_len, size_t n_seq,
+                      size_t n_tokens)
 {
-    struct enc_state *rs = &enc->rs;
     int h = enc->info.hidden_dim, inter = enc->info.intermediate_dim;
     float eps = enc->info.layer_norm_eps;
     /* q, k, v: (T, H) = x (T, H) @ W^T + b */
-    linear(rs->q, rs->x, l->q_w, l->q_b, n_tokens, h, h);
-    linear(rs->k, rs->x, l->k_w, l->k_b, n_tokens, h, h);
-    linear(rs->v, rs->x, l->v_w, l->v_b, n_tokens, h, h);
+    linear(enc, rs, rs->q, rs->x, l->q_w, l->q_b, n_tokens, h, h);
+    linear(enc, rs, rs->k, rs->x, l->k_w, l->k_b, n_tokens, h, h);
+    linear(enc, rs, rs->v, rs->x, l->v_w, l->v_b, n_tokens, h, h);
     for (size_t s = 0, row = 0; s < n_seq; row += seq_len[s], s++)
-        attend_sequence(enc, row, seq_len[s]);
+        attend_sequence(enc, rs, row, seq_len[s]);
     /* x = LN(ctx @ Wo^T + bo + x) */
-    linear(rs->tmp, rs->ctx, l->attn_out_w, NULL, n_tokens, h, h);
+    linear(enc, rs, rs->tmp, rs->ctx, l->attn_out_w, NULL, n_tokens, h, h);
     for (size_t r = 0; r < n_tokens; r++)
         layer_norm_row(rs->x + r * h, rs->tmp + r * h, l->attn_out_b, l->attn_ln_g,
                        l->attn_ln_b, (size_t)h, eps);
     /* inter (T, I) = gelu(x @ Wi^T + bi); x = LN(inter @ Wo2^T + bo2 + x) */
-    linear(rs->inter, rs->x, l->inter_w, NULL, n_tokens, h, inter);
+    linear(enc, rs, rs->inter, rs->x, l->inter_w, NULL, n_tokens, h, inter);
     for (size_t r = 0; r < n_tokens; r++)
         bias_gelu_row(rs->inter + r * inter, l->inter_b, (size_t)inter);
-    linear(rs->tmp, rs->inter, l->out_w, NULL, n_tokens, inter, h);
+    linear(enc, rs, rs->tmp, rs->inter, l->out_w, NULL, n_tokens, inter, h);
     for (size_t r = 0; r < n_tokens; r++)
         layer_norm_row(rs->x + r * h, rs->tmp + r * h, l->out_b, l->out_ln_g, l->out_ln_b,
                        (size_t)h, eps);
 }
 
 /* out (H) = CLS row or mean of the sequence's rows, then L2-normalised when configured. */
-static void pool_sequence(const struct kb_encoder *enc, size_t row0, size_t n, float *out)
+static void pool_sequence(const struct kb_encoder *enc, const struct enc_state *rs, size_t row0,
+                          size_t n, float *out)
 {
     size_t h = (size_t)enc->info.hidden_dim;
-    const float *x = enc->rs.x + row0 * h;
+    const float *x = rs->x + row0 * h;
     if (enc->info.pooling == KB_POOL_CLS) {
         memcpy(out, x, h * sizeof *out);
     } else {
@@ -308,22 +340,23 @@ static void pool_sequence(const struct kb_encoder *enc, size_t row0, size_t n, f
         out[i] *= inv;
 }
 
-int kb_enc_forward(struct kb_encoder *enc, const int32_t *const *seq_ids,
-                   const size_t *seq_len, size_t n_seq, float *out, struct kb_err *err)
+int kb_enc_forward(const struct kb_encoder *enc, struct enc_state *rs,
+                   const int32_t *const *seq_ids, const size_t *seq_len, size_t n_seq,
+                   float *out, struct kb_err *err)
 {
     size_t n_tokens = 0, max_seq = 0;
     for (size_t s = 0; s < n_seq; s++) {
         n_tokens += seq_len[s];
         max_seq = seq_len[s] > max_seq ? seq_len[s] : max_seq;
     }
-    int rc = state_reserve(&enc->rs, n_tokens, max_seq, (size_t)enc->info.hidden_dim,
+    int rc = state_reserve(rs, n_tokens, max_seq, (size_t)enc->info.hidden_dim,
                            (size_t)enc->info.intermediate_dim, err);
     if (rc)
         return rc;
-    embed_tokens(enc, seq_ids, seq_len, n_seq);
+    embed_tokens(enc, rs, seq_ids, seq_len, n_seq);
     for (int l = 0; l < enc->info.n_layers; l++)
-        run_layer(enc, &enc->w.layers[l], seq_len, n_seq, n_tokens);
+        run_layer(enc, rs, &enc->w.layers[l], seq_len, n_seq, n_tokens);
     for (size_t s = 0, row = 0; s < n_seq; row += seq_len[s], s++)
-        pool_sequence(enc, row, seq_len[s], out + s * (size_t)enc->info.hidden_dim);
+        pool_sequence(enc, rs, row, seq_len[s], out + s * (size_t)enc->info.hidden_dim);
     return 0;
 }

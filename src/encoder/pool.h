@@ -1,0 +1,23 @@
+/* pool.h — a few persistent helper threads for splitting one small job (a query's matrix
+ * multiplies) with microsecond hand-offs. */
+#ifndef KB_ENCODER_POOL_H
+#define KB_ENCODER_POOL_H
+
+struct kb_enc_pool;
+
+/* Work callback: do part `part` of `n_parts`. */
+typedef void (*kb_enc_pool_fn)(void *arg, int part, int n_parts);
+
+/* Starts n_helpers threads (0 is valid: everything then runs on the caller). Helpers spin
+ * briefly after each job, then sleep, so an idle pool costs nothing. Returns NULL when
+ * memory or threads run out (callers then run alone). */
+struct kb_enc_pool *kb_enc_pool_start(int n_helpers);
+
+/* Runs fn(arg, p, n) for p in 0..n-1 where n = helpers + 1, the caller doing part 0; returns
+ * when every part is done. One job at a time per pool (the encoder is not shared by threads). */
+void kb_enc_pool_run(struct kb_enc_pool *pool, kb_enc_pool_fn fn, void *arg);
+
+/* Stops and joins the helpers. NULL is a no-op. */
+void kb_enc_pool_stop(struct kb_enc_pool *pool);
+
+#endif
