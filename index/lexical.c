@@ -169,26 +169,37 @@ static char *lexical_dup_column(sqlite3_stmt *st, int col)
     return strdup(s ? s : "");
 }
 
-int kb_lexical_fetch(struct kb_store *store, const char *match, int64_t chunk_id,
-                     const char *hl_open, const char *hl_close, struct kb_lexical_row *out,
-                     struct kb_err *err)
+/* The row of one chunk; with a match, the snippet marks its terms; without one (or when the
+ * chunk does not match, as a vector hit may not), the snippet is the passage's opening. */
+static int lexical_fetch_one(struct kb_store *store, const char *match, int64_t chunk_id,
+                             const char *hl_open, const char *hl_close,
+                             struct kb_lexical_row *out, struct kb_err *err)
 {
-    memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    int rc = kb_store_prepare(store,
-        "SELECT d.path, c.title, c.heading_path, d.format, c.text,"
-        " snippet(chunks_fts, 0, ?3, ?4, '…', 24),"
-        " c.byte_start, c.byte_end, c.line_start, c.line_end"
-        " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
-        " JOIN documents d ON d.id = c.doc_id"
-        " WHERE chunks_fts MATCH ?1 AND chunks_fts.rowid = ?2", &st, err);
+    int rc = kb_store_prepare(store, match
+        ? "SELECT d.path, c.title, c.heading_path, d.format, c.text,"
+          " snippet(chunks_fts, 0, ?3, ?4, '…', 24),"
+          " c.byte_start, c.byte_end, c.line_start, c.line_end, c.doc_id, c.page, c.location"
+          " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
+          " JOIN documents d ON d.id = c.doc_id"
+          " WHERE chunks_fts MATCH ?1 AND chunks_fts.rowid = ?2"
+        : "SELECT d.path, c.title, c.heading_path, d.format, c.text,"
+          " CASE WHEN length(c.text) > 200 THEN substr(c.text, 1, 200) || '…' ELSE c.text END,"
+          " c.byte_start, c.byte_end, c.line_start, c.line_end, c.doc_id, c.page, c.location"
+          " FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ?2", &st, err);
     if (rc)
         return rc;
-    sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
+    if (match)
+        sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, chunk_id);
-    sqlite3_bind_text(st, 3, hl_open ? hl_open : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, hl_close ? hl_close : "", -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_ROW) {
+    if (match) {
+        sqlite3_bind_text(st, 3, hl_open ? hl_open : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, hl_close ? hl_close : "", -1, SQLITE_STATIC);
+    }
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        rc = KB_ENOTFOUND;
+    } else if (step != SQLITE_ROW) {
         rc = kb_store_sql_error(store, "reading a result", err);
     } else {
         out->path = lexical_dup_column(st, 0);
@@ -201,13 +212,29 @@ int kb_lexical_fetch(struct kb_store *store, const char *match, int64_t chunk_id
         out->byte_end = (uint64_t)sqlite3_column_int64(st, 7);
         out->line_start = (uint32_t)sqlite3_column_int64(st, 8);
         out->line_end = (uint32_t)sqlite3_column_int64(st, 9);
+        out->doc_id = sqlite3_column_int64(st, 10);
+        out->page = (uint32_t)sqlite3_column_int64(st, 11);
+        out->location = lexical_dup_column(st, 12);
         if (!out->path || !out->title || !out->heading_path || !out->format || !out->text ||
-            !out->snippet) {
+            !out->snippet || !out->location) {
             kb_lexical_row_free(out);
             rc = kb_err_set(err, KB_ENOMEM, "out of memory");
         }
     }
     sqlite3_finalize(st);
+    return rc;
+}
+
+int kb_lexical_fetch(struct kb_store *store, const char *match, int64_t chunk_id,
+                     const char *hl_open, const char *hl_close, struct kb_lexical_row *out,
+                     struct kb_err *err)
+{
+    memset(out, 0, sizeof *out);
+    int rc = lexical_fetch_one(store, match, chunk_id, hl_open, hl_close, out, err);
+    if (rc == KB_ENOTFOUND && match)
+        rc = lexical_fetch_one(store, NULL, chunk_id, hl_open, hl_close, out, err);
+    if (rc == KB_ENOTFOUND)
+        rc = kb_err_set(err, KB_ENOTFOUND, "chunk %lld is gone", (long long)chunk_id);
     return rc;
 }
 
@@ -221,5 +248,6 @@ void kb_lexical_row_free(struct kb_lexical_row *row)
     free(row->format);
     free(row->text);
     free(row->snippet);
+    free(row->location);
     memset(row, 0, sizeof *row);
 }

@@ -25,12 +25,14 @@ int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int g
 
 /* A chunk's stored fields, for presenting a hit. Strings are malloc'ed (free each). */
 struct kb_lexical_row {
-    char *path, *title, *heading_path, *format, *text, *snippet;
+    char *path, *title, *heading_path, *format, *text, *snippet, *location;
     uint64_t byte_start, byte_end;
-    uint32_t line_start, line_end;
+    uint32_t line_start, line_end, page;
+    int64_t doc_id;
 };
 
-/* Reads chunk_id's fields; the snippet marks matches of `match` with hl_open/hl_close. */
+/* Reads chunk_id's fields; the snippet marks matches of `match` (may be NULL) with
+ * hl_open/hl_close, or is the passage's opening when the chunk does not match. */
 int kb_lexical_fetch(struct kb_store *store, const char *match, int64_t chunk_id,
                      const char *hl_open, const char *hl_close, struct kb_lexical_row *out,
                      struct kb_err *err);

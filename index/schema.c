@@ -44,6 +44,25 @@ static const char *const schema_migrations[KB_SCHEMA_VERSION] = {
      * "rows 2-9"; "" when the line range says it all). */
     "ALTER TABLE chunks ADD COLUMN page INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE chunks ADD COLUMN location TEXT NOT NULL DEFAULT '';",
+    /* 2 -> 3: embeddings. vectors holds each chunk's embedding (float32 little-endian, the
+     * source of truth) and the hash of the exact text that was embedded, so an unchanged
+     * passage is never embedded twice. vectors_rev (kb_meta) counts every change, and
+     * vector_index records the FAISS file (a cache) built at a given vectors_rev. */
+    "CREATE TABLE vectors("
+    "  chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,"
+    "  input_hash TEXT NOT NULL,"
+    "  vector BLOB NOT NULL);"
+    "CREATE INDEX vectors_input_hash ON vectors(input_hash);"
+    "INSERT INTO kb_meta(key, value) VALUES ('vectors_rev', '0');"
+    "CREATE TRIGGER vectors_ai AFTER INSERT ON vectors BEGIN"
+    "  UPDATE kb_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_rev'; END;"
+    "CREATE TRIGGER vectors_ad AFTER DELETE ON vectors BEGIN"
+    "  UPDATE kb_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_rev'; END;"
+    "CREATE TABLE vector_index("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  generation INTEGER NOT NULL, file TEXT NOT NULL, sha256 TEXT NOT NULL,"
+    "  n_vectors INTEGER NOT NULL, dim INTEGER NOT NULL, spec TEXT NOT NULL,"
+    "  vectors_rev INTEGER NOT NULL, created_at INTEGER NOT NULL);",
 };
 
 static int schema_version(struct kb_store *store, int *out, struct kb_err *err)

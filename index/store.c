@@ -79,7 +79,7 @@ static int store_mkdirs(const char *dir)
 
 /* Decides whether `dir` may hold a KB: the database exists, or we may create one. */
 static int store_check_dir(struct kb_store *store, unsigned flags, int *create,
-                           struct kb_err *err)
+                       struct kb_err *err)
 {
     struct stat st;
     *create = 0;
@@ -249,7 +249,7 @@ void kb_store_rollback(struct kb_store *store)
 
 /* Steps a statement that returns no rows, then finalizes it. */
 static int store_exec_stmt(struct kb_store *store, sqlite3_stmt *st, const char *what,
-                           struct kb_err *err)
+                       struct kb_err *err)
 {
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : kb_store_sql_error(store, what, err);
     sqlite3_finalize(st);
@@ -431,8 +431,8 @@ int kb_store_docs_under(struct kb_store *store, const char *root, kb_store_doc_c
 }
 
 /* Runs a query returning one integer. */
-static int store_query_int(struct kb_store *store, const char *sql, int64_t *out,
-                           struct kb_err *err)
+int kb_store_query_int(struct kb_store *store, const char *sql, int64_t *out,
+                       struct kb_err *err)
 {
     sqlite3_stmt *st;
     int rc = kb_store_prepare(store, sql, &st, err);
@@ -450,11 +450,11 @@ int kb_store_stats(struct kb_store *store, struct kb_store_stats *out, struct kb
 {
     int64_t version = 0;
     int rc;
-    if ((rc = store_query_int(store, "SELECT count(*) FROM documents", &out->n_documents, err)) ||
-        (rc = store_query_int(store, "SELECT count(*) FROM chunks", &out->n_chunks, err)) ||
-        (rc = store_query_int(store, "SELECT coalesce(sum(byte_end-byte_start),0) FROM chunks",
+    if ((rc = kb_store_query_int(store, "SELECT count(*) FROM documents", &out->n_documents, err)) ||
+        (rc = kb_store_query_int(store, "SELECT count(*) FROM chunks", &out->n_chunks, err)) ||
+        (rc = kb_store_query_int(store, "SELECT coalesce(sum(byte_end-byte_start),0) FROM chunks",
                               &out->text_bytes, err)) ||
-        (rc = store_query_int(store, "PRAGMA user_version", &version, err)))
+        (rc = kb_store_query_int(store, "PRAGMA user_version", &version, err)))
         return rc;
     out->schema_version = (int)version;
     return 0;

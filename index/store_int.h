@@ -23,8 +23,12 @@ int kb_store_sql_error(struct kb_store *store, const char *what, struct kb_err *
 int kb_store_prepare(struct kb_store *store, const char *sql, sqlite3_stmt **out,
                      struct kb_err *err);
 
+/* Runs a query returning one integer (the first column of the first row). */
+int kb_store_query_int(struct kb_store *store, const char *sql, int64_t *out,
+                       struct kb_err *err);
+
 /* schema.c: the current schema version and the forward migrations to reach it. */
-#define KB_SCHEMA_VERSION 2
+#define KB_SCHEMA_VERSION 3
 int kb_schema_migrate(struct kb_store *store, struct kb_err *err);
 
 #endif

@@ -12,6 +12,7 @@
 #include "ingest/doc.h"
 #include "ingest/textfile.h"
 #include "ingest/walk.h"
+#include "index/vectors.h"
 #include "util/hash.h"
 #include "util/path.h"
 
@@ -76,8 +77,8 @@ static void ingest_location(const struct kb_doc *src, const struct kb_chunk *c, 
 /* Chunks `text` and stores the document and its chunks; the caller holds a transaction.
  * A NULL doc->title is filled from the text or the path. `src` (may be NULL) is the parsed
  * file the text comes from, for chunk locations and the chunking mode. */
-static int ingest_store_text(kb *kb, struct kb_store_doc *doc, const char *text, size_t len,
-                             const struct kb_doc *src, const kb_ingest_options *opts,
+static int ingest_store_text(kb *kb, struct kb_store_doc *doc, int64_t old_id, const char *text,
+                             size_t len, const struct kb_doc *src, const kb_ingest_options *opts,
                              size_t *n_chunks)
 {
     int markdown = src ? src->markdown
@@ -88,12 +89,23 @@ static int ingest_store_text(kb *kb, struct kb_store_doc *doc, const char *text,
         markdown ? KB_CHUNK_MARKDOWN : KB_CHUNK_TEXT,
         &kb_tokcounter_words,
     };
+    /* With a model, sizes are the model's own tokens and never exceed what it takes. */
+    struct kb_tokcounter wordpiece;
+    int rc = 0;
+    if (kb_vec_active(kb)) {
+        if ((rc = kb_vec_chunk_budget(kb, copts.target_tokens, &wordpiece, &copts.target_tokens)))
+            return rc;
+        copts.counter = &wordpiece;
+        if (copts.overlap_tokens >= copts.target_tokens / 2)
+            copts.overlap_tokens = copts.target_tokens / 8;
+    }
     char location[256];
     struct kb_chunk_list chunks = { 0 };
     char *title = NULL;
-    int rc = kb_chunk_text(&chunks, text, len, &copts, &kb->err);
-    if (rc)
+    if ((rc = kb_chunk_text(&chunks, text, len, &copts, &kb->err)))
         return rc;
+    if (old_id && (rc = kb_vec_stash_document(kb, old_id)))
+        goto done;
     if (!doc->title && src && src->title && *src->title)
         doc->title = src->title;
     if (!doc->title && !(title = ingest_title(doc->path, &chunks))) {
@@ -114,9 +126,13 @@ static int ingest_store_text(kb *kb, struct kb_store_doc *doc, const char *text,
             c->line_start, c->line_end, (uint32_t)c->n_tokens, page, location,
         };
         rc = kb_store_chunk_add(kb->store, &row, &kb->err);
+        if (rc == 0)
+            rc = kb_vec_queue(kb, kb_store_last_id(kb->store), doc->title, c->heading_path,
+                              row.text, row.text_len);
     }
     *n_chunks = chunks.count;
 done:
+    kb_vec_stash_clear(kb);
     if (doc->title == title || (src && doc->title == src->title))
         doc->title = NULL;
     free(title);
@@ -172,14 +188,19 @@ static int ingest_file(struct ingest_run *run, const char *path, const struct st
                                 "", kb_doc_kind_name(format), NULL };
     memcpy(doc.hash, file.hash, sizeof doc.hash);
     size_t n_chunks = 0;
-    rc = ingest_store_text(kb, &doc, file.text, file.len, &file, run->opts, &n_chunks);
+    rc = ingest_store_text(kb, &doc, found ? old.id : 0, file.text, file.len, &file, run->opts,
+                           &n_chunks);
+    if (rc == 0)
+        rc = kb_vec_flush(kb);
     if (rc == 0 && (rc = kb_store_commit(kb->store, &kb->err)) == 0) {
         run->stats.chunks += n_chunks;
         ingest_emit(run, found ? KB_EVENT_UPDATED : KB_EVENT_ADDED, path, NULL, n_chunks);
     }
 done:
-    if (rc)
+    if (rc) {
         kb_store_rollback(kb->store);
+        kb_vec_discard(kb);
+    }
     kb_doc_free(&file);
     free(abs);
     return rc;
@@ -281,7 +302,21 @@ static int ingest_begin_run(kb *kb, const kb_ingest_options *opts)
         return rc;
     if (opts && opts->version != KB_INGEST_OPTIONS_VERSION)
         return kb_fail(kb, KB_EINVALID, "kb_ingest_options: unknown version %u", opts->version);
-    return kb_store_lock(kb->store, &kb->err);
+    if ((rc = kb_store_lock(kb->store, &kb->err)))
+        return rc;
+    kb->vec.n_embedded = kb->vec.n_reused = 0;
+    kb->vec.notice = NULL;
+    if ((rc = kb_vec_begin_ingest(kb, opts ? opts->model : NULL)))
+        kb_store_unlock(kb->store);
+    return rc;
+}
+
+static void ingest_end_run(kb *kb, struct ingest_run *run)
+{
+    kb_store_unlock(kb->store);
+    run->stats.embedded = kb->vec.n_embedded;
+    run->stats.reused = kb->vec.n_reused;
+    run->stats.notice = kb->vec.notice;
 }
 
 int kb_ingest(kb *kb, const char *const *paths, size_t n_paths,
@@ -308,8 +343,9 @@ int kb_ingest(kb *kb, const char *const *paths, size_t n_paths,
             rc = ingest_remove_gone(&run, root, paths[i]);
         free(root);
     }
+    rc = rc ? rc : kb_vec_sync(kb, run.opts->index);
 done:
-    kb_store_unlock(kb->store);
+    ingest_end_run(kb, &run);
     run.stats.seconds = ingest_now() - t0;
     if (stats)
         *stats = run.stats;
@@ -347,7 +383,8 @@ static int ingest_add_document(struct ingest_run *run, const kb_document *d)
         return 0;
     }
     size_t n_chunks = 0;
-    if ((rc = ingest_store_text(kb, &doc, d->text, d->text_len, NULL, run->opts, &n_chunks)))
+    if ((rc = ingest_store_text(kb, &doc, found ? old.id : 0, d->text, d->text_len, NULL,
+                                run->opts, &n_chunks)))
         return rc;
     run->stats.chunks += n_chunks;
     ingest_emit(run, found ? KB_EVENT_UPDATED : KB_EVENT_ADDED, d->id, NULL, n_chunks);
@@ -368,11 +405,15 @@ int kb_add_documents(kb *kb, const kb_document *docs, size_t n_docs,
     else if ((rc = kb_store_begin(kb->store, &kb->err)) == 0) {
         for (size_t i = 0; i < n_docs && rc == 0; i++)
             rc = ingest_add_document(&run, &docs[i]);
+        rc = rc ? rc : kb_vec_flush(kb);
         rc = rc ? rc : kb_store_commit(kb->store, &kb->err);
-        if (rc)
+        if (rc) {
             kb_store_rollback(kb->store);
+            kb_vec_discard(kb);
+        }
     }
-    kb_store_unlock(kb->store);
+    rc = rc ? rc : kb_vec_sync(kb, run.opts->index);
+    ingest_end_run(kb, &run);
     run.stats.seconds = ingest_now() - t0;
     if (rc)
         memset(&run.stats, 0, sizeof run.stats);

@@ -56,6 +56,7 @@ void kb_close(kb *kb)
 {
     if (!kb)
         return;
+    kb_vec_close(kb);
     kb_store_close(kb->store);
     free(kb);
 }
@@ -106,11 +107,12 @@ int kb_stat(kb *kb, kb_status_info *out)
     out->n_chunks = (size_t)st.n_chunks;
     out->text_bytes = (uint64_t)st.text_bytes;
     out->schema_version = st.schema_version;
-    return 0;
+    return kb_vec_stat(kb, out);
 }
 
 int kb_check(kb *kb)
 {
     int rc = kb_usable(kb, 0);
-    return rc ? rc : kb_store_check(kb->store, &kb->err);
+    rc = rc ? rc : kb_store_check(kb->store, &kb->err);
+    return rc ? rc : kb_vec_check(kb);
 }

@@ -110,10 +110,16 @@ typedef struct kb_ingest_options {
     unsigned overlap_tokens;    /* tokens shared by consecutive chunks of a section */
     kb_event_cb on_event;
     void *payload;
+    const char *model;          /* encoder model (hub name or folder) for a KB that has none;
+                                   NULL = the KB's own, else KB_DEFAULT_MODEL when downloaded,
+                                   else keyword search only; "none" = keyword search only. A
+                                   different model than the KB's is KB_ECONFIG (kb_reindex). */
+    const char *index;          /* vector index type ("flat", "ivf", "hnsw", with parameters
+                                   as "ivf:nlist=1024,nprobe=32"); NULL = chosen by size */
 } kb_ingest_options;
 
-#define KB_INGEST_OPTIONS_VERSION 1
-#define KB_INGEST_OPTIONS_INIT { KB_INGEST_OPTIONS_VERSION, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL }
+#define KB_INGEST_OPTIONS_VERSION 2
+#define KB_INGEST_OPTIONS_INIT { KB_INGEST_OPTIONS_VERSION, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
 #define KB_DEFAULT_CHUNK_TOKENS 256
 #define KB_DEFAULT_OVERLAP_TOKENS 32
 #define KB_DEFAULT_MAX_FILE_BYTES (64u * 1024u * 1024u)
@@ -122,6 +128,10 @@ typedef struct kb_ingest_stats {
     size_t added, updated, unchanged, removed, skipped, ignored;
     size_t chunks;      /* chunks written by this run */
     double seconds;
+    size_t embedded;    /* chunks embedded by the model in this run */
+    size_t reused;      /* chunks whose unchanged text kept its stored embedding */
+    const char *notice; /* a one-line note for the user (e.g. no model: keyword search only),
+                           or NULL; static */
 } kb_ingest_stats;
 
 /* Walks `paths` (files or folders) and brings the KB in line with them: new and changed
@@ -148,23 +158,46 @@ typedef struct kb_document {
 int kb_add_documents(kb *kb, const kb_document *docs, size_t n_docs,
                      const kb_ingest_options *opts, kb_ingest_stats *stats);
 
+/* Re-embeds every chunk with `model` (hub name or folder) and makes it the KB's model, in
+ * one transaction (searches see the old vectors until it commits), then rebuilds the vector
+ * index (`index` as in kb_ingest_options, NULL = by size). Chunks keep their boundaries: a
+ * chunk longer than the new model takes is embedded truncated, so re-ingest the folders
+ * when moving to a model with a shorter maximum. `stats` (may be NULL) gets embedded and
+ * reused counts. */
+int kb_reindex(kb *kb, const char *model, const char *index, kb_ingest_stats *stats);
+
+/* Rebuilds the vector index from the stored vectors, as `index` ("flat", "ivf", "hnsw" with
+ * optional parameters; NULL or "auto" = chosen by size), and publishes it. */
+int kb_rebuild_index(kb *kb, const char *index);
+
 /* ---- Searching -------------------------------------------------------------------------- */
 
 typedef enum kb_mode {
-    KB_MODE_BM25 = 1
+    KB_MODE_BM25 = 1,         /* keywords (FTS5 BM25) */
+    KB_MODE_VECTOR = 2,       /* the query's embedding against the chunks' (FAISS) */
+    KB_MODE_HYBRID = 3        /* both rankings fused (kb_search_options.fusion) */
 } kb_mode;
+
+typedef enum kb_fusion {
+    KB_FUSION_RRF = 0,        /* Reciprocal Rank Fusion: sum of 1 / (60 + rank) */
+    KB_FUSION_WEIGHTED = 1    /* bm25_weight * BM25 + (1 - bm25_weight) * cosine, each min-max
+                                 normalised over its candidates */
+} kb_fusion;
 
 typedef struct kb_search_options {
     unsigned version;
     size_t k;                 /* number of results; 0 = 10 */
-    kb_mode mode;             /* 0 = the best mode the KB supports */
+    kb_mode mode;             /* 0 = hybrid when the KB has vectors, else BM25 */
     int group_by_document;    /* return each document once, scored by its best chunk */
     const char *hl_open;      /* snippet highlight markers; NULL = none */
     const char *hl_close;
+    kb_fusion fusion;         /* how hybrid mode combines the rankings */
+    double bm25_weight;       /* KB_FUSION_WEIGHTED's weight of BM25, 0..1 */
 } kb_search_options;
 
-#define KB_SEARCH_OPTIONS_VERSION 1
-#define KB_SEARCH_OPTIONS_INIT { KB_SEARCH_OPTIONS_VERSION, 0, (kb_mode)0, 0, NULL, NULL }
+#define KB_SEARCH_OPTIONS_VERSION 2
+#define KB_SEARCH_OPTIONS_INIT { KB_SEARCH_OPTIONS_VERSION, 0, (kb_mode)0, 0, NULL, NULL, \
+                                 KB_FUSION_RRF, 0.5 }
 
 typedef struct kb_result {
     int64_t chunk_id;
@@ -191,6 +224,8 @@ typedef struct kb_results kb_results;
 int kb_search(kb *kb, const char *query, const kb_search_options *opts, kb_results **out);
 
 size_t kb_results_count(const kb_results *results);
+/* The mode that produced the results (the default resolves to hybrid or BM25). */
+kb_mode kb_results_mode(const kb_results *results);
 /* Borrowed; NULL when i is out of range. */
 const kb_result *kb_results_get(const kb_results *results, size_t i);
 void kb_results_free(kb_results *results);
@@ -311,6 +346,9 @@ void kb_answer_free(kb_answer *answer);
  * present). A handle may be shared by threads only if they do not call it at once. */
 typedef struct kb_model kb_model;
 
+/* The model a new KB is embedded with when none is named and it has been downloaded. */
+#define KB_DEFAULT_MODEL "BAAI/bge-small-en-v1.5"
+
 /* Opens a model by folder path, or by hub name ("BAAI/bge-small-en-v1.5") from kb's model cache
  * ($XDG_CACHE_HOME/kb/models) or the Hugging Face cache ($HF_HOME/hub,
  * ~/.cache/huggingface/hub). Never downloads. KB_ENOTFOUND when it is nowhere, KB_EFORMAT
@@ -407,6 +445,14 @@ typedef struct kb_status_info {
     size_t n_documents, n_chunks;
     uint64_t text_bytes;      /* total bytes of chunk text */
     int schema_version;
+    char model[256];          /* the encoder model the KB is embedded with; "" for none */
+    int dim;                  /* its embedding dimension (0 without a model) */
+    size_t n_vectors;         /* chunks with an embedding */
+    char index[96];           /* the vector index in use ("flat", "ivf:nlist=..."); "" for none */
+    int64_t index_generation; /* its file's generation (vectors.N.faiss) */
+    size_t index_vectors;     /* vectors in that file */
+    int index_stale;          /* 1 when the file lags the vectors (searches then build an exact
+                                 index in memory until the next ingest publishes one) */
 } kb_status_info;
 
 int kb_stat(kb *kb, kb_status_info *out);

@@ -4,12 +4,14 @@
 
 #include "kb/kb.h"
 #include "index/store.h"
+#include "kb/vec_int.h"
 #include "util/err.h"
 
 struct kb {
     struct kb_store *store;   /* NULL after a failed open */
     unsigned flags;
     struct kb_err err;
+    struct kb_vec vec;        /* embeddings and the vector index (kb/vectors.c) */
 };
 
 /* Records a failure on the handle and returns its code. */

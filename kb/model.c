@@ -1,5 +1,6 @@
 /* model.c — the public encoder-model handle: find a model folder, open it, tokenize, embed. */
 #include "kb/kb.h"
+#include "kb/model_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "encoder/hub.h"
 #include "encoder/wordpiece.h"
 #include "util/err.h"
+#include "util/hash.h"
 #include "util/path.h"
 
 struct kb_model {
@@ -200,4 +202,50 @@ int kb_model_embed(kb_model *model, const char *const *texts, size_t n_texts, un
 void kb_free(void *p)
 {
     free(p);
+}
+
+struct kb_encoder *kb_model_encoder(kb_model *model)
+{
+    return model ? model->enc : NULL;
+}
+
+int kb_model_identity(const kb_model *model, char out[65])
+{
+    static const char *const files[] = { "config.json", "vocab.txt", "tokenizer.json",
+                                         "tokenizer_config.json", "modules.json",
+                                         "1_Pooling/config.json", "config_sentence_transformers.json",
+                                         "sentence_bert_config.json", "kb_model.json" };
+    const size_t n_files = sizeof files / sizeof *files;
+    char digests[16][65];
+    const void *parts[16];
+    size_t lens[16], n = 0;
+    for (size_t i = 0; i < n_files; i++) {
+        char *path = kb_path_join(model->dir, files[i]);
+        if (path && kb_sha256_file(path, 0, 0, digests[n]) == 0) {
+            parts[n] = digests[n];
+            lens[n] = 64;
+            n++;
+        }
+        free(path);
+    }
+    char *weights = kb_path_join(model->dir, "model.safetensors");
+    struct stat st;
+    if (!weights || stat(weights, &st) != 0) {
+        free(weights);
+        return KB_ENOTFOUND;
+    }
+    uint64_t size = (uint64_t)st.st_size, mib = (uint64_t)1 << 20;
+    /* The header (tensor names, shapes, offsets) lies within the first MiB for every BERT. */
+    int rc = kb_sha256_file(weights, 0, mib, digests[n]);
+    rc = rc ? rc : kb_sha256_file(weights, size > mib ? size - mib : 0, 0, digests[n + 1]);
+    free(weights);
+    if (rc)
+        return KB_EIO;
+    snprintf(digests[n + 2], sizeof digests[n + 2], "%llu", (unsigned long long)size);
+    for (size_t i = n; i < n + 3; i++) {
+        parts[i] = digests[i];
+        lens[i] = strlen(digests[i]);
+    }
+    kb_sha256_hex_parts(parts, lens, n + 3, out);
+    return 0;
 }

@@ -1,19 +1,25 @@
-/* search.c — the facade's retrieval: user text in, ranked chunks with their sources out. */
+/* search.c — the facade's retrieval: user text in, ranked chunks with their sources out.
+ * BM25 (FTS5), vector (FAISS over the chunk embeddings) or both fused. */
 #include "kb/kb_int.h"
-#include "index/store.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "index/lexical.h"
+#include "index/store.h"
+#include "index/vectors.h"
 
 #define SEARCH_DEFAULT_K 10
 #define SEARCH_MAX_K 10000
+#define SEARCH_FUSION_DEPTH 100 /* candidates each side contributes to a hybrid ranking */
+#define SEARCH_RRF_K 60.0       /* Cormack et al. 2009: 1 / (60 + rank) */
 
 struct kb_results {
     kb_result *items;
     struct kb_lexical_row *rows;  /* own the strings the items point at */
     size_t count;
+    kb_mode mode;                 /* the mode that produced them */
 };
 
 size_t kb_results_count(const kb_results *results)
@@ -26,24 +32,33 @@ const kb_result *kb_results_get(const kb_results *results, size_t i)
     return results && i < results->count ? &results->items[i] : NULL;
 }
 
+kb_mode kb_results_mode(const kb_results *results)
+{
+    return results ? results->mode : (kb_mode)0;
+}
+
 void kb_results_free(kb_results *results)
 {
     if (!results)
         return;
-    for (size_t i = 0; i < results->count; i++) {
+    for (size_t i = 0; i < results->count; i++)
         kb_lexical_row_free(&results->rows[i]);
-        free((char *)results->items[i].location);
-    }
     free(results->rows);
     free(results->items);
     free(results);
 }
 
-static void search_fill(kb_result *item, const struct kb_lexical_hit *hit,
+/* A ranked chunk before its fields are read. */
+struct search_hit {
+    int64_t chunk_id, doc_id;
+    double score;
+};
+
+static void search_fill(kb_result *item, const struct search_hit *hit,
                         const struct kb_lexical_row *row)
 {
     item->chunk_id = hit->chunk_id;
-    item->doc_id = hit->doc_id;
+    item->doc_id = row->doc_id;
     item->score = hit->score;
     item->path = row->path;
     item->title = row->title;
@@ -55,32 +70,180 @@ static void search_fill(kb_result *item, const struct kb_lexical_hit *hit,
     item->line_end = row->line_end;
     item->byte_start = row->byte_start;
     item->byte_end = row->byte_end;
+    item->location = row->location;
+    item->page = row->page;
 }
 
-/* Turns ranked hits into results with their stored fields. */
-static int search_present(kb *kb, const char *match, const struct kb_lexical_hit *hits,
-                          size_t n, const kb_search_options *opts, kb_results *res)
+/* Turns ranked hits into results with their stored fields; with group_by_document, only each
+ * document's first (best) hit is kept, up to k. */
+static int search_present(kb *kb, const char *match, const struct search_hit *hits, size_t n,
+                          size_t k, const kb_search_options *opts, kb_results *res)
 {
     res->items = calloc(n ? n : 1, sizeof *res->items);
     res->rows = calloc(n ? n : 1, sizeof *res->rows);
     if (!res->items || !res->rows)
         return kb_fail(kb, KB_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && res->count < k; i++) {
+        struct kb_lexical_row *row = &res->rows[res->count];
         int rc = kb_lexical_fetch(kb->store, match, hits[i].chunk_id, opts->hl_open,
-                                  opts->hl_close, &res->rows[i], &kb->err);
+                                  opts->hl_close, row, &kb->err);
         if (rc)
             return rc;
-        res->count = i + 1;
-        search_fill(&res->items[i], &hits[i], &res->rows[i]);
-        uint32_t page;
-        char *location;
-        if ((rc = kb_store_chunk_location(kb->store, hits[i].chunk_id, &page, &location,
-                                          &kb->err)))
-            return rc;
-        res->items[i].page = page;
-        res->items[i].location = location;
+        int seen = 0;
+        for (size_t j = 0; opts->group_by_document && j < res->count && !seen; j++)
+            seen = res->rows[j].doc_id == row->doc_id;
+        if (seen) {
+            kb_lexical_row_free(row);
+            continue;
+        }
+        search_fill(&res->items[res->count], &hits[i], row);
+        res->count++;
     }
     return 0;
+}
+
+static int search_bm25(kb *kb, const char *match, size_t depth, int group,
+                       struct search_hit **out, size_t *n_out)
+{
+    struct kb_lexical_hit *lh = NULL;
+    size_t n = 0;
+    *out = NULL;
+    *n_out = 0;
+    if (!match)
+        return 0;
+    int rc = kb_lexical_search(kb->store, match, depth, group, &lh, &n, &kb->err);
+    if (rc)
+        return rc;
+    struct search_hit *hits = malloc((n ? n : 1) * sizeof *hits);
+    if (!hits) {
+        free(lh);
+        return kb_fail(kb, KB_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        hits[i] = (struct search_hit){ lh[i].chunk_id, lh[i].doc_id, lh[i].score };
+    free(lh);
+    *out = hits;
+    *n_out = n;
+    return 0;
+}
+
+static int search_vector(kb *kb, const char *query, size_t depth, struct search_hit **out,
+                         size_t *n_out)
+{
+    struct kb_vec_hit *vh = NULL;
+    size_t n = 0;
+    *out = NULL;
+    *n_out = 0;
+    int rc = kb_vec_search(kb, query, depth, &vh, &n);
+    if (rc)
+        return rc;
+    struct search_hit *hits = malloc((n ? n : 1) * sizeof *hits);
+    if (!hits) {
+        free(vh);
+        return kb_fail(kb, KB_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        hits[i] = (struct search_hit){ vh[i].chunk_id, 0, vh[i].score };
+    free(vh);
+    *out = hits;
+    *n_out = n;
+    return 0;
+}
+
+static int search_cmp_score(const void *a, const void *b)
+{
+    const struct search_hit *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->chunk_id < y->chunk_id ? -1 : x->chunk_id > y->chunk_id;
+}
+
+/* Min-max normalised score of list[i] within its list (1 for the best, 0 for the worst). */
+static double search_norm(const struct search_hit *list, size_t n, size_t i)
+{
+    double hi = list[0].score, lo = list[n - 1].score;
+    return hi > lo ? (list[i].score - lo) / (hi - lo) : 1.0;
+}
+
+/* Fuses two best-first lists into *out (sorted, each chunk once). RRF: sum of
+ * 1 / (60 + rank); weighted: w * bm25 + (1 - w) * vector on min-max normalised scores, a list
+ * that misses a chunk contributing 0. Measured on SciFact: docs/BENCHMARKS.md. */
+static int search_fuse(kb *kb, const struct search_hit *a, size_t na, const struct search_hit *b,
+                       size_t nb, kb_fusion fusion, double w_bm25, struct search_hit **out,
+                       size_t *n_out)
+{
+    struct search_hit *all = malloc((na + nb ? na + nb : 1) * sizeof *all);
+    if (!all)
+        return kb_fail(kb, KB_ENOMEM, "out of memory");
+    size_t n = 0;
+    for (int side = 0; side < 2; side++) {
+        const struct search_hit *list = side ? b : a;
+        size_t len = side ? nb : na;
+        double w = side ? 1.0 - w_bm25 : w_bm25;
+        for (size_t i = 0; i < len; i++) {
+            double s = fusion == KB_FUSION_RRF ? 1.0 / (SEARCH_RRF_K + (double)(i + 1))
+                                               : w * search_norm(list, len, i);
+            size_t j = 0;
+            while (j < n && all[j].chunk_id != list[i].chunk_id)
+                j++;
+            if (j == n)
+                all[n++] = (struct search_hit){ list[i].chunk_id, 0, 0 };
+            all[j].score += s;
+        }
+    }
+    qsort(all, n, sizeof *all, search_cmp_score);
+    *out = all;
+    *n_out = n;
+    return 0;
+}
+
+/* The mode to run: the caller's, or hybrid when the KB has vectors, else BM25. */
+static int search_mode(kb *kb, kb_mode asked, kb_mode *out)
+{
+    if (asked == 0) {
+        *out = kb_vec_has_vectors(kb) ? KB_MODE_HYBRID : KB_MODE_BM25;
+        return 0;
+    }
+    if (asked != KB_MODE_BM25 && asked != KB_MODE_VECTOR && asked != KB_MODE_HYBRID)
+        return kb_fail(kb, KB_EINVALID, "search mode %d is not available", (int)asked);
+    if (asked != KB_MODE_BM25 && !kb_vec_has_vectors(kb))
+        return kb_fail(kb, KB_EINVALID, "this knowledge base has no vectors; use --mode bm25 "
+                       "(or ingest with an encoder model)");
+    *out = asked;
+    return 0;
+}
+
+static int search_run(kb *kb, const char *query, const kb_search_options *opts, size_t k,
+                      kb_results *res)
+{
+    char *match = NULL;
+    struct search_hit *lex = NULL, *vec = NULL, *fused = NULL, *hits;
+    size_t n_lex = 0, n_vec = 0, n_fused = 0, n;
+    size_t depth = k > SEARCH_FUSION_DEPTH ? k : SEARCH_FUSION_DEPTH;
+    int group = opts->group_by_document;
+    int rc = kb_lexical_query(&match, query, &kb->err);
+    if (rc)
+        return rc;
+    if (res->mode == KB_MODE_BM25) {
+        rc = search_bm25(kb, match, k, group, &lex, &n_lex);
+        hits = lex, n = n_lex;
+    } else if (res->mode == KB_MODE_VECTOR) {
+        rc = search_vector(kb, query, group ? depth * 4 : k, &vec, &n_vec);
+        hits = vec, n = n_vec;
+    } else {
+        if (!(rc = search_bm25(kb, match, depth, 0, &lex, &n_lex)) &&
+            !(rc = search_vector(kb, query, depth, &vec, &n_vec)))
+            rc = search_fuse(kb, lex, n_lex, vec, n_vec, opts->fusion, opts->bm25_weight,
+                             &fused, &n_fused);
+        hits = fused, n = n_fused;
+    }
+    if (!rc)
+        rc = search_present(kb, match, hits, n, k, opts, res);
+    free(lex);
+    free(vec);
+    free(fused);
+    free(match);
+    return rc;
 }
 
 int kb_search(kb *kb, const char *query, const kb_search_options *opts, kb_results **out)
@@ -95,28 +258,22 @@ int kb_search(kb *kb, const char *query, const kb_search_options *opts, kb_resul
     opts = opts ? opts : &defaults;
     if (opts->version != KB_SEARCH_OPTIONS_VERSION)
         return kb_fail(kb, KB_EINVALID, "kb_search_options: unknown version %u", opts->version);
-    if (opts->mode != 0 && opts->mode != KB_MODE_BM25)
-        return kb_fail(kb, KB_EINVALID, "search mode %d is not available", (int)opts->mode);
+    if (opts->fusion != KB_FUSION_RRF && opts->fusion != KB_FUSION_WEIGHTED)
+        return kb_fail(kb, KB_EINVALID, "unknown fusion %d", (int)opts->fusion);
+    if (!(opts->bm25_weight >= 0 && opts->bm25_weight <= 1))
+        return kb_fail(kb, KB_EINVALID, "bm25_weight must be from 0 to 1");
     size_t k = opts->k ? opts->k : SEARCH_DEFAULT_K;
     if (k > SEARCH_MAX_K)
         return kb_fail(kb, KB_EINVALID, "k=%zu is over the limit of %d", k, SEARCH_MAX_K);
     kb_results *res = calloc(1, sizeof *res);
-    char *match = NULL;
-    struct kb_lexical_hit *hits = NULL;
-    size_t n = 0;
-    if (!res) {
-        rc = kb_fail(kb, KB_ENOMEM, "out of memory");
-        goto done;
+    if (!res)
+        return kb_fail(kb, KB_ENOMEM, "out of memory");
+    /* One read transaction: BM25, vectors and the rows all come from the same snapshot. */
+    if (!(rc = search_mode(kb, opts->mode, &res->mode)) &&
+        !(rc = kb_store_read_begin(kb->store, &kb->err))) {
+        rc = search_run(kb, query, opts, k, res);
+        kb_store_read_end(kb->store);
     }
-    if ((rc = kb_lexical_query(&match, query, &kb->err)) || !match)
-        goto done;
-    if ((rc = kb_lexical_search(kb->store, match, k, opts->group_by_document, &hits, &n,
-                                &kb->err)))
-        goto done;
-    rc = search_present(kb, match, hits, n, opts, res);
-done:
-    free(hits);
-    free(match);
     if (rc) {
         kb_results_free(res);
         return rc;

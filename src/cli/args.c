@@ -111,3 +111,16 @@ int cli_parse(struct cli *cli, const char *cmd, const struct cli_opt *opts, int 
     }
     return 0;
 }
+
+const char *cli_parse_mode(const char *value, kb_mode *out)
+{
+    if (!strcmp(value, "bm25"))
+        *out = KB_MODE_BM25;
+    else if (!strcmp(value, "vector"))
+        *out = KB_MODE_VECTOR;
+    else if (!strcmp(value, "hybrid"))
+        *out = KB_MODE_HYBRID;
+    else
+        return "expected bm25, vector or hybrid";
+    return NULL;
+}

@@ -50,6 +50,9 @@ int cli_parse(struct cli *cli, const char *cmd, const struct cli_opt *opts, int 
 /* Parses a non-negative integer option value; returns NULL or an error message. */
 const char *cli_parse_size(const char *value, size_t min, size_t max, size_t *out);
 
+/* Parses --mode bm25|vector|hybrid; returns NULL or an error message. */
+const char *cli_parse_mode(const char *value, kb_mode *out);
+
 /* ---- out.c ---- */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -88,6 +91,7 @@ int cli_input_text(char **words, int n_words, char **out);
 /* ---- commands ---- */
 int cmd_tokenize(struct cli *cli, int argc, char **argv);
 int cmd_embed(struct cli *cli, int argc, char **argv);
+int cmd_reindex(struct cli *cli, int argc, char **argv);
 int cmd_ingest(struct cli *cli, int argc, char **argv);
 int cmd_search(struct cli *cli, int argc, char **argv);
 int cmd_check(struct cli *cli, int argc, char **argv);

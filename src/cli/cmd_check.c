@@ -91,11 +91,31 @@ int cmd_status(struct cli *cli, int argc, char **argv)
         cJSON_AddNumberToObject(o, "chunks", (double)st.n_chunks);
         cJSON_AddNumberToObject(o, "text_bytes", (double)st.text_bytes);
         cJSON_AddNumberToObject(o, "schema_version", st.schema_version);
+        if (*st.model) {
+            cJSON_AddStringToObject(o, "model", st.model);
+            cJSON_AddNumberToObject(o, "dim", st.dim);
+            cJSON_AddNumberToObject(o, "vectors", (double)st.n_vectors);
+        }
+        if (*st.index) {
+            cJSON_AddStringToObject(o, "index", st.index);
+            cJSON_AddNumberToObject(o, "index_generation", (double)st.index_generation);
+            cJSON_AddNumberToObject(o, "index_vectors", (double)st.index_vectors);
+            cJSON_AddBoolToObject(o, "index_stale", st.index_stale);
+        }
         rc = cli_print_json(o);
     } else {
         printf("kb          %s\ndocuments   %zu\nchunks      %zu\ntext        %.1f MB\n"
                "schema      %d\n", cli->kb_dir, st.n_documents, st.n_chunks,
                (double)st.text_bytes / 1e6, st.schema_version);
+        if (*st.model)
+            printf("model       %s (%d dimensions)\nvectors     %zu\n", st.model, st.dim,
+                   st.n_vectors);
+        else
+            printf("model       none (keyword search only)\n");
+        if (*st.index)
+            printf("index       %s, generation %lld, %zu vectors%s\n", st.index,
+                   (long long)st.index_generation, st.index_vectors,
+                   st.index_stale ? " (stale: rebuilt at the next ingest)" : "");
     }
     kb_close(kb);
     return rc;

@@ -8,7 +8,7 @@
 static const char ingest_help[] =
     "usage: kb ingest [OPTIONS] PATH...\n"
     "\n"
-    "Adds new and changed .txt and .md files under each PATH to the knowledge base, leaves\n"
+    "Adds new and changed documents under each PATH to the knowledge base, leaves\n"
     "unchanged ones alone, and removes documents whose files were deleted from an ingested\n"
     "folder. Hidden files and symbolic links are skipped unless asked for. Files that cannot\n"
     "be read as UTF-8 text are skipped with a reason (exit code 1).\n"
@@ -21,18 +21,25 @@ static const char ingest_help[] =
     "  --max-file-size SIZE   skip larger files (bytes, or with K, M, G; default 64M)\n"
     "  --chunk-tokens N       target chunk size in tokens (default 256)\n"
     "  --overlap N            tokens repeated between chunks of a section (default 32)\n"
+    "  --model NAME|DIR       encoder model for a new KB (default " KB_DEFAULT_MODEL "\n"
+    "                         when downloaded; 'none' for keyword search only); a KB keeps\n"
+    "                         its model: change it with 'kb reindex --model'\n"
+    "  --index TYPE           vector index: flat, ivf, hnsw, or e.g. ivf:nlist=1024,nprobe=32\n"
+    "                         (default: chosen by size)\n"
     "  --json                 print a JSON summary\n"
     "\n"
     "example:\n"
     "  kb ingest --exclude 'drafts' ~/notes docs/handbook.md\n";
 
-enum { OPT_INCLUDE = 1, OPT_EXCLUDE, OPT_HIDDEN, OPT_FOLLOW, OPT_MAXSIZE, OPT_CHUNK, OPT_OVERLAP };
+enum { OPT_INCLUDE = 1, OPT_EXCLUDE, OPT_HIDDEN, OPT_FOLLOW, OPT_MAXSIZE, OPT_CHUNK, OPT_OVERLAP,
+       OPT_MODEL, OPT_INDEX };
 
 static const struct cli_opt ingest_opts[] = {
     { "include", 0, 1, OPT_INCLUDE }, { "exclude", 0, 1, OPT_EXCLUDE },
     { "hidden", 0, 0, OPT_HIDDEN }, { "follow-symlinks", 0, 0, OPT_FOLLOW },
     { "max-file-size", 0, 1, OPT_MAXSIZE }, { "chunk-tokens", 0, 1, OPT_CHUNK },
-    { "overlap", 0, 1, OPT_OVERLAP }, { NULL, 0, 0, 0 },
+    { "overlap", 0, 1, OPT_OVERLAP }, { "model", 0, 1, OPT_MODEL }, { "index", 0, 1, OPT_INDEX },
+    { NULL, 0, 0, 0 },
 };
 
 struct ingest_cmd {
@@ -74,6 +81,8 @@ static const char *ingest_opt(int id, const char *value, void *payload)
         if (!(msg = cli_parse_size(value, 16, 8192, &n)))
             c->opts.chunk_tokens = (unsigned)n;
         break;
+    case OPT_MODEL: c->opts.model = value; break;
+    case OPT_INDEX: c->opts.index = value; break;
     case OPT_OVERLAP:
         if (!(msg = cli_parse_size(value, 0, 4095, &n)))
             c->opts.overlap_tokens = (unsigned)n;
@@ -119,14 +128,20 @@ static int ingest_report(const struct ingest_cmd *c, const kb_ingest_stats *st)
         cJSON_AddNumberToObject(o, "skipped", (double)st->skipped);
         cJSON_AddNumberToObject(o, "ignored", (double)st->ignored);
         cJSON_AddNumberToObject(o, "chunks", (double)st->chunks);
+        cJSON_AddNumberToObject(o, "embedded", (double)st->embedded);
+        cJSON_AddNumberToObject(o, "reused_vectors", (double)st->reused);
         cJSON_AddNumberToObject(o, "seconds", st->seconds);
+        if (st->notice)
+            cJSON_AddStringToObject(o, "notice", st->notice);
         cJSON_AddItemReferenceToObject(o, "skipped_files", c->json_skipped);
         return cli_print_json(o);
     }
     printf("added %zu, updated %zu, unchanged %zu, removed %zu, skipped %zu"
-           " (%zu chunks written in %.2f s)\n",
+           " (%zu chunks written, %zu embedded, in %.2f s)\n",
            st->added, st->updated, st->unchanged, st->removed, st->skipped, st->chunks,
-           st->seconds);
+           st->embedded, st->seconds);
+    if (st->notice && !c->cli->quiet)
+        fprintf(stderr, "kb: note: %s\n", st->notice);
     return 0;
 }
 

@@ -13,7 +13,9 @@ static const char search_help[] =
     "\n"
     "options:\n"
     "  -k N              number of results (default 10)\n"
-    "  --mode MODE       bm25 (vector and hybrid arrive with embeddings)\n"
+    "  --mode MODE       bm25, vector or hybrid (default: hybrid when the KB has vectors)\n"
+    "  --fusion HOW      hybrid ranking: rrf (reciprocal rank) or weighted (scores)\n"
+    "  --bm25-weight W   weighted fusion's share of BM25, 0..1 (default 0.5)\n"
     "  --documents       one result per document (its best passage)\n"
     "  --full            print whole passages instead of snippets\n"
     "  --json            print results as JSON (absolute paths)\n"
@@ -21,11 +23,12 @@ static const char search_help[] =
     "example:\n"
     "  kb search -k 5 \"rotate nginx logs\"\n";
 
-enum { OPT_K = 1, OPT_MODE, OPT_DOCS, OPT_FULL };
+enum { OPT_K = 1, OPT_MODE, OPT_DOCS, OPT_FULL, OPT_FUSION, OPT_WEIGHT };
 
 static const struct cli_opt search_opts[] = {
     { "k", 'k', 1, OPT_K }, { "mode", 0, 1, OPT_MODE }, { "documents", 0, 0, OPT_DOCS },
-    { "full", 0, 0, OPT_FULL }, { NULL, 0, 0, 0 },
+    { "full", 0, 0, OPT_FULL }, { "fusion", 0, 1, OPT_FUSION },
+    { "bm25-weight", 0, 1, OPT_WEIGHT }, { NULL, 0, 0, 0 },
 };
 
 struct search_cmd {
@@ -39,13 +42,23 @@ static const char *search_opt(int id, const char *value, void *payload)
     switch (id) {
     case OPT_K: return cli_parse_size(value, 1, 10000, &c->opts.k);
     case OPT_MODE:
-        if (!strcmp(value, "bm25"))
-            c->opts.mode = KB_MODE_BM25;
-        else if (!strcmp(value, "vector") || !strcmp(value, "hybrid"))
-            return "this knowledge base has no vectors yet; use --mode bm25";
+        return cli_parse_mode(value, &c->opts.mode);
+    case OPT_FUSION:
+        if (!strcmp(value, "rrf"))
+            c->opts.fusion = KB_FUSION_RRF;
+        else if (!strcmp(value, "weighted"))
+            c->opts.fusion = KB_FUSION_WEIGHTED;
         else
-            return "expected bm25, vector or hybrid";
+            return "expected rrf or weighted";
         return NULL;
+    case OPT_WEIGHT: {
+        char *end;
+        double w = strtod(value, &end);
+        if (*end || !(w >= 0 && w <= 1))
+            return "expected a number from 0 to 1";
+        c->opts.bm25_weight = w;
+        return NULL;
+    }
     case OPT_DOCS: c->opts.group_by_document = 1; return NULL;
     case OPT_FULL: c->full = 1; return NULL;
     }

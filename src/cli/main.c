@@ -12,7 +12,8 @@ static const char main_usage[] =
     "\n"
     "commands:\n"
     "  ingest PATH...   add or update documents from files and folders (.txt, .md)\n"
-    "  search QUERY     find the best passages (BM25)\n"
+    "  search QUERY     find the best passages (hybrid BM25 + vectors, or either)\n"
+    "  reindex          re-embed with another model, or rebuild the vector index\n"
     "  status           what the knowledge base holds\n"
     "  check            verify the knowledge base is consistent\n"
     "  eval --beir DIR  measure retrieval quality on a BEIR dataset\n"
@@ -48,7 +49,7 @@ static const struct {
     { "check", cmd_check },   { "eval", cmd_eval },
     { "ask", cmd_ask },
     { "prompt", cmd_prompt },
-    { "tokenize", cmd_tokenize }, { "embed", cmd_embed },
+    { "tokenize", cmd_tokenize }, { "embed", cmd_embed }, { "reindex", cmd_reindex },
     { "model", cmd_model },
 };
 

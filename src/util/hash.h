@@ -3,6 +3,7 @@
 #define KB_UTIL_HASH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define KB_SHA256_HEX_SIZE 65
 
@@ -12,5 +13,10 @@ void kb_sha256_hex(const void *data, size_t len, char out[KB_SHA256_HEX_SIZE]);
 /* The SHA-256 of the concatenation of n parts. */
 void kb_sha256_hex_parts(const void *const *parts, const size_t *lens, size_t n,
                          char out[KB_SHA256_HEX_SIZE]);
+
+/* The SHA-256 of len bytes of a file from offset (len 0: to the end; a shorter file is hashed
+ * as far as it goes). 0, or -1 with errno set when the file cannot be read. */
+int kb_sha256_file(const char *path, uint64_t offset, uint64_t len,
+                   char out[KB_SHA256_HEX_SIZE]);
 
 #endif
