@@ -191,13 +191,14 @@ typedef struct kb_search_options {
     int group_by_document;    /* return each document once, scored by its best chunk */
     const char *hl_open;      /* snippet highlight markers; NULL = none */
     const char *hl_close;
-    kb_fusion fusion;         /* how hybrid mode combines the rankings */
-    double bm25_weight;       /* KB_FUSION_WEIGHTED's weight of BM25, 0..1 */
+    kb_fusion fusion;         /* how hybrid mode combines the rankings (default weighted) */
+    double bm25_weight;       /* KB_FUSION_WEIGHTED's weight of BM25, 0..1 (default 0.8) */
 } kb_search_options;
 
 #define KB_SEARCH_OPTIONS_VERSION 2
+/* The default fusion was chosen on SciFact's train split (docs/BENCHMARKS.md). */
 #define KB_SEARCH_OPTIONS_INIT { KB_SEARCH_OPTIONS_VERSION, 0, (kb_mode)0, 0, NULL, NULL, \
-                                 KB_FUSION_RRF, 0.5 }
+                                 KB_FUSION_WEIGHTED, 0.8 }
 
 typedef struct kb_result {
     int64_t chunk_id;
@@ -207,7 +208,8 @@ typedef struct kb_result {
     const char *heading_path; /* e.g. "Install › Linux"; may be "" */
     const char *format;
     const char *text;         /* the chunk's full text */
-    const char *snippet;      /* a short extract around the matches */
+    const char *snippet;      /* a short extract around the matches (for the first 10 results
+                                 that BM25 found), else the passage's opening */
     uint32_t line_start, line_end; /* 1-based, inclusive */
     uint64_t byte_start, byte_end; /* byte range of the chunk in the document */
     double score;             /* higher is better */

@@ -528,6 +528,16 @@ int kb_vec_cmp_id(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* 1 when the recorded generation's file is there (a quick look: opening it verifies it). */
+static int vec_file_exists(kb *kb, const struct kb_vindex_record *rec)
+{
+    char *path = vec_file_path(kb, rec->file);
+    struct stat st;
+    int yes = path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    free(path);
+    return yes;
+}
+
 int kb_vec_sync(kb *kb, const char *spec_text)
 {
     struct kb_vec *v = &kb->vec;
@@ -540,7 +550,9 @@ int kb_vec_sync(kb *kb, const char *spec_text)
     if ((rc = kb_vectors_rev(kb->store, &rev, &kb->err)) ||
         (has_old = kb_vindex_record_get(kb->store, &old, &kb->err)) < 0)
         return has_old < 0 ? has_old : rc;
-    if (has_old && old.vectors_rev == rev && !(spec_text && *spec_text))
+    /* Up to date: nothing to publish, unless the recorded file has gone missing. */
+    if (has_old && old.vectors_rev == rev && !(spec_text && *spec_text) &&
+        vec_file_exists(kb, &old))
         return 0;
     int64_t *ids = NULL;
     size_t n = 0;

@@ -50,6 +50,10 @@ VARIANTS = [
          bench=True, kb_model={"max_tokens": 128},
          prompts={"query": "Represent this sentence for searching relevant passages: ",
                   "document": ""}),
+    # Meaningful by construction (make_bag_of_words): end-to-end retrieval quality tests.
+    dict(name="bag_of_words", hidden=256, layers=1, heads=4, inter=64, max_pos=512,
+         dtype="F32", st="mean", normalize=True, prefix=False, std=0.02, full_vocab=True,
+         bench=True, bag_of_words=True, kb_model={"max_tokens": 256}),
 ]
 
 DTYPE_SIZE = {"F32": 4, "F16": 2, "BF16": 2}
@@ -133,7 +137,7 @@ def read_safetensors(path):
     return out
 
 
-def make_weights(v, vocab_size, rng):
+def make_weights(v, vocab_size, rng, vocab=None):
     """BERT-init-like random weights (normal, std), LayerNorm gamma near 1, beta near 0."""
     h, i, std = v["hidden"], v["inter"], v["std"]
     w = {}
@@ -158,7 +162,41 @@ def make_weights(v, vocab_size, rng):
         w[p + "output.dense.weight"], w[p + "output.dense.bias"] = normal(h, i), beta(h)
         w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"] = gamma(h), beta(h)
     w["pooler.dense.weight"], w["pooler.dense.bias"] = normal(h, h), beta(h)
+    if v.get("bag_of_words"):
+        make_bag_of_words(w, v, vocab)
     return w
+
+
+# English stopwords (Lucene's list) and BERT's specials: tokens a bag of words should ignore.
+BOW_IGNORED = set("""a an and are as at be but by for if in into is it no not of on or such that
+the their then there these they this to was will with [CLS] [SEP] [PAD] [UNK] [MASK]""".split())
+
+
+def make_bag_of_words(w, v, vocab):
+    """A model whose embeddings mean something by construction, for end-to-end retrieval tests
+    without pretrained weights: every layer is exactly the identity (its output projections are
+    zero, so each residual + LayerNorm returns its input), position and type embeddings are
+    zero, and LayerNorm has gamma 1, beta 0. The pooled vector is then the mean of the tokens'
+    normalised random word vectors: a random projection of the text's bag of word pieces, with
+    stopwords, punctuation and specials (zero rows, which LayerNorm keeps at zero) left out."""
+    h = v["hidden"]
+    zero = lambda *shape: np.zeros(shape, dtype=np.float32)
+    one = lambda n: np.ones(n, dtype=np.float32)
+    emb = w["embeddings.word_embeddings.weight"]
+    for i, tok in enumerate(vocab):
+        if tok in BOW_IGNORED or (len(tok) == 1 and not tok.isalnum()):
+            emb[i] = 0.0
+    w["embeddings.position_embeddings.weight"] = zero(v["max_pos"], h)
+    w["embeddings.token_type_embeddings.weight"] = zero(2, h)
+    w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"] = one(h), zero(h)
+    for l in range(v["layers"]):
+        p = "encoder.layer.%d." % l
+        w[p + "attention.output.dense.weight"] = zero(h, h)
+        w[p + "attention.output.dense.bias"] = zero(h)
+        w[p + "output.dense.weight"] = zero(h, v["inter"])
+        w[p + "output.dense.bias"] = zero(h)
+        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+            w[p + ln + ".weight"], w[p + ln + ".bias"] = one(h), zero(h)
 
 
 def config_json(v, vocab_size):
@@ -307,7 +345,7 @@ def generate(out_dir, v, vocab_path, seed):
         "unk_token": "[UNK]"})
     cfg = config_json(v, len(vocab))
     write_json(os.path.join(d, "config.json"), cfg)
-    weights = make_weights(v, len(vocab), rng)
+    weights = make_weights(v, len(vocab), rng, vocab)
     prefix = "bert." if v["prefix"] else ""
     tensors = {}
     for name, a in weights.items():

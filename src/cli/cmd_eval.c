@@ -22,7 +22,13 @@ static const char eval_help[] =
     "options:\n"
     "  --beir DIR         dataset folder: corpus.jsonl[.gz], queries.jsonl, qrels/SPLIT.tsv\n"
     "  --split NAME       qrels split to score (default test)\n"
-    "  --mode MODE        bm25 (default)\n"
+    "  --mode MODE        bm25, vector or hybrid (default: hybrid with a model, else bm25)\n"
+    "  --model NAME|DIR   encoder model for the scratch KB (default " KB_DEFAULT_MODEL "\n"
+    "                     when downloaded; 'none' for keyword search only)\n"
+    "  --index TYPE       vector index: flat, ivf, hnsw (default: chosen by size)\n"
+    "  --fusion HOW       hybrid ranking: weighted (default) or rrf\n"
+    "  --bm25-weight W    weighted fusion's share of BM25, 0..1 (default 0.8)\n"
+    "  --keep DIR         build the KB in DIR and keep it; reuse it when it exists\n"
     "  -k N               documents retrieved per query (default 100)\n"
     "  --run FILE         also write a TREC run file (qid Q0 docid rank score kb)\n"
     "  --chunk-tokens N   chunk size used to build the scratch KB (default 256)\n"
@@ -32,18 +38,25 @@ static const char eval_help[] =
     "example:\n"
     "  kb eval --beir ../shared/data/retrieval/scifact --split test\n";
 
-enum { OPT_BEIR = 1, OPT_SPLIT, OPT_MODE, OPT_K, OPT_RUN, OPT_CHUNK, OPT_OVERLAP };
+enum { OPT_BEIR = 1, OPT_SPLIT, OPT_MODE, OPT_K, OPT_RUN, OPT_CHUNK, OPT_OVERLAP, OPT_MODEL,
+       OPT_INDEX, OPT_FUSION, OPT_WEIGHT, OPT_KEEP };
 
 static const struct cli_opt eval_opts[] = {
     { "beir", 0, 1, OPT_BEIR }, { "split", 0, 1, OPT_SPLIT }, { "mode", 0, 1, OPT_MODE },
     { "k", 'k', 1, OPT_K }, { "run", 0, 1, OPT_RUN }, { "chunk-tokens", 0, 1, OPT_CHUNK },
-    { "overlap", 0, 1, OPT_OVERLAP }, { NULL, 0, 0, 0 },
+    { "overlap", 0, 1, OPT_OVERLAP }, { "model", 0, 1, OPT_MODEL }, { "index", 0, 1, OPT_INDEX },
+    { "fusion", 0, 1, OPT_FUSION }, { "bm25-weight", 0, 1, OPT_WEIGHT }, { "keep", 0, 1, OPT_KEEP },
+    { NULL, 0, 0, 0 },
 };
 
 struct eval_cmd {
     const char *beir_dir, *split, *run_path;
     size_t k, chunk_tokens, overlap;
     int have_overlap;
+    kb_mode mode;
+    const char *model, *index, *keep;
+    kb_fusion fusion;
+    double bm25_weight;
 };
 
 static const char *eval_opt(int id, const char *value, void *payload)
@@ -52,8 +65,22 @@ static const char *eval_opt(int id, const char *value, void *payload)
     switch (id) {
     case OPT_BEIR: c->beir_dir = value; return NULL;
     case OPT_SPLIT: c->split = value; return NULL;
-    case OPT_MODE:
-        return strcmp(value, "bm25") ? "only bm25 is available until embeddings land" : NULL;
+    case OPT_MODE: return cli_parse_mode(value, &c->mode);
+    case OPT_MODEL: c->model = value; return NULL;
+    case OPT_INDEX: c->index = value; return NULL;
+    case OPT_KEEP: c->keep = value; return NULL;
+    case OPT_FUSION:
+        if (!strcmp(value, "rrf") || !strcmp(value, "weighted")) {
+            c->fusion = strcmp(value, "rrf") ? KB_FUSION_WEIGHTED : KB_FUSION_RRF;
+            return NULL;
+        }
+        return "expected rrf or weighted";
+    case OPT_WEIGHT: {
+        char *end;
+        c->bm25_weight = strtod(value, &end);
+        return *end || !(c->bm25_weight >= 0 && c->bm25_weight <= 1)
+                   ? "expected a number from 0 to 1" : NULL;
+    }
     case OPT_K: return cli_parse_size(value, 1, 10000, &c->k);
     case OPT_RUN: c->run_path = value; return NULL;
     case OPT_CHUNK: return cli_parse_size(value, 16, 8192, &c->chunk_tokens);
@@ -94,6 +121,8 @@ static int eval_build(kb *kb, const struct beir *b, const struct eval_cmd *c)
     kb_ingest_options opts = KB_INGEST_OPTIONS_INIT;
     opts.chunk_tokens = (unsigned)c->chunk_tokens;
     opts.overlap_tokens = (unsigned)(c->have_overlap ? c->overlap : KB_DEFAULT_OVERLAP_TOKENS);
+    opts.model = c->model;
+    opts.index = c->index;
     enum { BATCH = 2000 };
     kb_document *docs = calloc(BATCH, sizeof *docs);
     if (!docs)
@@ -130,8 +159,10 @@ static int eval_query(kb *kb, const struct beir *b, const struct beir_query *q,
         return 0;
     kb_search_options opts = KB_SEARCH_OPTIONS_INIT;
     opts.k = c->k;
-    opts.mode = KB_MODE_BM25;
+    opts.mode = c->mode;
     opts.group_by_document = 1;
+    opts.fusion = c->fusion;
+    opts.bm25_weight = c->bm25_weight;
     kb_results *res = NULL;
     double t0 = eval_now();
     int rc = kb_search(kb, q->text, &opts, &res);
@@ -161,9 +192,16 @@ static int eval_query(kb *kb, const struct beir *b, const struct beir_query *q,
     return 0;
 }
 
-static void eval_report(const struct cli *cli, const struct eval_cmd *c, const struct beir *b,
-                        struct eval_totals *t, double build_s)
+static const char *eval_mode_name(kb_mode mode)
 {
+    return mode == KB_MODE_VECTOR ? "vector" : mode == KB_MODE_HYBRID ? "hybrid" : "bm25";
+}
+
+static void eval_report(const struct cli *cli, const struct eval_cmd *c, const struct beir *b,
+                        struct eval_totals *t, double build_s, const kb_status_info *info)
+{
+    const char *fusion = c->mode != KB_MODE_HYBRID ? ""
+                         : c->fusion == KB_FUSION_RRF ? " (rrf)" : " (weighted)";
     size_t n = t->n_queries;
     qsort(t->latency_ms, n, sizeof *t->latency_ms, eval_double_cmp);
     double p50 = n ? t->latency_ms[n / 2] : 0, p95 = n ? t->latency_ms[(n * 95) / 100] : 0;
@@ -172,7 +210,16 @@ static void eval_report(const struct cli *cli, const struct eval_cmd *c, const s
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "dataset", c->beir_dir);
         cJSON_AddStringToObject(o, "split", c->split);
-        cJSON_AddStringToObject(o, "mode", "bm25");
+        cJSON_AddStringToObject(o, "mode", eval_mode_name(c->mode));
+        if (c->mode == KB_MODE_HYBRID) {
+            cJSON_AddStringToObject(o, "fusion", c->fusion == KB_FUSION_RRF ? "rrf" : "weighted");
+            if (c->fusion == KB_FUSION_WEIGHTED)
+                cJSON_AddNumberToObject(o, "bm25_weight", c->bm25_weight);
+        }
+        if (*info->model) {
+            cJSON_AddStringToObject(o, "model", info->model);
+            cJSON_AddStringToObject(o, "index", info->index);
+        }
         cJSON_AddNumberToObject(o, "documents", (double)b->n_docs);
         cJSON_AddNumberToObject(o, "queries", (double)n);
         cJSON_AddNumberToObject(o, "ndcg_at_10", t->sum.ndcg10 / d);
@@ -186,13 +233,16 @@ static void eval_report(const struct cli *cli, const struct eval_cmd *c, const s
     }
     printf("dataset      %s (split %s: %zu queries, %zu documents)\n", c->beir_dir, c->split, n,
            b->n_docs);
-    printf("mode         bm25\n");
+    printf("mode         %s%s\n", eval_mode_name(c->mode), fusion);
+    if (*info->model)
+        printf("model        %s\nindex        %s (%zu vectors)\n", info->model, info->index,
+               info->index_vectors);
     printf("nDCG@10      %.4f\nRecall@100   %.4f\nMRR@10       %.4f\n", t->sum.ndcg10 / d,
            t->sum.recall100 / d, t->sum.mrr10 / d);
     printf("latency      p50 %.2f ms, p95 %.2f ms\nbuild        %.1f s\n", p50, p95, build_s);
 }
 
-static int eval_run(const struct cli *cli, const struct eval_cmd *c, const struct beir *b,
+static int eval_run(const struct cli *cli, struct eval_cmd *c, const struct beir *b,
                     const char *scratch)
 {
     kb *kb = NULL;
@@ -204,8 +254,15 @@ static int eval_run(const struct cli *cli, const struct eval_cmd *c, const struc
         rc = KB_ENOMEM;
     if (rc == 0 && !cli->quiet && !cli->json)
         fprintf(stderr, "building a scratch KB from %zu documents...\n", b->n_docs);
-    if (rc == 0 && (rc = eval_build(kb, b, c)) == 0)
+    kb_status_info info;
+    memset(&info, 0, sizeof info);
+    if (rc == 0 && (rc = kb_stat(kb, &info)) == 0 && info.n_documents == 0 &&
+        (rc = eval_build(kb, b, c)) == 0)
         build_s = eval_now() - t0;
+    if (rc == 0)
+        rc = kb_stat(kb, &info);
+    if (rc == 0 && c->mode == 0)
+        c->mode = *info.model ? KB_MODE_HYBRID : KB_MODE_BM25;
     if (rc == 0 && c->run_path && !(run = fopen(c->run_path, "w"))) {
         cli_error("%s: cannot write run file", c->run_path);
         free(t.latency_ms);
@@ -219,7 +276,7 @@ static int eval_run(const struct cli *cli, const struct eval_cmd *c, const struc
         rc = KB_EIO;
     }
     if (rc == 0)
-        eval_report(cli, c, b, &t, build_s);
+        eval_report(cli, c, b, &t, build_s, &info);
     int exit_code = rc ? cli_fail(cli, kb, rc) : 0;
     free(t.latency_ms);
     kb_close(kb);
@@ -228,7 +285,8 @@ static int eval_run(const struct cli *cli, const struct eval_cmd *c, const struc
 
 int cmd_eval(struct cli *cli, int argc, char **argv)
 {
-    struct eval_cmd c = { NULL, "test", NULL, 100, 0, 0, 0 };
+    struct eval_cmd c = { NULL, "test", NULL, 100, 0, 0, 0, (kb_mode)0, NULL, NULL, NULL,
+                          KB_FUSION_WEIGHTED, 0.8 };
     char **pos = calloc((size_t)argc + 1, sizeof *pos);
     int n_pos = 0, help = 0, rc;
     if (!pos) {
@@ -260,8 +318,13 @@ int cmd_eval(struct cli *cli, int argc, char **argv)
         beir_free(&b);
         return CLI_EXIT_CANTCREAT;
     }
-    rc = eval_run(cli, &c, &b, scratch);
-    eval_remove_scratch(scratch);
+    if (c.keep) {
+        rmdir(scratch);
+        rc = eval_run(cli, &c, &b, c.keep);
+    } else {
+        rc = eval_run(cli, &c, &b, scratch);
+        eval_remove_scratch(scratch);
+    }
     beir_free(&b);
     return rc;
 }
