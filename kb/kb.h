@@ -309,6 +309,8 @@ typedef struct kb_prompt_result {
     const char *backend;      /* resolved configuration; backend is NULL when none is set */
     const char *url;
     const char *model;
+    size_t history_used;      /* the newest of opts->history's messages that fit the budget
+                                 and went into the prompt; older ones were left out */
 } kb_prompt_result;
 
 /* Retrieves passages for `question` and renders the prompt without contacting any backend.

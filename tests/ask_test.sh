@@ -71,8 +71,8 @@ check_backend openai gpt-4o-mini OPENAI_API_KEY
 check_backend ollama llama3.2 KB_API_KEY
 check_backend anthropic claude-3-5-haiku-20241022 ANTHROPIC_API_KEY
 
-# ---- --json and --no-stream
-$KB ask --json --backend openai --model m --url "$BASE/ok" "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "--json exits 0"
+# ---- --json: JSON lines while streaming; --json --no-stream: one document
+$KB ask --json --no-stream --backend openai --model m --url "$BASE/ok" "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "--json --no-stream exits 0"
 $PY -c '
 import json, sys
 d = json.load(open(sys.argv[1])); a = open(sys.argv[2], encoding="utf-8").read()
@@ -80,7 +80,40 @@ assert d["answer"] == a and d["backend"] == "openai" and d["model"] == "m"
 assert d["sources"][0]["number"] == 1 and d["sources"][0]["path"].startswith("/")
 assert d["usage"]["prompt_tokens"] == 712 and d["usage"]["completion_tokens"] == 62
 assert d["timings"]["total_ms"] >= d["timings"]["first_token_ms"] >= 0
-' "$T/out" "$DATA/answer.txt"; ok $? 0 "--json gives answer, sources, usage and timings in one document"
+' "$T/out" "$DATA/answer.txt"; ok $? 0 "--json --no-stream gives answer, sources, usage and timings in one document"
+cat > "$T/lines.py" <<'PYEOF'
+import json, sys
+# JSON lines of kb ask --json: tokens, then sources, then a summary; argv: file, answer file, expected error or ""
+lines = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+answer = open(sys.argv[2], encoding="utf-8").read(); error = sys.argv[3]
+types = [l["type"] for l in lines]
+n = types.count("token")
+assert types == ["token"] * n + ["sources", "summary"], types
+text = "".join(l["text"] for l in lines[:n])
+s = lines[-1]; src = lines[-2]["sources"]
+assert src and src[0]["number"] == 1 and src[0]["path"].startswith("/"), src
+if error:
+    assert error in s["error"] and "answer" not in s and answer.startswith(text) and "text" in src[0], (s, text)
+else:
+    assert n > 1 and text == answer and s["answer"] == answer and "text" not in src[0], s
+    assert s["usage"]["completion_tokens"] > 0 and s["timings"]["total_ms"] >= s["timings"]["first_token_ms"] >= 0
+PYEOF
+for b in openai ollama anthropic; do
+  ANTHROPIC_API_KEY=x $KB ask --json --backend $b --model m --url "$BASE/ok" "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "$b: --json exits 0"
+  $PY "$T/lines.py" "$T/out" "$DATA/answer.txt" ""; ok $? 0 "$b: --json streams token lines that add up to the answer, then sources, then the summary"
+done
+KB_LLM_STALL_TIMEOUT=1 $KB ask --json --backend openai --model m --url "$BASE/stall" "$Q" >"$T/out" 2>"$T/err"; ok $? 69 "--json: a stalled stream exits 69"
+$PY "$T/lines.py" "$T/out" "$DATA/answer.txt" "stalled"; ok $? 0 "--json: a stream cut short still ends with sources and a summary naming the error"
+$KB ask --json --backend ollama --model m --url http://127.0.0.1:9/ "$Q" >"$T/out" 2>/dev/null; ok $? 69 "--json: an unreachable backend exits 69"
+$PY "$T/lines.py" "$T/out" "$DATA/answer.txt" "unreachable"; ok $? 0 "--json: unreachable gives the passages as sources with text and a summary with the error"
+
+# ---- --mode goes through to the search: this KB has no vectors
+$KB ask --mode bm25 --backend openai --model m --url "$BASE/ok" "$Q" >/dev/null 2>&1; ok $? 0 "--mode bm25 answers"
+for m in vector hybrid; do
+  $KB ask --mode $m --backend openai --model m --url "$BASE/ok" "$Q" >"$T/out" 2>"$T/err"; ok $? 2 "--mode $m on a KB without vectors is a usage error"
+  grep -q 'this knowledge base has no vectors; use --mode bm25' "$T/err"; ok $? 0 "--mode $m: the search says the KB has no vectors"
+done
+$KB ask --mode fuzzy "$Q" >/dev/null 2>"$T/err"; ok $? 2 "an unknown --mode is a usage error"
 $KB ask --no-stream --backend ollama --model m --url "$BASE/ok" "$Q" >"$T/out" 2>/dev/null; ok $? 0 "--no-stream exits 0"
 head -c "$ALEN" "$T/out" | cmp -s - "$DATA/answer.txt"; ok $? 0 "--no-stream prints the same answer"
 
@@ -93,6 +126,12 @@ for s in 429 500; do
   head -c "$ALEN" "$T/out" | cmp -s - "$DATA/answer.txt"; ok $? 0 "after a $s retry the answer is whole"
 done
 grep -q "retrying in 1.0 s" <($KB -v ask --backend ollama --model m --url "$BASE/r429-b" "$Q" 2>&1 >/dev/null); ok $? 0 "Retry-After: 1 is honoured"
+start=$(date +%s%N)
+$KB -v ask --backend openai --model m --url "$BASE/r429date-c" "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "Retry-After as an HTTP date: the retry succeeds"
+ok "$(( ($(date +%s%N) - start) / 1000000 >= 900 ))" 1 "Retry-After as an HTTP date 2 s ahead is waited for"
+grep -Eq "HTTP 429 from .*retrying in [12]\.0 s \(Retry-After\)" "$T/err"; ok $? 0 "an IMF-fixdate Retry-After sets the wait (not the 0.5 s backoff)"
+head -c "$ALEN" "$T/out" | cmp -s - "$DATA/answer.txt"; ok $? 0 "after a dated Retry-After the answer is whole"
+grep -q "retrying in 0.0 s (Retry-After)" <($KB -v ask --backend openai --model m --url "$BASE/r429past-d" "$Q" 2>&1 >/dev/null); ok $? 0 "a Retry-After date already past retries at once"
 
 # ---- wrong key, unknown model: one line, exit codes, the key never echoed
 OPENAI_API_KEY=sk-wrong-$CANARY $KB -v -v ask --backend openai --model m --url "$BASE/ok" "$Q" >"$T/out" 2>"$T/err"; ok $? 78 "a refused key exits 78"

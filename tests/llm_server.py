@@ -9,6 +9,8 @@ Speaks the three protocols kb uses and replays recorded replies from tests/data/
 The first path segments choose a scenario: /s/NAME/<endpoint>. NAME is
   ok         replay the recording
   r429-ID    the first request for ID gets 429 with Retry-After: 1, later ones the recording
+  r429date-ID  the same with Retry-After as an HTTP date (IMF-fixdate) 2 s ahead
+  r429past-ID  the same with Retry-After as an HTTP date an hour ago
   r500-ID    the first request for ID gets 500, later ones the recording
   stall      part of the recording, then silence (the connection stays open)
   endless    an answer that never ends (well past 10 MB)
@@ -26,6 +28,7 @@ import random
 import sys
 import threading
 import time
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ARGS = None
@@ -142,13 +145,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(401, error_body(proto, 401, model, key))
         if model == "nosuch":
             return self.send_json(404, error_body(proto, 404, model, key))
-        if scenario.startswith(("r429-", "r500-")):
+        if scenario.startswith(("r429-", "r429date-", "r429past-", "r500-")):
             with LOCK:
                 first = scenario not in SEEN
                 SEEN[scenario] = True
             if first:
                 status = int(scenario[1:4])
-                extra = [("Retry-After", "1")] if status == 429 else []
+                kind = scenario.split("-", 1)[0]
+                after = {"r429": "1", "r429date": formatdate(time.time() + 2, usegmt=True),
+                         "r429past": formatdate(time.time() - 3600, usegmt=True)}.get(kind)
+                extra = [("Retry-After", after)] if after else []
                 return self.send_json(status, error_body(proto, status, model, key), extra)
         with open(os.path.join(ARGS.data, recording), "rb") as f:
             data = f.read()

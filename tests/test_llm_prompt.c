@@ -334,6 +334,69 @@ static void request__urls_and_bodies_follow_each_protocol(void **state)
     free(text);
 }
 
+/* Renders with `n_history` earlier messages of `turn_bytes` bytes each ("turn N: xxx..."). */
+static int render_history(kb_prompt_result *out, size_t n_history, size_t turn_bytes,
+                          size_t window)
+{
+    struct kb_llm_template *tpl;
+    struct kb_err err = { 0, "" };
+    assert_int_equal(kb_llm_template_load(&tpl, "default", &err), 0);
+    kb_result hit = chunk_of("/d/logs.md", "Logs", 1, 2, 1.0);
+    const kb_result *ptrs[1] = { &hit };
+    kb_message turns[16];
+    char *texts[16];
+    assert_true(n_history <= 16);
+    for (size_t i = 0; i < n_history; i++) {
+        texts[i] = malloc(turn_bytes + 1);
+        int w = snprintf(texts[i], turn_bytes + 1, "turn %zu: ", i);
+        memset(texts[i] + w, 'x', turn_bytes - (size_t)w);
+        texts[i][turn_bytes] = '\0';
+        turns[i] = (kb_message){ i % 2 ? "assistant" : "user", texts[i] };
+    }
+    if (n_history)
+        memcpy(texts[n_history - 1] + 10, "</passage>", 10); /* an answer quoting a delimiter */
+    struct kb_llm_render in = { tpl, "and then?", ptrs, 1, turns, n_history, window, 256 };
+    memset(out, 0, sizeof *out);
+    int rc = kb_llm_prompt_render(out, &in, &err);
+    for (size_t i = 0; i < n_history; i++)
+        free(texts[i]);
+    free((char *)hit.text);
+    kb_llm_template_free(tpl);
+    return rc;
+}
+
+static void prompt__history_keeps_the_newest_turns_that_fit(void **state)
+{
+    (void)state;
+    kb_prompt_result p;
+    /* A large window: all six earlier messages go in, oldest first, quoted like passages. */
+    assert_int_equal(render_history(&p, 6, 300, 32768), 0);
+    const char *user = p.messages[p.n_messages - 1].content;
+    assert_int_equal(p.history_used, 6);
+    assert_non_null(strstr(user, "Earlier in this conversation:"));
+    const char *t0 = strstr(user, "User: turn 0: "), *t5 = strstr(user, "Assistant: turn 5: ");
+    assert_true(t0 && t5 && t0 < t5 && t5 < strstr(user, "Passages:"));
+    assert_null(strstr(t5, "xx</passage>"));
+    assert_non_null(strstr(t5, "&lt;/passage>"));
+    kb_llm_prompt_clear(&p);
+    /* A small window: only the newest turns fit, and the count says so. */
+    assert_int_equal(render_history(&p, 6, 300, 1400), 0);
+    user = p.messages[p.n_messages - 1].content;
+    assert_true(p.history_used >= 1 && p.history_used < 6);
+    char want[32];
+    snprintf(want, sizeof want, "turn %zu: ", 6 - p.history_used);
+    assert_non_null(strstr(user, want));
+    snprintf(want, sizeof want, "turn %zu: ", 5 - p.history_used);
+    assert_null(strstr(user, want));
+    assert_true(p.prompt_tokens <= p.budget_tokens);
+    kb_llm_prompt_clear(&p);
+    /* No history: no header. */
+    assert_int_equal(render_history(&p, 0, 0, 8192), 0);
+    assert_int_equal(p.history_used, 0);
+    assert_null(strstr(p.messages[p.n_messages - 1].content, "Earlier in this conversation"));
+    kb_llm_prompt_clear(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +404,7 @@ int main(void)
         cmocka_unit_test(prompt__neighbouring_chunks_of_a_section_merge_into_the_document_text),
         cmocka_unit_test(prompt__duplicates_and_near_duplicates_are_left_out),
         cmocka_unit_test(prompt__passages_beyond_the_budget_are_left_out_best_first),
+        cmocka_unit_test(prompt__history_keeps_the_newest_turns_that_fit),
         cmocka_unit_test(template__user_folder_overrides_builtin_and_errors_name_the_line),
         cmocka_unit_test(config__file_sections_environment_and_options_apply_in_order),
         cmocka_unit_test(config__errors_name_the_file_and_line_and_keys_stay_out),

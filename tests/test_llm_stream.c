@@ -209,6 +209,40 @@ static void stream__utf8_complete_prefix_stops_before_a_cut_sequence(void **stat
     assert_int_equal(kb_llm_utf8_complete("", 0), 0);
 }
 
+/* Inputs fuzz_llm_stream once failed on (first byte: the protocol, as the fuzzer reads it):
+ * each decodes the same whole and cut anywhere, and the error text masks the key. */
+static void stream__fuzz_regressions_stay_fixed(void **state)
+{
+    (void)state;
+    static const char *const files[] = { "fuzz_key_joined_by_control_chars.bin" };
+    static const enum kb_llm_proto protos[] = { KB_LLM_PROTO_OPENAI, KB_LLM_PROTO_OLLAMA,
+                                                KB_LLM_PROTO_ANTHROPIC };
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        size_t size;
+        char *data = read_data(files[f], &size);
+        assert_true(size > 1);
+        enum kb_llm_proto proto = protos[(unsigned char)data[0] % 3];
+        const char *reply = data + 1;
+        size_t len = size - 1;
+        struct collected whole = { KB_BUF_INIT, 0, 0 };
+        int rc = decode(proto, reply, len, NULL, 0, &whole, NULL);
+        for (size_t cut = 1; cut < len; cut++) {
+            struct collected two = { KB_BUF_INIT, 0, 0 };
+            assert_int_equal(decode(proto, reply, len, &cut, 1, &two, NULL), rc);
+            assert_int_equal(two.text.len, whole.text.len);
+            if (whole.text.len)
+                assert_memory_equal(two.text.data, whole.text.data, whole.text.len);
+            kb_buf_free(&two.text);
+        }
+        char *msg = kb_llm_error_text(reply, len, "sk-fuzz");
+        assert_non_null(msg);
+        assert_null(strstr(msg, "sk-fuzz"));
+        free(msg);
+        kb_buf_free(&whole.text);
+        free(data);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +255,7 @@ int main(void)
         cmocka_unit_test(stream__non_json_record_is_a_format_error),
         cmocka_unit_test(stream__utf8_split_across_deltas_is_held_back_until_complete),
         cmocka_unit_test(stream__utf8_complete_prefix_stops_before_a_cut_sequence),
+        cmocka_unit_test(stream__fuzz_regressions_stay_fixed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

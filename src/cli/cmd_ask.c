@@ -1,6 +1,6 @@
 /* cmd_ask.c — `kb ask QUESTION` (a streamed, cited answer) and `kb prompt QUESTION` (the exact
- * messages that would be sent). */
-#include "cli.h"
+ * messages that would be sent), and the answer output kb chat shares with them. */
+#include "cmd_ask.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -19,7 +19,7 @@ static const char ask_help[] =
     "\n"
     "options:\n"
     "  -k N                passages to retrieve (default 8)\n"
-    "  --mode MODE         retrieval mode: bm25\n"
+    "  --mode MODE         bm25, vector or hybrid (default: hybrid when the KB has vectors)\n"
     "  --template NAME     prompt template: default, concise, summarize, or your own\n"
     "                      (~/.config/kb/prompts/NAME.prompt, or a path)\n"
     "  --backend NAME      openai (any Chat Completions server), ollama or anthropic\n"
@@ -28,7 +28,9 @@ static const char ask_help[] =
     "  --max-tokens N      longest answer in tokens (default 1024)\n"
     "  --context-window N  the model's context in tokens (default 8192)\n"
     "  --no-stream         print the answer when it is complete\n"
-    "  --json              one JSON document: answer, sources, usage, timings\n"
+    "  --json              JSON lines as the answer streams: {\"type\":\"token\",\"text\"},\n"
+    "                      then {\"type\":\"sources\"}, then {\"type\":\"summary\"} with answer,\n"
+    "                      usage and timings; with --no-stream one JSON document instead\n"
     "  -v                  time to first token and tokens/s; passages left out (-vv: request)\n"
     "\n"
     "example:\n"
@@ -51,19 +53,11 @@ static const char prompt_help[] =
 enum { OPT_K = 1, OPT_MODE, OPT_TEMPLATE, OPT_BACKEND, OPT_MODEL, OPT_URL, OPT_MAX_TOKENS,
        OPT_CONTEXT, OPT_NO_STREAM };
 
-static const struct cli_opt ask_opts[] = {
+const struct cli_opt cli_ask_opts[] = {
     { "k", 'k', 1, OPT_K }, { "mode", 0, 1, OPT_MODE }, { "template", 0, 1, OPT_TEMPLATE },
     { "backend", 0, 1, OPT_BACKEND }, { "model", 0, 1, OPT_MODEL }, { "url", 0, 1, OPT_URL },
     { "max-tokens", 0, 1, OPT_MAX_TOKENS }, { "context-window", 0, 1, OPT_CONTEXT },
     { "no-stream", 0, 0, OPT_NO_STREAM }, { NULL, 0, 0, 0 },
-};
-
-struct ask_cmd {
-    kb_ask_options opts;
-    const struct cli *cli;
-    int no_stream;
-    int streamed;       /* bytes went to stdout */
-    char last;          /* the last byte streamed */
 };
 
 static const char *ask_unsigned(const char *value, size_t min, size_t max, unsigned *out)
@@ -75,19 +69,12 @@ static const char *ask_unsigned(const char *value, size_t min, size_t max, unsig
     return msg;
 }
 
-static const char *ask_opt(int id, const char *value, void *payload)
+const char *cli_ask_opt(int id, const char *value, void *payload)
 {
     struct ask_cmd *c = payload;
     switch (id) {
     case OPT_K: return cli_parse_size(value, 1, 1000, &c->opts.k);
-    case OPT_MODE:
-        if (!strcmp(value, "bm25"))
-            c->opts.mode = KB_MODE_BM25;
-        else if (!strcmp(value, "vector") || !strcmp(value, "hybrid"))
-            return "this knowledge base has no vectors yet; use --mode bm25";
-        else
-            return "expected bm25, vector or hybrid";
-        return NULL;
+    case OPT_MODE: return cli_parse_mode(value, &c->opts.mode); /* kb_search says what's missing */
     case OPT_TEMPLATE: c->opts.template_name = value; return NULL;
     case OPT_BACKEND:
         if (strcmp(value, "openai") && strcmp(value, "ollama") && strcmp(value, "anthropic"))
@@ -132,6 +119,29 @@ static void ask_on_token(const char *text, size_t len, void *payload)
     c->last = text[len - 1];
 }
 
+static void ask_add_turn(cJSON *obj, const struct ask_cmd *c)
+{
+    if (c->turn > 0)
+        cJSON_AddNumberToObject(obj, "turn", c->turn);
+}
+
+static void ask_on_json_token(const char *text, size_t len, void *payload)
+{
+    struct ask_cmd *c = payload;
+    cJSON *obj = cJSON_CreateObject();
+    char *piece = malloc(len + 1);
+    if (obj && piece) {
+        memcpy(piece, text, len);
+        piece[len] = '\0';
+        cJSON_AddStringToObject(obj, "type", "token");
+        ask_add_turn(obj, c);
+        cJSON_AddStringToObject(obj, "text", piece);
+    }
+    free(piece);
+    cli_ask_json_line(obj);
+    c->streamed = 1;
+}
+
 static void ask_on_log(int level, const char *line, void *payload)
 {
     struct ask_cmd *c = payload;
@@ -139,8 +149,14 @@ static void ask_on_log(int level, const char *line, void *payload)
         fprintf(stderr, "kb: %s\n", line);
 }
 
-/* Exit codes for the answer API's statuses (../shared/CLI.md). */
-static int ask_exit(int status)
+void cli_ask_set_callbacks(struct ask_cmd *c)
+{
+    c->opts.on_token = c->no_stream ? NULL : c->cli->json ? ask_on_json_token : ask_on_token;
+    c->opts.on_log = ask_on_log;
+    c->opts.payload = c;
+}
+
+int cli_ask_exit(int status)
 {
     switch (status) {
     case KB_EUNAVAILABLE: return CLI_EXIT_UNAVAILABLE;
@@ -149,8 +165,7 @@ static int ask_exit(int status)
     }
 }
 
-/* "[1] docs/a.md › Install › Linux, lines 5–7" */
-static void ask_print_source(const kb_source *s)
+void cli_ask_print_source(const kb_source *s)
 {
     char *shown = cli_display_path(s->path);
     printf("[%d] %s", s->number, shown ? shown : s->path);
@@ -163,11 +178,10 @@ static void ask_print_source(const kb_source *s)
     free(shown);
 }
 
-/* The passages themselves, for when there is no answer. */
-static void ask_print_passages(const kb_prompt_result *p)
+void cli_ask_print_passages(const kb_prompt_result *p)
 {
     for (size_t i = 0; i < p->n_sources; i++) {
-        ask_print_source(&p->sources[i]);
+        cli_ask_print_source(&p->sources[i]);
         for (const char *t = p->sources[i].text; *t;) {
             size_t n = strcspn(t, "\n");
             printf("    %.*s\n", (int)n, t);
@@ -193,6 +207,17 @@ static void ask_report_prompt(const struct cli *cli, const kb_prompt_result *p)
             p->template_name, p->n_sources, p->prompt_tokens, p->budget_tokens);
 }
 
+void cli_ask_report_speed(const struct cli *cli, const kb_answer *a)
+{
+    if (cli->verbose < 1)
+        return;
+    fprintf(stderr, "kb: retrieval %.0f ms; first token after %.2f s; %llu tokens%s in %.2f s "
+            "(%.1f tokens/s)%s\n", a->retrieve_ms, a->first_token_ms / 1e3,
+            (unsigned long long)a->completion_tokens, a->usage_estimated ? " (counted)" : "",
+            (a->total_ms - a->first_token_ms) / 1e3, a->tokens_per_second,
+            a->attempts > 1 ? "; retried" : "");
+}
+
 static cJSON *ask_json_sources(const kb_source *s, size_t n, int with_text)
 {
     cJSON *arr = cJSON_CreateArray();
@@ -211,66 +236,99 @@ static cJSON *ask_json_sources(const kb_source *s, size_t n, int with_text)
     return arr;
 }
 
-static int ask_json(const kb_answer *a, const char *error)
+static void ask_json_usage(cJSON *doc, const kb_answer *a)
+{
+    cJSON *u = cJSON_AddObjectToObject(doc, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)a->prompt_tokens);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)a->completion_tokens);
+    cJSON_AddBoolToObject(u, "estimated", a->usage_estimated);
+    cJSON *t = cJSON_AddObjectToObject(doc, "timings");
+    cJSON_AddNumberToObject(t, "retrieve_ms", a->retrieve_ms);
+    cJSON_AddNumberToObject(t, "first_token_ms", a->first_token_ms);
+    cJSON_AddNumberToObject(t, "total_ms", a->total_ms);
+    cJSON_AddNumberToObject(t, "tokens_per_second", a->tokens_per_second);
+    cJSON_AddNumberToObject(doc, "attempts", a->attempts);
+}
+
+cJSON *cli_ask_json(const struct ask_cmd *c, const char *type, const kb_answer *a,
+                    const char *error, int with_sources)
 {
     const kb_prompt_result *p = a->prompt;
+    int answered = p->backend && !error;
     cJSON *doc = cJSON_CreateObject();
-    if (p->backend && !error)
+    if (type)
+        cJSON_AddStringToObject(doc, "type", type);
+    ask_add_turn(doc, c);
+    if (answered)
         cJSON_AddStringToObject(doc, "answer", a->text);
     if (error)
         cJSON_AddStringToObject(doc, "error", error);
     if (p->backend) cJSON_AddStringToObject(doc, "backend", p->backend);
     if (p->model) cJSON_AddStringToObject(doc, "model", p->model);
     cJSON_AddStringToObject(doc, "template", p->template_name);
-    cJSON_AddItemToObject(doc, "sources", ask_json_sources(p->sources, p->n_sources,
-                                                           !p->backend || error));
-    if (p->backend && !error) {
-        cJSON *u = cJSON_AddObjectToObject(doc, "usage");
-        cJSON_AddNumberToObject(u, "prompt_tokens", (double)a->prompt_tokens);
-        cJSON_AddNumberToObject(u, "completion_tokens", (double)a->completion_tokens);
-        cJSON_AddBoolToObject(u, "estimated", a->usage_estimated);
-        cJSON *t = cJSON_AddObjectToObject(doc, "timings");
-        cJSON_AddNumberToObject(t, "retrieve_ms", a->retrieve_ms);
-        cJSON_AddNumberToObject(t, "first_token_ms", a->first_token_ms);
-        cJSON_AddNumberToObject(t, "total_ms", a->total_ms);
-        cJSON_AddNumberToObject(t, "tokens_per_second", a->tokens_per_second);
-        cJSON_AddNumberToObject(doc, "attempts", a->attempts);
+    if (with_sources)
+        cJSON_AddItemToObject(doc, "sources",
+                              ask_json_sources(p->sources, p->n_sources, !answered));
+    if (answered)
+        ask_json_usage(doc, a);
+    return doc;
+}
+
+cJSON *cli_ask_json_sources_line(const struct ask_cmd *c, const kb_prompt_result *p,
+                                 int with_text)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "type", "sources");
+    ask_add_turn(obj, c);
+    cJSON_AddItemToObject(obj, "sources", ask_json_sources(p->sources, p->n_sources, with_text));
+    return obj;
+}
+
+int cli_ask_json_line(cJSON *obj)
+{
+    char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    if (!text) {
+        cli_error("out of memory writing JSON");
+        return CLI_EXIT_IOERR;
     }
-    return cli_print_json(doc);
+    int bad = puts(text) < 0 || fflush(stdout);
+    cJSON_free(text);
+    return bad ? CLI_EXIT_IOERR : 0;
+}
+
+/* JSON output of kb ask: one document with --no-stream, else the closing lines after the
+ * token lines: sources, then the summary. */
+static int ask_json_out(const struct ask_cmd *c, const kb_answer *a, const char *error)
+{
+    if (c->no_stream)
+        return cli_print_json(cli_ask_json(c, NULL, a, error, 1));
+    int answered = a->prompt->backend && !error;
+    int rc = cli_ask_json_line(cli_ask_json_sources_line(c, a->prompt, !answered));
+    return rc ? rc : cli_ask_json_line(cli_ask_json(c, "summary", a, error, 0));
 }
 
 /* No answer: the best passages on stdout and one line on stderr. */
-static int ask_fallback(const struct cli *cli, const kb_answer *a, kb *kb, int status)
+static int ask_fallback(const struct ask_cmd *c, const kb_answer *a, kb *kb, int status)
 {
+    const struct cli *cli = c->cli;
     if (status)
         cli_error("%s; showing the best passages instead", kb_errmsg(kb));
     else if (!cli->quiet)
         cli_error("no LLM backend configured: showing the best passages; to get answers set "
                   "'backend' and 'model' in ~/.config/kb/config or KB_LLM_BACKEND and "
                   "KB_LLM_MODEL (see 'kb ask --help')");
-    int rc = cli->json ? ask_json(a, status ? kb_errmsg(kb) : NULL) : 0;
+    int rc = cli->json ? ask_json_out(c, a, status ? kb_errmsg(kb) : NULL) : 0;
     if (!cli->json)
-        ask_print_passages(a->prompt);
-    return rc ? rc : ask_exit(status);
-}
-
-static void ask_report_speed(const struct cli *cli, const kb_answer *a)
-{
-    if (cli->verbose < 1)
-        return;
-    fprintf(stderr, "kb: retrieval %.0f ms; first token after %.2f s; %llu tokens%s in %.2f s "
-            "(%.1f tokens/s)%s\n", a->retrieve_ms, a->first_token_ms / 1e3,
-            (unsigned long long)a->completion_tokens, a->usage_estimated ? " (counted)" : "",
-            (a->total_ms - a->first_token_ms) / 1e3, a->tokens_per_second,
-            a->attempts > 1 ? "; retried" : "");
+        cli_ask_print_passages(a->prompt);
+    return rc ? rc : cli_ask_exit(status);
 }
 
 static int ask_print(struct ask_cmd *c, const kb_answer *a)
 {
-    const struct cli *cli = c->cli;
-    ask_report_speed(cli, a);
-    if (cli->json)
-        return ask_json(a, NULL);
+    cli_ask_report_speed(c->cli, a);
+    if (c->cli->json)
+        return ask_json_out(c, a, NULL);
     if (c->no_stream || !c->streamed) {
         fwrite(a->text, 1, a->text_len, stdout);
         c->last = a->text_len ? a->text[a->text_len - 1] : '\n';
@@ -280,7 +338,7 @@ static int ask_print(struct ask_cmd *c, const kb_answer *a)
     if (a->prompt->n_sources)
         fputs("\nSources:\n", stdout);
     for (size_t i = 0; i < a->prompt->n_sources; i++)
-        ask_print_source(&a->prompt->sources[i]);
+        cli_ask_print_source(&a->prompt->sources[i]);
     return fflush(stdout) ? CLI_EXIT_IOERR : 0;
 }
 
@@ -294,7 +352,7 @@ static int ask_parse(struct cli *cli, const char *cmd, const char *help_text, in
         cli_error("out of memory");
         return CLI_EXIT_IOERR;
     }
-    if (cli_parse(cli, cmd, ask_opts, argc, argv, ask_opt, c, words, &n_words, &help))
+    if (cli_parse(cli, cmd, cli_ask_opts, argc, argv, cli_ask_opt, c, words, &n_words, &help))
         rc = CLI_EXIT_USAGE;
     else if (help)
         rc = fputs(help_text, stdout) < 0 ? CLI_EXIT_IOERR : CLI_EXIT_OK;
@@ -309,9 +367,26 @@ static int ask_parse(struct cli *cli, const char *cmd, const char *help_text, in
     return rc;
 }
 
+/* What kb_ask gave: the answer, the passages instead, or an error (which still ends the JSON
+ * lines with a summary when part of an answer was streamed). */
+static int ask_finish(struct ask_cmd *c, kb *kb, const kb_answer *answer, int status)
+{
+    if (!c->cli->json && c->streamed && c->last != '\n')
+        putchar('\n');
+    fflush(stdout);
+    if (answer && (!answer->prompt->backend || status == KB_EUNAVAILABLE))
+        return ask_fallback(c, answer, kb, status);
+    if (!status)
+        return ask_print(c, answer);
+    cli_error("%s", kb_errmsg(kb));
+    if (answer && c->cli->json && !c->no_stream)
+        ask_json_out(c, answer, kb_errmsg(kb));
+    return cli_ask_exit(status);
+}
+
 int cmd_ask(struct cli *cli, int argc, char **argv)
 {
-    struct ask_cmd c = { KB_ASK_OPTIONS_INIT, cli, 0, 0, '\n' };
+    struct ask_cmd c = ASK_CMD_INIT(cli);
     char *question = NULL;
     kb *kb = NULL;
     kb_answer *answer = NULL;
@@ -320,20 +395,9 @@ int cmd_ask(struct cli *cli, int argc, char **argv)
         goto done;
     if ((rc = cli_open(cli, &kb, KB_OPEN_READONLY)))
         goto done;
-    c.opts.on_token = cli->json || c.no_stream ? NULL : ask_on_token;
-    c.opts.on_log = ask_on_log;
-    c.opts.payload = &c;
+    cli_ask_set_callbacks(&c);
     int status = kb_ask(kb, question, &c.opts, &answer);
-    if (c.streamed && c.last != '\n')
-        putchar('\n');
-    fflush(stdout);
-    if (answer && (!answer->prompt->backend || status == KB_EUNAVAILABLE))
-        rc = ask_fallback(cli, answer, kb, status);
-    else if (status) {
-        cli_error("%s", kb_errmsg(kb));
-        rc = ask_exit(status);
-    } else
-        rc = ask_print(&c, answer);
+    rc = ask_finish(&c, kb, answer, status);
 done:
     kb_answer_free(answer);
     kb_close(kb);
@@ -360,7 +424,7 @@ static int prompt_print(const struct cli *cli, const kb_prompt_result *p)
 
 int cmd_prompt(struct cli *cli, int argc, char **argv)
 {
-    struct ask_cmd c = { KB_ASK_OPTIONS_INIT, cli, 0, 0, '\n' };
+    struct ask_cmd c = ASK_CMD_INIT(cli);
     char *question = NULL;
     kb *kb = NULL;
     kb_prompt_result *p = NULL;
@@ -372,7 +436,7 @@ int cmd_prompt(struct cli *cli, int argc, char **argv)
     int status = kb_prompt(kb, question, &c.opts, &p);
     if (status) {
         cli_error("%s", kb_errmsg(kb));
-        rc = ask_exit(status);
+        rc = cli_ask_exit(status);
         goto done;
     }
     ask_report_prompt(cli, p);

@@ -19,6 +19,7 @@ static const char main_usage[] =
     "  eval --beir DIR  measure retrieval quality on a BEIR dataset\n"
     "  ask QUESTION     answer from the best passages with a model, citing sources\n"
     "  prompt QUESTION  print the messages kb ask would send to the model\n"
+    "  chat             ask questions one after another, read from stdin\n"
     "  tokenize TEXT    the encoder model's WordPiece tokens for a text\n"
     "  embed TEXT...    the encoder model's embedding vectors\n"
     "  model pull|list  get encoder models from the Hugging Face hub / list them\n"
@@ -49,6 +50,7 @@ static const struct {
     { "check", cmd_check },   { "eval", cmd_eval },
     { "ask", cmd_ask },
     { "prompt", cmd_prompt },
+    { "chat", cmd_chat },
     { "tokenize", cmd_tokenize }, { "embed", cmd_embed }, { "reindex", cmd_reindex },
     { "model", cmd_model },
 };

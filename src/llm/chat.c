@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#define CHAT_MAX_RETRY_AFTER_S 30.0
 #define CHAT_BACKOFF_BASE_S 0.5
 #define CHAT_BACKOFF_MAX_S 8.0
 
@@ -131,11 +130,11 @@ static int chat_fail(const struct kb_llm_call *call, const char *url,
     return rc;
 }
 
-static double chat_delay_s(const struct kb_llm_http_res *res, int attempt)
+double kb_llm_retry_delay_s(double retry_after_s, int attempt)
 {
-    if (res->retry_after_s >= 0)
-        return res->retry_after_s < CHAT_MAX_RETRY_AFTER_S ? res->retry_after_s
-                                                           : CHAT_MAX_RETRY_AFTER_S;
+    if (retry_after_s >= 0)
+        return retry_after_s < KB_LLM_MAX_RETRY_AFTER_S ? retry_after_s
+                                                         : KB_LLM_MAX_RETRY_AFTER_S;
     double d = CHAT_BACKOFF_BASE_S;
     for (int i = 0; i < attempt && d < CHAT_BACKOFF_MAX_S; i++)
         d *= 2;
@@ -213,8 +212,9 @@ int kb_llm_chat(const struct kb_llm_call *call, struct kb_buf *answer,
         rc = chat_attempt(&st, &req, &res);
         stats->attempts = attempt + 1;
         if (rc == -1 && chat_retryable(&st, &res) && (unsigned)attempt < cfg->max_retries) {
-            double delay = chat_delay_s(&res, attempt);
-            chat_log(call, 1, "HTTP %ld from %s; retrying in %.1f s", res.status, url, delay);
+            double delay = kb_llm_retry_delay_s(res.retry_after_s, attempt);
+            chat_log(call, 1, "HTTP %ld from %s; retrying in %.1f s%s", res.status, url, delay,
+                     res.retry_after_s >= 0 ? " (Retry-After)" : "");
             chat_sleep(delay);
             continue;
         }

@@ -51,22 +51,42 @@ static size_t http_on_body(char *data, size_t size, size_t n, void *payload)
     return len;
 }
 
-/* Reads Retry-After in its seconds form (the date form falls back to our own backoff). */
+double kb_llm_retry_after_parse(const char *value, time_t now)
+{
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t len = strlen(value);
+    while (len && (value[len - 1] == ' ' || value[len - 1] == '\t' || value[len - 1] == '\r' ||
+                   value[len - 1] == '\n'))
+        len--;
+    char text[64];
+    if (len == 0 || len >= sizeof text)
+        return -1;
+    memcpy(text, value, len);
+    text[len] = '\0';
+    if (strspn(text, "0123456789") == len) {
+        /* delay-seconds; anything past a day is as good as a day (the caller bounds it). */
+        return len > 6 ? 86400.0 : strtod(text, NULL);
+    }
+    time_t when = curl_getdate(text, &now);
+    if (when == (time_t)-1)
+        return -1;
+    return when > now ? difftime(when, now) : 0;
+}
+
+/* Reads Retry-After (delay-seconds or an HTTP-date) into res->retry_after_s. */
 static size_t http_on_header(char *line, size_t size, size_t n, void *payload)
 {
     struct http_xfer *x = payload;
     size_t len = size * n;
     static const char name[] = "retry-after:";
-    if (len > sizeof name - 1 && !strncasecmp(line, name, sizeof name - 1)) {
-        char tmp[32];
-        size_t vlen = len - (sizeof name - 1) < sizeof tmp - 1 ? len - (sizeof name - 1)
-                                                                : sizeof tmp - 1;
-        memcpy(tmp, line + sizeof name - 1, vlen);
-        tmp[vlen] = '\0';
-        char *end;
-        double v = strtod(tmp, &end);
-        if (end != tmp && v >= 0)
-            x->res->retry_after_s = v;
+    if (len > sizeof name - 1 && len < 128 && !strncasecmp(line, name, sizeof name - 1)) {
+        char value[128];
+        memcpy(value, line + sizeof name - 1, len - (sizeof name - 1));
+        value[len - (sizeof name - 1)] = '\0';
+        double s = kb_llm_retry_after_parse(value, time(NULL));
+        if (s >= 0)
+            x->res->retry_after_s = s;
     }
     return len;
 }

@@ -2,6 +2,8 @@
 #ifndef KB_LLM_LLM_INT_H
 #define KB_LLM_LLM_INT_H
 
+#include <time.h>
+
 #include "llm/llm.h"
 
 /* ---- stream.c: incremental parsers, safe for input split at any byte ---- */
@@ -104,7 +106,7 @@ struct kb_llm_http_req {
 
 struct kb_llm_http_res {
     long status;               /* 0 when no reply came */
-    double retry_after_s;      /* from Retry-After (seconds form); < 0 when absent */
+    double retry_after_s;      /* from Retry-After; < 0 when absent or unreadable */
     struct kb_buf error_body;  /* non-2xx body, capped at 64 KiB */
     enum kb_llm_abort abort;
     int transport_failed;      /* connection-level failure; `message` says which */
@@ -115,5 +117,18 @@ struct kb_llm_http_res {
  * status), else -1 with res->abort or res->transport_failed saying why. */
 int kb_llm_http_post(const struct kb_llm_http_req *req, struct kb_llm_http_res *res);
 void kb_llm_http_res_free(struct kb_llm_http_res *res);
+
+/* Seconds to wait for a Retry-After value (RFC 9110 section 10.2.3): delay-seconds (digits;
+ * more than six of them read as a day), or an HTTP-date in any of its three forms
+ * (IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850, asctime) measured from `now`; a date
+ * already past is 0. Returns -1 for anything else. The caller bounds the wait. */
+double kb_llm_retry_after_parse(const char *value, time_t now);
+
+/* ---- chat.c ---- */
+
+/* The wait before retry `attempt` (0-based): the server's Retry-After (res_retry_after_s >= 0)
+ * capped at KB_LLM_MAX_RETRY_AFTER_S, else exponential backoff from 0.5 s up to 8 s. */
+#define KB_LLM_MAX_RETRY_AFTER_S 30.0
+double kb_llm_retry_delay_s(double retry_after_s, int attempt);
 
 #endif

@@ -269,10 +269,14 @@ static size_t prompt_total(const struct kb_buf msgs[2])
     return (msgs[0].len ? prompt_cost(msgs[0].len) : 0) + prompt_cost(msgs[1].len);
 }
 
-/* The newest turns of `history` that fit `budget` tokens, oldest first. */
-static int prompt_history(struct kb_buf *out, const kb_message *turns, size_t n, size_t budget)
+#define PROMPT_HISTORY_HEADER "Earlier in this conversation:\n\n"
+
+/* The newest turns of `history` that fit `budget` tokens, oldest first, after a header line;
+ * *n_used says how many. Earlier answers may quote passages, so they are quoted like them. */
+static int prompt_history(struct kb_buf *out, size_t *n_used, const kb_message *turns, size_t n,
+                          size_t budget)
 {
-    size_t first = n, used = 0;
+    size_t first = n, used = kb_llm_estimate_tokens(sizeof PROMPT_HISTORY_HEADER);
     while (first > 0) {
         size_t cost = kb_llm_estimate_tokens(strlen(turns[first - 1].content) + 16);
         if (used + cost > budget)
@@ -280,12 +284,17 @@ static int prompt_history(struct kb_buf *out, const kb_message *turns, size_t n,
         used += cost;
         first--;
     }
-    int rc = 0;
-    for (size_t i = first; i < n && !rc; i++)
-        rc = kb_buf_printf(out, "%s: %s\n\n",
-                           !strcmp(turns[i].role, "assistant") ? "Assistant" : "User",
-                           turns[i].content);
-    return rc;
+    *n_used = n - first;
+    int rc = first < n ? kb_buf_puts(out, PROMPT_HISTORY_HEADER) : 0;
+    for (size_t i = first; i < n && !rc; i++) {
+        char *quoted = kb_llm_quote_passage(turns[i].content);
+        rc = quoted ? kb_buf_printf(out, "%s: %s\n\n",
+                                    !strcmp(turns[i].role, "assistant") ? "Assistant" : "User",
+                                    quoted)
+                    : KB_ENOMEM;
+        free(quoted);
+    }
+    return rc ? KB_ENOMEM : 0;
 }
 
 /* Places passages best-first while they fit in `left` tokens; the rest get a note. */
@@ -363,13 +372,13 @@ int kb_llm_prompt_render(kb_prompt_result *out, const struct kb_llm_render *in,
     struct prompt_cand *cands = calloc(in->n_hits ? in->n_hits : 1, sizeof *cands);
     struct kb_buf msgs[2] = { KB_BUF_INIT, KB_BUF_INIT }, context = KB_BUF_INIT,
                   history = KB_BUF_INIT;
-    size_t n = 0, budget = in->context_window - in->max_tokens;
+    size_t n = 0, budget = in->context_window - in->max_tokens, history_used = 0;
     int rc = cands ? prompt_candidates(cands, &n, in->hits, in->n_hits) : KB_ENOMEM;
     if (!rc)
         rc = prompt_messages(msgs, in, "", "");
     size_t fixed = prompt_total(msgs), left = budget > fixed ? budget - fixed : 0;
     if (!rc)
-        rc = prompt_history(&history, in->history, in->n_history, left / 4);
+        rc = prompt_history(&history, &history_used, in->history, in->n_history, left / 4);
     left -= left > kb_llm_estimate_tokens(history.len) ? kb_llm_estimate_tokens(history.len) : left;
     if (!rc)
         rc = prompt_fit(&context, cands, n, left);
@@ -378,6 +387,7 @@ int kb_llm_prompt_render(kb_prompt_result *out, const struct kb_llm_render *in,
     if (!rc) {
         out->budget_tokens = budget;
         out->prompt_tokens = prompt_total(msgs);
+        out->history_used = history_used;
         rc = prompt_output(out, msgs, cands, n);
     }
     for (size_t i = 0; i < n; i++) {

@@ -95,26 +95,51 @@ char *kb_llm_request_body(const struct kb_llm_config *cfg, const kb_message *mes
     return body;
 }
 
-/* Replaces every occurrence of `key` in text with "***" and drops control characters. */
+#define REQUEST_MAX_ERROR_TEXT 300
+
+/* Appends text[0..len) to out with every occurrence of `key` replaced by "***". */
+static int request_mask(struct kb_buf *out, const char *text, size_t len, const char *key)
+{
+    size_t klen = key ? strlen(key) : 0, from = 0;
+    int rc = 0;
+    for (size_t i = 0; klen && !rc && len - i >= klen; i++) {
+        if (memcmp(text + i, key, klen))
+            continue;
+        rc = kb_buf_append(out, text + from, i - from) || kb_buf_puts(out, "***");
+        from = i + klen;
+        i = from - 1;
+    }
+    return rc ? KB_ENOMEM : kb_buf_append(out, text + from, len - from);
+}
+
+/* The server's text for one line of message: `key` masked, control characters dropped (tab
+ * and newline become spaces), then masked again, because dropping them can join a key that a
+ * server spelt with control characters in between; cut to REQUEST_MAX_ERROR_TEXT bytes of
+ * whole UTF-8 characters only after masking, so no cut leaves part of a key. */
 static char *request_scrub(const char *text, size_t len, const char *key)
 {
-    struct kb_buf out = KB_BUF_INIT;
-    size_t klen = key ? strlen(key) : 0;
-    for (size_t i = 0; i < len && out.len < 300;) {
-        if (klen && len - i >= klen && !memcmp(text + i, key, klen)) {
-            kb_buf_puts(&out, "***");
-            i += klen;
-            continue;
-        }
-        unsigned char c = (unsigned char)text[i++];
+    struct kb_buf masked = KB_BUF_INIT, clean = KB_BUF_INIT, out = KB_BUF_INIT;
+    int rc = request_mask(&masked, text, len, key);
+    for (size_t i = 0; !rc && i < masked.len; i++) {
+        unsigned char c = (unsigned char)masked.data[i];
         if (c >= 0x20 && c != 0x7F)
-            kb_buf_append(&out, &c, 1);
+            rc = kb_buf_append(&clean, &c, 1);
         else if (c == '\n' || c == '\t')
-            kb_buf_append(&out, " ", 1);
+            rc = kb_buf_append(&clean, " ", 1);
     }
-    while (out.len && out.data[out.len - 1] == ' ')
-        out.data[--out.len] = '\0';
-    return kb_buf_detach(&out);
+    if (!rc)
+        rc = request_mask(&out, clean.data ? clean.data : "", clean.len, key);
+    if (!rc && out.len > REQUEST_MAX_ERROR_TEXT)
+        out.len = kb_llm_utf8_complete(out.data, REQUEST_MAX_ERROR_TEXT);
+    while (!rc && out.len && out.data[out.len - 1] == ' ')
+        out.len--;
+    if (!rc && out.data)
+        out.data[out.len] = '\0';
+    kb_buf_free(&masked);
+    kb_buf_free(&clean);
+    if (rc)
+        kb_buf_free(&out);
+    return rc ? NULL : kb_buf_detach(&out);
 }
 
 char *kb_llm_error_text(const char *body, size_t len, const char *key)

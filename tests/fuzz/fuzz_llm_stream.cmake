@@ -1,0 +1,1 @@
+kb_add_fuzzer(llm_stream LIBS kb_llm)
