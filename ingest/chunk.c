@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,10 @@
 #define CHUNK_NONE SIZE_MAX
 /* How far a character cut may move to keep a combining mark with its base. */
 #define CHUNK_CLUSTER_MAX 64
-/* Documents from this size on get the sentence pattern JIT-compiled. */
-#define CHUNK_JIT_MIN_BYTES (16 * 1024)
+/* Backtracking allowed per sentence match: an ordinary paragraph needs a few hundred steps;
+ * past the limit, sentences are no longer cut (see chunk_sentence_cut). */
+#define CHUNK_MATCH_LIMIT 200000
+#define CHUNK_DEPTH_LIMIT 1000
 
 /* How an oversized piece is cut, coarsest first; each level falls back to the next. */
 enum chunk_level { CHUNK_SENTENCE, CHUNK_LINE, CHUNK_WORD, CHUNK_CHAR };
@@ -30,10 +33,11 @@ struct chunk_atom {
     size_t start, end, n_tokens;
 };
 
-/* Heading lines [start, body_start), then the body up to end. */
+/* Heading lines [start, body_start), then the body up to end; level 0 before any heading. */
 struct chunk_section {
     size_t start, body_start, end;
     char *path;
+    int level;
 };
 
 /* One line: content [start, end) without its "\n" or "\r\n"; the next line starts at next. */
@@ -57,6 +61,7 @@ struct chunk_md_state {
 struct chunker {
     const char *text;
     size_t len, target, overlap, bom_len;
+    uint32_t match_limit;
     int markdown;
     const struct kb_tokcounter *counter;
     struct kb_err *err;
@@ -67,8 +72,9 @@ struct chunker {
     size_t n_sections, alloc_sections;
     struct chunk_atom *atoms;                   /* reused from section to section */
     size_t n_atoms, alloc_atoms;
-    pcre2_code *sentence_re;                    /* compiled on first need */
-    pcre2_match_data *match;
+    pcre2_match_data *match;                    /* for the sentence pattern, made on first need */
+    pcre2_match_context *match_ctx;             /* its match and depth limits */
+    int sentence_off;                           /* a match hit a limit: cut lines, words */
     struct chunk_cursor at_start, at_end;
 };
 
@@ -335,7 +341,8 @@ static size_t chunk_md_front_matter(const char *text, size_t pos, size_t len)
 
 /* ---- sections ----------------------------------------------------------------------------- */
 
-static int chunk_section_push(struct chunker *ch, size_t start, size_t body_start, char *path)
+static int chunk_section_push(struct chunker *ch, size_t start, size_t body_start, char *path,
+                              int level)
 {
     if (chunk_grow((void **)&ch->sections, &ch->alloc_sections, ch->n_sections + 1,
                    sizeof *ch->sections)) {
@@ -344,7 +351,8 @@ static int chunk_section_push(struct chunker *ch, size_t start, size_t body_star
     }
     if (ch->n_sections)
         ch->sections[ch->n_sections - 1].end = start;
-    ch->sections[ch->n_sections++] = (struct chunk_section){ start, body_start, ch->len, path };
+    ch->sections[ch->n_sections++] =
+        (struct chunk_section){ start, body_start, ch->len, path, level };
     return 0;
 }
 
@@ -403,7 +411,7 @@ static int chunk_heading(struct chunker *ch, int level, size_t title_start, size
     if (!path)
         return chunk_nomem(ch);
     /* A heading on the first line owns the byte order mark before it. */
-    return chunk_section_push(ch, start == ch->bom_len ? 0 : start, body_start, path);
+    return chunk_section_push(ch, start == ch->bom_len ? 0 : start, body_start, path, level);
 }
 
 static int chunk_md_line(struct chunker *ch, struct chunk_md_state *st, struct chunk_line ln)
@@ -453,7 +461,7 @@ static int chunk_md_sections(struct chunker *ch)
     char *preamble = strdup("");
     if (!preamble)
         return chunk_nomem(ch);
-    int rc = chunk_section_push(ch, 0, 0, preamble);
+    int rc = chunk_section_push(ch, 0, 0, preamble, 0);
     if (ch->len >= 3 && memcmp(ch->text, "\xef\xbb\xbf", 3) == 0)
         ch->bom_len = 3;
     size_t pos = chunk_md_front_matter(ch->text, ch->bom_len, ch->len);
@@ -476,50 +484,66 @@ static int chunk_atom_push(struct chunker *ch, size_t start, size_t end, size_t 
     return 0;
 }
 
-static int chunk_sentence_compile(struct chunker *ch)
+/* The sentence pattern, compiled and JIT-compiled once per process (a compiled pattern is
+ * read-only, so threads share it); compile_code is 0 or the compile error. */
+static struct {
+    pthread_once_t once;
+    pcre2_code *re;
+    int compile_code;
+    PCRE2_SIZE compile_offset;
+} chunk_sentence = { PTHREAD_ONCE_INIT, NULL, 0, 0 };
+
+static void chunk_sentence_init(void)
 {
-    int code;
-    PCRE2_SIZE offset;
-    ch->sentence_re = pcre2_compile((PCRE2_SPTR)chunk_sentence_pattern, PCRE2_ZERO_TERMINATED,
-                                    PCRE2_UTF | PCRE2_UCP, &code, &offset, NULL);
-    /* JIT compiling costs about 40 us and makes matching about twice as fast: worth it
-     * once there is more text than a few pages. Without JIT, matching still works. */
-    if (ch->sentence_re && ch->len >= CHUNK_JIT_MIN_BYTES)
-        (void)pcre2_jit_compile(ch->sentence_re, PCRE2_JIT_COMPLETE);
-    if (ch->sentence_re)
-        ch->match = pcre2_match_data_create(1, NULL);
-    if (ch->sentence_re && ch->match)
-        return 0;
-    if (ch->sentence_re || code == PCRE2_ERROR_HEAP_FAILED)
-        return chunk_nomem(ch);
-    PCRE2_UCHAR msg[120];
-    pcre2_get_error_message(code, msg, sizeof msg);
-    return kb_err_set(ch->err, KB_ERROR, "chunk: sentence pattern at offset %zu: %s",
-                      (size_t)offset, (const char *)msg);
+    chunk_sentence.re = pcre2_compile((PCRE2_SPTR)chunk_sentence_pattern, PCRE2_ZERO_TERMINATED,
+                                      PCRE2_UTF | PCRE2_UCP, &chunk_sentence.compile_code,
+                                      &chunk_sentence.compile_offset, NULL);
+    /* Without JIT (not built in, or no executable memory) matching is slower but the same. */
+    if (chunk_sentence.re)
+        (void)pcre2_jit_compile(chunk_sentence.re, PCRE2_JIT_COMPLETE);
 }
 
-/* Where the sentence starting at pos ends: after its terminator and closers, or at end. */
+static int chunk_sentence_prepare(struct chunker *ch)
+{
+    pthread_once(&chunk_sentence.once, chunk_sentence_init);
+    if (!chunk_sentence.re && chunk_sentence.compile_code != PCRE2_ERROR_HEAP_FAILED) {
+        PCRE2_UCHAR msg[120];
+        pcre2_get_error_message(chunk_sentence.compile_code, msg, sizeof msg);
+        return kb_err_set(ch->err, KB_ERROR, "chunk: sentence pattern at offset %zu: %s",
+                          (size_t)chunk_sentence.compile_offset, (const char *)msg);
+    }
+    if (chunk_sentence.re && !ch->match)
+        ch->match = pcre2_match_data_create(1, NULL);
+    if (chunk_sentence.re && !ch->match_ctx && (ch->match_ctx = pcre2_match_context_create(NULL))) {
+        pcre2_set_match_limit(ch->match_ctx, ch->match_limit);
+        pcre2_set_depth_limit(ch->match_ctx, CHUNK_DEPTH_LIMIT);
+    }
+    return chunk_sentence.re && ch->match && ch->match_ctx ? 0 : chunk_nomem(ch);
+}
+
+/* Where the sentence starting at pos ends: after its terminator and closers, or at end. When
+ * a match runs into its limits (text built to make the pattern backtrack), the chunker stops
+ * cutting at sentences for this document and cuts at lines and words instead. */
 static int chunk_sentence_cut(struct chunker *ch, size_t pos, size_t end, size_t *cut)
 {
     int rc;
-    if (!ch->sentence_re && (rc = chunk_sentence_compile(ch)))
+    *cut = end;
+    if (ch->sentence_off)
+        return 0;
+    if ((rc = chunk_sentence_prepare(ch)))
         return rc;
     /* The subject runs from the document start so lookbehinds see what precedes pos. */
-    rc = pcre2_match(ch->sentence_re, (PCRE2_SPTR)ch->text, end, pos, PCRE2_NO_UTF_CHECK,
-                     ch->match, NULL);
-    if (rc == PCRE2_ERROR_NOMATCH) {
-        *cut = end;
-        return 0;
-    }
-    if (rc == PCRE2_ERROR_NOMEMORY)
+    rc = pcre2_match(chunk_sentence.re, (PCRE2_SPTR)ch->text, end, pos, PCRE2_NO_UTF_CHECK,
+                     ch->match, ch->match_ctx);
+    if (rc == PCRE2_ERROR_NOMEMORY || rc == PCRE2_ERROR_HEAP_FAILED)
         return chunk_nomem(ch);
-    if (rc < 0) {
-        PCRE2_UCHAR msg[120];
-        pcre2_get_error_message(rc, msg, sizeof msg);
-        return kb_err_set(ch->err, KB_ERROR, "chunk: sentence match at byte %zu: %s", pos,
-                          (const char *)msg);
-    }
-    *cut = pcre2_get_ovector_pointer(ch->match)[1];
+    if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+        rc == PCRE2_ERROR_HEAPLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT)
+        ch->sentence_off = 1;
+    else if (rc >= 0)
+        *cut = pcre2_get_ovector_pointer(ch->match)[1];
+    else if (rc != PCRE2_ERROR_NOMATCH)
+        ch->sentence_off = 1;   /* any other failure: the simpler cuts need no pattern */
     return 0;
 }
 
@@ -684,6 +708,25 @@ static int chunk_unit(struct chunker *ch, size_t start, size_t end, enum chunk_l
     return chunk_split(ch, start, end, level);
 }
 
+/* Whether every line of text[start, end) holds a '|': the rows of a table (Markdown pipe
+ * tables, and the "cell | cell" rows the document parsers write), cut between rows first. */
+static int chunk_is_table(const char *text, size_t start, size_t end)
+{
+    for (size_t pos = start; pos < end;) {
+        struct chunk_line ln = chunk_line_at(text, pos, end);
+        if (!memchr(text + ln.start, '|', ln.end - ln.start))
+            return 0;
+        pos = ln.next;
+    }
+    return 1;
+}
+
+static int chunk_paragraph(struct chunker *ch, size_t start, size_t end)
+{
+    return chunk_unit(ch, start, end,
+                      chunk_is_table(ch->text, start, end) ? CHUNK_LINE : CHUNK_SENTENCE);
+}
+
 /* Paragraphs (split at blank lines) and, in Markdown, fenced code blocks, which stay whole
  * across blank lines; an unclosed fence runs to the end. */
 static int chunk_blocks(struct chunker *ch, size_t start, size_t end)
@@ -703,7 +746,7 @@ static int chunk_blocks(struct chunker *ch, size_t start, size_t end)
         } else if (chunk_blank(text, ln.start, ln.end) ||
                    (ch->markdown && chunk_md_fence_open(text, ln, &fence_char, &fence_len))) {
             if (para != CHUNK_NONE)
-                rc = chunk_unit(ch, para, para_end, CHUNK_SENTENCE);
+                rc = chunk_paragraph(ch, para, para_end);
             para = CHUNK_NONE;
             if (!chunk_blank(text, ln.start, ln.end))
                 code = ln.start;
@@ -715,7 +758,7 @@ static int chunk_blocks(struct chunker *ch, size_t start, size_t end)
     if (!rc && code != CHUNK_NONE)
         rc = chunk_unit(ch, code, end, CHUNK_LINE);
     if (!rc && para != CHUNK_NONE)
-        rc = chunk_unit(ch, para, para_end, CHUNK_SENTENCE);
+        rc = chunk_paragraph(ch, para, para_end);
     return rc;
 }
 
@@ -818,8 +861,9 @@ static int chunk_section(struct chunker *ch, size_t start, size_t body_start, si
     return rc ? rc : chunk_pack(ch, path);
 }
 
-/* Chunks each section; a section that is only a heading joins the next one, which gives
- * the (deeper) heading path. */
+/* Chunks each section; a section that is only a heading joins the next one when that is
+ * below it (which gives the deeper heading path), never a sibling or a higher section: an
+ * EPUB chapter or a part that holds only its title stays apart from what follows. */
 static int chunk_sections(struct chunker *ch)
 {
     size_t merged_start = CHUNK_NONE;
@@ -829,7 +873,7 @@ static int chunk_sections(struct chunker *ch)
         size_t start = merged_start != CHUNK_NONE ? merged_start : sec->start;
         int heading_only = sec->body_start > sec->start &&
                            chunk_blank(ch->text, sec->body_start, sec->end);
-        if (heading_only && i + 1 < ch->n_sections) {
+        if (heading_only && i + 1 < ch->n_sections && ch->sections[i + 1].level > sec->level) {
             merged_start = start;
             continue;
         }
@@ -878,11 +922,18 @@ static void chunker_release(struct chunker *ch)
     free(ch->atoms);
     free(ch->title);
     pcre2_match_data_free(ch->match);
-    pcre2_code_free(ch->sentence_re);
+    pcre2_match_context_free(ch->match_ctx);
 }
 
 int kb_chunk_text(struct kb_chunk_list *out, const char *text, size_t len,
                   const struct kb_chunk_options *opts, struct kb_err *err)
+{
+    return kb_chunk_text_limited(out, text, len, opts, 0, err);
+}
+
+int kb_chunk_text_limited(struct kb_chunk_list *out, const char *text, size_t len,
+                          const struct kb_chunk_options *opts, uint32_t match_limit,
+                          struct kb_err *err)
 {
     if (!out)
         return kb_err_set(err, KB_EINVALID, "chunk: out is NULL");
@@ -894,6 +945,7 @@ int kb_chunk_text(struct kb_chunk_list *out, const char *text, size_t len,
     struct chunker ch = {
         .text = text, .len = len,
         .target = opts->target_tokens, .overlap = opts->overlap_tokens,
+        .match_limit = match_limit ? match_limit : CHUNK_MATCH_LIMIT,
         .markdown = opts->format == KB_CHUNK_MARKDOWN,
         .counter = opts->counter, .err = err, .out = &list,
         .at_start = { 0, 1 }, .at_end = { 0, 1 },
@@ -902,7 +954,7 @@ int kb_chunk_text(struct kb_chunk_list *out, const char *text, size_t len,
         rc = chunk_md_sections(&ch);
     } else {
         char *path = strdup("");
-        rc = path ? chunk_section_push(&ch, 0, 0, path) : chunk_nomem(&ch);
+        rc = path ? chunk_section_push(&ch, 0, 0, path, 0) : chunk_nomem(&ch);
     }
     if (!rc)
         rc = chunk_sections(&ch);

@@ -1,7 +1,7 @@
 /* chunk.h — splits a document's text into chunks for indexing: Markdown-aware (sections at
- * headings, never inside a fenced code block when avoidable), then paragraphs, sentences
- * (PCRE2), words, and as a last resort UTF-8 characters, so that no chunk exceeds its target
- * size in tokens. */
+ * headings, never inside a fenced code block or table row when avoidable), then paragraphs,
+ * sentences (PCRE2, JIT, under match limits), lines, words, and as a last resort UTF-8
+ * characters, so that no chunk exceeds its target size in tokens. */
 #ifndef KB_INGEST_CHUNK_H
 #define KB_INGEST_CHUNK_H
 
@@ -44,6 +44,14 @@ struct kb_chunk_list {
  * empty. */
 int kb_chunk_text(struct kb_chunk_list *out, const char *text, size_t len,
                   const struct kb_chunk_options *opts, struct kb_err *err);
+
+/* kb_chunk_text with `match_limit` (0: the default, 200000) as the PCRE2 match limit of each
+ * sentence search. A search that hits it turns sentence cuts off for the rest of the text,
+ * which is then cut at lines and words: a limit never fails the chunking. Tests pass a tiny
+ * limit to take that path. */
+int kb_chunk_text_limited(struct kb_chunk_list *out, const char *text, size_t len,
+                          const struct kb_chunk_options *opts, uint32_t match_limit,
+                          struct kb_err *err);
 
 /* Frees what the list holds and leaves it empty; the struct itself is the caller's. */
 void kb_chunk_list_free(struct kb_chunk_list *list);

@@ -16,6 +16,11 @@ struct kb_docw {
     struct kb_doc *doc;
     int space;          /* whitespace seen and not yet written */
     int rc;
+    size_t n_headings;  /* headings written so far; the first one's level and offset, and */
+    int first_level;    /* the smallest level written and where its first heading starts */
+    size_t first_at;
+    int min_level;
+    size_t min_at;
 };
 
 void kb_docw_init(struct kb_docw *w, struct kb_doc *doc);
@@ -25,6 +30,10 @@ void kb_docw_newline(struct kb_docw *w);                           /* end of a l
 void kb_docw_raw(struct kb_docw *w, const char *s, size_t n);     /* verbatim (pre, code) */
 /* Starts a heading line "### " for `level` (1-6); the caller writes its text, then breaks. */
 void kb_docw_heading(struct kb_docw *w, int level);
+/* Appends whole blocks of text another writer produced (a blank line before and after). */
+void kb_docw_blocks(struct kb_docw *w, const char *text, size_t n);
+/* Removes the line breaks ending the text, so that the next text continues its last line. */
+void kb_docw_reopen_line(struct kb_docw *w);
 void kb_docw_mark(struct kb_docw *w, uint32_t page, const char *label);
 /* Moves the text into w->doc (text, len); KB_EFORMAT "no text" when it is blank. */
 int kb_docw_finish(struct kb_docw *w, struct kb_err *err);

@@ -21,6 +21,11 @@ static int docw_at_line_start(const struct kb_docw *w)
     return w->buf.len == 0 || w->buf.data[w->buf.len - 1] == '\n';
 }
 
+static int docw_is_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
 void kb_docw_text(struct kb_docw *w, const char *s, size_t n)
 {
     size_t i = 0;
@@ -35,7 +40,7 @@ void kb_docw_text(struct kb_docw *w, const char *s, size_t n)
             docw_put(w, s + i, run);
             i += run;
         }
-        while (i < n && strchr(" \t\r\n\f\v", s[i]) && s[i]) {
+        while (i < n && docw_is_space(s[i])) {
             w->space = 1;
             i++;
         }
@@ -62,17 +67,43 @@ void kb_docw_break(struct kb_docw *w)
 void kb_docw_raw(struct kb_docw *w, const char *s, size_t n)
 {
     w->space = 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != '\r' && s[i] != '\0')
-            docw_put(w, s + i, 1);
+    for (size_t i = 0; i < n;) {   /* spans between the CRs and NULs that are left out */
+        size_t run = 0;
+        while (i + run < n && s[i + run] != '\r' && s[i + run] != '\0')
+            run++;
+        docw_put(w, s + i, run);
+        i += run + 1;
+    }
 }
 
 void kb_docw_heading(struct kb_docw *w, int level)
 {
     level = level < 1 ? 1 : level > 6 ? 6 : level;
     kb_docw_break(w);
+    if (!w->n_headings++) {
+        w->first_level = level;
+        w->first_at = w->buf.len;
+    }
+    if (!w->min_level || level < w->min_level) {
+        w->min_level = level;
+        w->min_at = w->buf.len;
+    }
     docw_put(w, "######", (size_t)level);
     docw_put(w, " ", 1);
+    w->space = 0;
+}
+
+void kb_docw_blocks(struct kb_docw *w, const char *text, size_t n)
+{
+    kb_docw_break(w);
+    docw_put(w, text, n);
+    kb_docw_break(w);
+}
+
+void kb_docw_reopen_line(struct kb_docw *w)
+{
+    while (w->buf.len && w->buf.data[w->buf.len - 1] == '\n')
+        w->buf.data[--w->buf.len] = '\0';
     w->space = 0;
 }
 

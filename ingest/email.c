@@ -1,9 +1,11 @@
-/* email.c — simple RFC 5322 / MIME messages: Subject, From, To and Date, then the text parts
+/* email.c — simple RFC 5322 / MIME messages: Subject, From, To and Date (RFC 2047 encoded-words
+ * decoded, any charset iconv knows), then the text parts
  * (text/plain preferred in multipart/alternative, else text/html), transfer encodings and
  * charsets decoded. Attachments that are not inline text are left out. */
 #define _GNU_SOURCE   /* memmem, strcasestr */
 #include "ingest/doc_int.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +121,86 @@ static void email_unbase64(struct kb_buf *out, const char *s, size_t len)
     }
 }
 
+/* ---- RFC 2047 encoded-words in headers ------------------------------------------------ */
+
+/* The "Q" encoding: like quoted-printable, and "_" is a space. */
+static void email_unq(struct kb_buf *out, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i] == '_' ? ' ' : s[i];
+        if (s[i] == '=' && i + 2 < len && email_hex(s[i + 1]) >= 0 && email_hex(s[i + 2]) >= 0) {
+            c = (char)(email_hex(s[i + 1]) << 4 | email_hex(s[i + 2]));
+            i += 2;
+        }
+        kb_buf_append(out, &c, 1);
+    }
+}
+
+/* Decodes the encoded-word at p ("=?charset?B?text?=" or "?Q?"; a "*lang" after the charset,
+ * RFC 2231, is dropped) and appends it to out as UTF-8. Returns its length, or 0 when p is
+ * not a well-formed encoded-word or its charset does not convert (left as written). */
+static size_t email_word(struct kb_buf *out, const char *p)
+{
+    char charset[64];
+    size_t n = strcspn(p + 2, "?*"), lang = n + strcspn(p + 2 + n, "?");
+    const char *enc = p + 2 + lang;
+    if (strncmp(p, "=?", 2) || !n || n >= sizeof charset || enc[0] != '?' || !enc[1] ||
+        !strchr("BbQq", enc[1]) || enc[2] != '?')
+        return 0;
+    const char *text = enc + 3, *end = strstr(text, "?=");
+    if (!end || memchr(text, ' ', (size_t)(end - text)))
+        return 0;
+    memcpy(charset, p + 2, n);
+    charset[n] = '\0';
+    struct kb_buf raw = KB_BUF_INIT;
+    raw.max = 4096;
+    (enc[1] == 'B' || enc[1] == 'b' ? email_unbase64 : email_unq)(&raw, text, (size_t)(end - text));
+    char *utf8 = NULL;
+    size_t len = 0;
+    int rc = kb_decode_iconv(&utf8, &len, raw.data ? raw.data : "", raw.len, charset, 4096, NULL);
+    if (rc == 0)
+        kb_buf_append(out, utf8, len);
+    free(utf8);
+    kb_buf_free(&raw);
+    return rc == 0 ? (size_t)(end + 2 - p) : 0;
+}
+
+/* Decodes the encoded-words of a header value in place (white space between two of them is
+ * dropped, RFC 2047 section 6.2), truncating at a character boundary to fit `size`. */
+static void email_decode_words(char *value, size_t size)
+{
+    if (!strstr(value, "=?"))
+        return;
+    struct kb_buf out = KB_BUF_INIT;
+    size_t after_word = SIZE_MAX;   /* where the last encoded-word's text ended in out */
+    for (const char *p = value; *p;) {
+        size_t at = out.len, used = 0;
+        if (p[0] == '=' && p[1] == '?' && (used = email_word(&out, p))) {
+            size_t gap = after_word;
+            while (gap < at && (out.data[gap] == ' ' || out.data[gap] == '\t'))
+                gap++;
+            if (after_word != SIZE_MAX && gap == at) {
+                memmove(out.data + after_word, out.data + at, out.len - at);
+                out.len -= at - after_word;
+            }
+            after_word = out.len;
+            p += used;
+            continue;
+        }
+        kb_buf_append(&out, p++, 1);
+    }
+    size_t n = out.len < size - 1 ? out.len : size - 1;
+    while (n && n < out.len && ((unsigned char)out.data[n] & 0xC0) == 0x80)
+        n--;
+    if (out.data) {
+        memcpy(value, out.data, n);
+        value[n] = '\0';
+    }
+    kb_buf_free(&out);
+}
+
+/* ---- bodies ------------------------------------------------------------------------------ */
+
 static int email_part(struct kb_docw *w, struct email_part p, int depth, struct kb_err *err);
 
 static int email_multipart(struct kb_docw *w, struct email_part p, const char *type,
@@ -218,6 +300,7 @@ int kb_email_parse(struct kb_doc *doc, const char *raw, size_t len, struct kb_er
     if (!email_header(&top, "From", value, sizeof value) && !email_header(&top, "Subject", value, sizeof value))
         return kb_err_set(err, KB_EFORMAT, "not an email (no From or Subject header)");
     if (email_header(&top, "Subject", value, sizeof value) && value[0] &&
+        (email_decode_words(value, sizeof value), 1) &&
         kb_utf8_valid(value, strlen(value), &(size_t){ 0 })) {
         kb_docw_heading(&w, 1);
         kb_docw_text(&w, value, strlen(value));
@@ -226,6 +309,7 @@ int kb_email_parse(struct kb_doc *doc, const char *raw, size_t len, struct kb_er
     }
     for (size_t i = 0; shown[i]; i++) {
         if (email_header(&top, shown[i], value, sizeof value) && value[0] &&
+            (email_decode_words(value, sizeof value), 1) &&
             kb_utf8_valid(value, strlen(value), &(size_t){ 0 })) {
             kb_docw_text(&w, shown[i], strlen(shown[i]));
             kb_docw_text(&w, ": ", 2);

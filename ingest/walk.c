@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "util/path.h"
+#include "util/utf8.h"
 
 #define WALK_DEFAULT_MAX_DEPTH 64
 
@@ -125,6 +126,8 @@ static int walk_dir(struct walk *w, const char *path, const char *rel, unsigned 
             ; /* hidden: not walked */
         else if (walk_any_match(w->opts->exclude, w->opts->n_exclude, child_rel))
             ; /* excluded */
+        else if (!kb_utf8_valid(names[i], strlen(names[i]), &(size_t){ 0 }))
+            rc = walk_skip(w, child, child_rel, "file name is not valid UTF-8");
         else
             rc = walk_entry(w, child, child_rel, depth + 1, &self);
         free(child);

@@ -27,7 +27,9 @@ typedef int (*kb_walk_cb)(enum kb_walk_kind kind, const char *path, const char *
 
 /* Walks `root` (a file or a folder). A root that does not exist is KB_ENOTFOUND with err
  * naming it; problems below the root become KB_WALK_SKIP entries, never errors. Symlink
- * loops and over-deep trees are skipped, so the walk always ends. */
+ * loops and over-deep trees are skipped, so the walk always ends, and its memory is bounded
+ * by max_depth (one folder listing per level). Names below the root that are not valid
+ * UTF-8 are skipped ("file name is not valid UTF-8"): every path kb stores is UTF-8. */
 int kb_walk(const char *root, const struct kb_walk_options *opts, kb_walk_cb cb, void *payload,
             struct kb_err *err);
 

@@ -1,7 +1,7 @@
 /* zipdoc.c — DOCX, ODT and EPUB: zip entries read in memory (never extracted) under caps on
- * entry count, sizes and compression ratio; Office XML walked for headings, paragraphs,
- * lists and table rows; EPUB chapters in spine order, each marked with its title. */
-#include "ingest/doc_int.h"
+ * entry count, sizes and compression ratio; Office bodies handed to office.c; EPUB chapters in
+ * spine order, each a top-level section marked with its title. */
+#include "ingest/office_int.h"
 
 #include <libxml/HTMLparser.h>
 #include <libxml/tree.h>
@@ -15,7 +15,6 @@
 #define ZIP_MAX_ENTRY ((zip_uint64_t)64 << 20)
 #define ZIP_MAX_TOTAL ((zip_uint64_t)256 << 20)
 #define ZIP_MAX_RATIO 200            /* uncompressed / compressed, for entries over 1 MiB */
-#define ZIP_MAX_DEPTH 256
 
 struct zipdoc {
     zip_t *zip;
@@ -110,13 +109,12 @@ static xmlDocPtr zipdoc_xml(struct zipdoc *z, const char *name, int *rc, struct 
     return xml;
 }
 
-static int zipdoc_is(const xmlNode *n, const char *name)
+int kb_zipdoc_is(const xmlNode *n, const char *name)
 {
     return n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name);
 }
 
-/* The value of the attribute with local name `attr` (any namespace); xmlFree it. */
-static char *zipdoc_attr(const xmlNode *n, const char *attr)
+char *kb_zipdoc_attr(const xmlNode *n, const char *attr)
 {
     for (xmlAttr *a = n->properties; a; a = a->next)
         if (!strcmp((const char *)a->name, attr))
@@ -124,13 +122,12 @@ static char *zipdoc_attr(const xmlNode *n, const char *attr)
     return NULL;
 }
 
-/* First descendant element with local name `name` (depth-first). */
-static xmlNode *zipdoc_find(xmlNode *n, const char *name, int depth)
+xmlNode *kb_zipdoc_find(xmlNode *n, const char *name, int depth)
 {
-    for (xmlNode *c = n ? n->children : NULL; c && depth < ZIP_MAX_DEPTH; c = c->next) {
-        if (zipdoc_is(c, name))
+    for (xmlNode *c = n ? n->children : NULL; c && depth < KB_OFFICE_MAX_DEPTH; c = c->next) {
+        if (kb_zipdoc_is(c, name))
             return c;
-        xmlNode *found = zipdoc_find(c, name, depth + 1);
+        xmlNode *found = kb_zipdoc_find(c, name, depth + 1);
         if (found)
             return found;
     }
@@ -140,174 +137,30 @@ static xmlNode *zipdoc_find(xmlNode *n, const char *name, int depth)
 /* dc:title from docProps/core.xml (DOCX), meta.xml (ODT) or the OPF (EPUB). */
 static void zipdoc_title(struct kb_doc *doc, xmlDocPtr xml)
 {
-    xmlNode *t = xml ? zipdoc_find((xmlNode *)xml, "title", 0) : NULL;
+    xmlNode *t = xml ? kb_zipdoc_find((xmlNode *)xml, "title", 0) : NULL;
     xmlChar *text = t ? xmlNodeGetContent(t) : NULL;
     if (text && *text && !doc->title)
         doc->title = strdup((const char *)text);
     xmlFree(text);
 }
 
-/* ---- DOCX and ODT ---------------------------------------------------------------------- */
-
-#define OFFICE_MAX_STYLES 64
-
-struct office_walk {
-    struct kb_docw *w;
-    int docx;
-    int first_cell;
-    char style_ids[OFFICE_MAX_STYLES][48];   /* DOCX styles whose names say "heading N" */
-    int style_levels[OFFICE_MAX_STYLES];
-    size_t n_styles;
-};
-
-/* "Heading 2", "heading2", "Title" -> 2, 2, 1; else 0. */
-static int office_heading_name(const char *name)
-{
-    if (!strcasecmp(name, "title"))
-        return 1;
-    if (strncasecmp(name, "heading", 7))
-        return 0;
-    name += 7;
-    name += *name == ' ';
-    return name[0] >= '1' && name[0] <= '9' && !name[1] ? name[0] - '0' : 0;
-}
-
-/* Records which DOCX style ids are headings, from word/styles.xml (names are stable across
- * languages; ids such as "berschrift1" are not). */
-static void office_docx_styles(struct office_walk *o, xmlDocPtr styles)
-{
-    xmlNode *root = styles ? xmlDocGetRootElement(styles) : NULL;
-    for (xmlNode *s = root ? root->children : NULL; s; s = s->next) {
-        xmlNode *name = zipdoc_is(s, "style") ? zipdoc_find(s, "name", 0) : NULL;
-        char *id = name ? zipdoc_attr(s, "styleId") : NULL, *val = name ? zipdoc_attr(name, "val") : NULL;
-        int level = val ? office_heading_name(val) : 0;
-        if (id && level && o->n_styles < OFFICE_MAX_STYLES && strlen(id) < 48) {
-            strcpy(o->style_ids[o->n_styles], id);
-            o->style_levels[o->n_styles++] = level;
-        }
-        xmlFree(id);
-        xmlFree(val);
-    }
-}
-
-static int office_docx_level(const struct office_walk *o, xmlNode *p)
-{
-    xmlNode *ppr = zipdoc_find(p, "pPr", ZIP_MAX_DEPTH - 1);
-    xmlNode *style = ppr ? zipdoc_find(ppr, "pStyle", ZIP_MAX_DEPTH - 1) : NULL;
-    char *id = style ? zipdoc_attr(style, "val") : NULL;
-    int level = id ? office_heading_name(id) : 0;
-    for (size_t i = 0; id && !level && i < o->n_styles; i++)
-        if (!strcmp(o->style_ids[i], id))
-            level = o->style_levels[i];
-    xmlFree(id);
-    return level;
-}
-
-/* Text of a paragraph, cell or list item. */
-static void office_inline(struct office_walk *o, xmlNode *n, int depth)
-{
-    for (xmlNode *c = n->children; c && depth < ZIP_MAX_DEPTH; c = c->next) {
-        const char *name = (const char *)c->name;
-        if (c->type == XML_TEXT_NODE && c->content && (!o->docx || !strcmp((const char *)n->name, "t")))
-            kb_docw_text(o->w, (const char *)c->content, strlen((const char *)c->content));
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
-        if (!strcmp(name, "tab") || !strcmp(name, "s"))
-            kb_docw_text(o->w, " ", 1);
-        else if (!strcmp(name, "br") || !strcmp(name, "cr") || !strcmp(name, "line-break"))
-            kb_docw_newline(o->w);
-        else if (!strcmp(name, "instrText") || !strcmp(name, "delText") ||
-                 !strcmp(name, "annotation") || !strcmp(name, "pPr") || !strcmp(name, "rPr"))
-            continue;
-        else {
-            if (!strcmp(name, "p") || !strcmp(name, "h"))
-                kb_docw_text(o->w, " ", 1);
-            office_inline(o, c, depth + 1);
-        }
-    }
-}
-
-static void office_row(struct office_walk *o, xmlNode *row, int depth)
-{
-    kb_docw_newline(o->w);
-    int first = 1;
-    for (xmlNode *c = row->children; c; c = c->next) {
-        if (!zipdoc_is(c, "tc") && !zipdoc_is(c, "table-cell"))
-            continue;
-        if (!first)
-            kb_docw_text(o->w, " | ", 3);
-        first = 0;
-        office_inline(o, c, depth + 1);
-    }
-    kb_docw_newline(o->w);
-}
-
-static void office_blocks(struct office_walk *o, xmlNode *n, int depth)
-{
-    for (xmlNode *c = n->children; c && depth < ZIP_MAX_DEPTH; c = c->next) {
-        if (c->type != XML_ELEMENT_NODE)
-            continue;
-        const char *name = (const char *)c->name;
-        char *lvl = NULL;
-        int level = 0;
-        if (o->docx && !strcmp(name, "p"))
-            level = office_docx_level(o, c);
-        else if (!o->docx && !strcmp(name, "h")) {
-            lvl = zipdoc_attr(c, "outline-level");
-            level = lvl ? atoi(lvl) : 1;
-            level = level < 1 ? 1 : level;
-            xmlFree(lvl);
-        }
-        if (level) {
-            kb_docw_heading(o->w, level);
-            office_inline(o, c, depth + 1);
-            kb_docw_break(o->w);
-        } else if (!strcmp(name, "p") || !strcmp(name, "h")) {
-            int item = o->docx && zipdoc_find(c, "numPr", ZIP_MAX_DEPTH - 1);
-            item ? kb_docw_newline(o->w) : kb_docw_break(o->w);
-            if (item)
-                kb_docw_text(o->w, "- ", 2);
-            office_inline(o, c, depth + 1);
-            item ? kb_docw_newline(o->w) : kb_docw_break(o->w);
-        } else if (!strcmp(name, "list-item")) {
-            kb_docw_newline(o->w);
-            kb_docw_text(o->w, "- ", 2);
-            office_inline(o, c, depth + 1);
-            kb_docw_newline(o->w);
-        } else if (!strcmp(name, "tr") || !strcmp(name, "table-row")) {
-            office_row(o, c, depth);
-        } else if (strcmp(name, "sectPr") && strcmp(name, "automatic-styles") &&
-                   strcmp(name, "font-face-decls")) {
-            office_blocks(o, c, depth + 1);
-            if (!strcmp(name, "tbl") || !strcmp(name, "table"))
-                kb_docw_break(o->w);
-        }
-    }
-}
-
 static int zipdoc_office(struct zipdoc *z, struct kb_docw *w, int docx, struct kb_err *err)
 {
-    int rc;
-    struct office_walk *o = calloc(1, sizeof *o);
-    if (!o)
-        return kb_err_set(err, KB_ENOMEM, "out of memory");
-    o->w = w;
-    o->docx = docx;
-    xmlDocPtr body = zipdoc_xml(z, docx ? "word/document.xml" : "content.xml", &rc, err);
+    int rc, meta_rc;
+    const char *body_name = docx ? "word/document.xml" : "content.xml";
+    xmlDocPtr body = zipdoc_xml(z, body_name, &rc, err), meta = NULL, styles = NULL;
     if (rc == 1)
-        rc = kb_err_set(err, KB_EFORMAT, "no %s in the zip", docx ? "word/document.xml" : "content.xml");
+        rc = kb_err_set(err, KB_EFORMAT, "no %s in the zip", body_name);
     if (rc == 0) {
-        int meta_rc;
-        xmlDocPtr meta = zipdoc_xml(z, docx ? "docProps/core.xml" : "meta.xml", &meta_rc, err);
+        meta = zipdoc_xml(z, docx ? "docProps/core.xml" : "meta.xml", &meta_rc, err);
         zipdoc_title(w->doc, meta);
-        xmlDocPtr styles = docx ? zipdoc_xml(z, "word/styles.xml", &meta_rc, err) : NULL;
-        office_docx_styles(o, styles);
-        office_blocks(o, (xmlNode *)body, 0);
-        xmlFreeDoc(meta);
-        xmlFreeDoc(styles);
+        styles = docx ? zipdoc_xml(z, "word/styles.xml", &meta_rc, err) : NULL;
+        if (kb_office_emit(w, body, styles, docx))
+            rc = kb_err_set(err, KB_ENOMEM, "out of memory reading %s", body_name);
     }
+    xmlFreeDoc(meta);
+    xmlFreeDoc(styles);
     xmlFreeDoc(body);
-    free(o);
     return rc;
 }
 
@@ -357,22 +210,48 @@ static char *epub_resolve(const char *base_dir, const char *href)
     return out;
 }
 
-/* The first heading line written since `from`, as a chapter label; NULL when none. */
-static char *epub_chapter_title(const struct kb_docw *w, size_t from)
+/* The chapter's title: its first top-level heading, else its HTML <title>, else "chapter N". */
+static char *epub_chapter_title(const struct kb_docw *cw, const char *html_title, size_t number)
 {
-    for (size_t i = from; i < w->buf.len; i++) {
-        if (w->buf.data[i] == '#' && (i == 0 || w->buf.data[i - 1] == '\n')) {
-            while (i < w->buf.len && w->buf.data[i] == '#')
-                i++;
-            while (i < w->buf.len && w->buf.data[i] == ' ')
-                i++;
-            size_t end = i;
-            while (end < w->buf.len && w->buf.data[end] != '\n' && end - i < 120)
-                end++;
-            return end > i ? strndup(w->buf.data + i, end - i) : NULL;
-        }
+    char fallback[40];
+    if (cw->min_level) {
+        const char *line = cw->buf.data + cw->min_at + cw->min_level + 1;
+        size_t n = strcspn(line, "\n");
+        return strndup(line, n > 120 ? 120 : n);
     }
-    return NULL;
+    snprintf(fallback, sizeof fallback, "chapter %zu", number);
+    return strdup(html_title && *html_title ? html_title : fallback);
+}
+
+/* Writes a chapter as top-level sections, so that no chunk spans two chapters: its headings
+ * are promoted until the highest is level 1 (re-reading the HTML when they must move), and a
+ * chapter that does not open with such a heading gets one with its title. */
+static int epub_chapter_put(struct kb_docw *w, const struct kb_docw *cw, const char *html_title,
+                            const char *raw, size_t len, size_t number, struct kb_err *err)
+{
+    char *title = epub_chapter_title(cw, html_title, number), label[160];
+    if (!title)
+        return kb_err_set(err, KB_ENOMEM, "out of memory");
+    snprintf(label, sizeof label, "chapter %zu%s%s", number,
+             strncmp(title, "chapter ", 8) ? ": " : "", strncmp(title, "chapter ", 8) ? title : "");
+    kb_docw_break(w);
+    kb_docw_mark(w, 0, label);
+    if (!(cw->n_headings && cw->first_at == 0 && cw->first_level == cw->min_level)) {
+        kb_docw_heading(w, 1);
+        kb_docw_text(w, title, strlen(title));
+        kb_docw_break(w);
+    }
+    free(title);
+    if (cw->min_level <= 1) {
+        kb_docw_blocks(w, cw->buf.data, cw->buf.len);
+        return 0;
+    }
+    char *saved_title = w->doc->title;
+    w->doc->title = (char *)"";   /* chapter <title>s are not the book's title */
+    int rc = kb_html_emit(w, raw, len, 1 - cw->min_level, err);
+    w->doc->title = saved_title;
+    kb_docw_break(w);
+    return rc;
 }
 
 static int epub_chapter(struct zipdoc *z, struct kb_docw *w, const char *path, size_t number,
@@ -383,17 +262,19 @@ static int epub_chapter(struct zipdoc *z, struct kb_docw *w, const char *path, s
     int rc = zipdoc_read(z, path, &raw, &len, err);
     if (rc)
         return rc == 1 ? 0 : rc;    /* a missing chapter is left out */
-    size_t start = w->buf.len;
-    char *saved_title = w->doc->title;
-    w->doc->title = (char *)"";   /* chapter <title>s are not the book's title */
-    rc = kb_html_emit(w, raw, len, 0, err);
-    w->doc->title = saved_title;
-    char *title = epub_chapter_title(w, start), label[160];
-    snprintf(label, sizeof label, "chapter %zu%s%s", number, title ? ": " : "", title ? title : "");
-    if (rc == 0 && w->buf.len > start)
-        rc = kb_doc_mark_add(w->doc, start, 0, label);
-    kb_docw_break(w);
-    free(title);
+    struct kb_doc chapter = { 0 };  /* takes the chapter's <title> */
+    struct kb_docw cw;
+    kb_docw_init(&cw, &chapter);
+    rc = kb_html_emit(&cw, raw, len, 0, err);
+    if (rc == 0 && cw.rc)
+        rc = kb_err_set(err, cw.rc, "%s: text larger than %zu bytes", path, cw.buf.max);
+    size_t start = 0;
+    while (rc == 0 && start < cw.buf.len && strchr(" \t\r\n", cw.buf.data[start]))
+        start++;
+    if (rc == 0 && start < cw.buf.len)
+        rc = epub_chapter_put(w, &cw, chapter.title, raw, len, number, err);
+    kb_docw_free(&cw);
+    kb_doc_free(&chapter);
     free(raw);
     return rc;
 }
@@ -402,15 +283,15 @@ static int epub_chapter(struct zipdoc *z, struct kb_docw *w, const char *path, s
 static int epub_spine(struct zipdoc *z, struct kb_docw *w, xmlDocPtr opf, const char *dir,
                       struct kb_err *err)
 {
-    xmlNode *manifest = zipdoc_find((xmlNode *)opf, "manifest", 0);
-    xmlNode *spine = zipdoc_find((xmlNode *)opf, "spine", 0);
+    xmlNode *manifest = kb_zipdoc_find((xmlNode *)opf, "manifest", 0);
+    xmlNode *spine = kb_zipdoc_find((xmlNode *)opf, "spine", 0);
     size_t number = 0;
     int rc = 0;
     for (xmlNode *ref = spine ? spine->children : NULL; ref && rc == 0; ref = ref->next) {
-        char *idref = zipdoc_is(ref, "itemref") ? zipdoc_attr(ref, "idref") : NULL;
+        char *idref = kb_zipdoc_is(ref, "itemref") ? kb_zipdoc_attr(ref, "idref") : NULL;
         for (xmlNode *it = manifest && idref ? manifest->children : NULL; it; it = it->next) {
-            char *id = zipdoc_is(it, "item") ? zipdoc_attr(it, "id") : NULL;
-            char *href = id && !strcmp(id, idref) ? zipdoc_attr(it, "href") : NULL;
+            char *id = kb_zipdoc_is(it, "item") ? kb_zipdoc_attr(it, "id") : NULL;
+            char *href = id && !strcmp(id, idref) ? kb_zipdoc_attr(it, "href") : NULL;
             char *path = href ? epub_resolve(dir, href) : NULL;
             if (path)
                 rc = epub_chapter(z, w, path, ++number, err);
@@ -429,8 +310,8 @@ static int zipdoc_epub(struct zipdoc *z, struct kb_docw *w, struct kb_err *err)
 {
     int rc;
     xmlDocPtr container = zipdoc_xml(z, "META-INF/container.xml", &rc, err), opf = NULL;
-    xmlNode *rootfile = container ? zipdoc_find((xmlNode *)container, "rootfile", 0) : NULL;
-    char *opf_path = rootfile ? zipdoc_attr(rootfile, "full-path") : NULL;
+    xmlNode *rootfile = container ? kb_zipdoc_find((xmlNode *)container, "rootfile", 0) : NULL;
+    char *opf_path = rootfile ? kb_zipdoc_attr(rootfile, "full-path") : NULL;
     if (rc == 0 && !opf_path)
         rc = kb_err_set(err, KB_EFORMAT, "EPUB without a rootfile in META-INF/container.xml");
     if (rc == 1)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # formats_test.sh — kb ingest over every real document in ../shared/data/documents (each file's
-# outcome and a hand-checked phrase from tests/data/formats/documents.tsv), then hostile inputs:
-# billion laughs, XXE to a canary file, a zip bomb, zip-slip names, binary named .txt, encodings.
+# outcome and a hand-checked phrase from tests/data/formats/documents.tsv; EPUB chapters, DOCX
+# and HTML heading paths, PDF pages), then hostile inputs: billion laughs, XXE to a canary file,
+# a zip bomb, zip-slip names, binary named .txt, encodings, RFC 2047 email headers.
 # Usage: formats_test.sh PATH_TO_KB TABLE SHARED_DATA
 set -u
 KB=$1 TABLE=$2 SHARED=$3
@@ -63,6 +64,18 @@ EOF
   [ "$n" -gt 0 ]; ok $? 0 "PDF chunks keep their page numbers (pages 20+ of a 26-page PDF)"
   n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%winter-sports.epub' AND c.location LIKE 'chapter 4: THIRD-CLASS TEST%'")
   [ "$n" -gt 0 ]; ok $? 0 "EPUB chunks name their chapter in spine order with its title"
+  n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.format = 'epub' AND (c.location NOT GLOB 'chapter [0-9]*' OR c.location GLOB '*–*' OR c.location GLOB '*chapter [0-9]*chapter [0-9]*')")
+  n_epub=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.format = 'epub'")
+  [ "$n_epub" -gt 100 ]; ok $? 0 "the two EPUBs give their chunks (over 100)"
+  ok "$n" 0 "every EPUB chunk's location names exactly one chapter"
+  n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(DISTINCT c.location) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%winter-sports.epub'")
+  [ "$n" -ge 9 ]; ok $? 0 "EPUB chunks spread over the book's chapters (9 or more)"
+  n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%winter-sports.epub' AND c.location = 'chapter 3: CHAPTER II RINKS AND SKATERS' AND c.heading_path LIKE '%CHAPTER I THE SUN-SEEKER%'")
+  ok "$n" 0 "an EPUB chapter never carries the previous chapter's heading path"
+  n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/readers/files/file.docx' AND c.heading_path = 'Mission, Vision, Values & Culture › Mission' AND c.text LIKE '%Meet Zylon - an AI collaborator%'")
+  ok "$n" 1 "DOCX without heading styles: headings from larger and bold lines give the path"
+  n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/simple.docx' AND c.heading_path = 'These are a few of my favorite things:'")
+  [ "$n" -gt 0 ]; ok $? 0 "DOCX heading styles (Heading1 by its style name) give the path"
   n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/fake-html.html' AND c.heading_path = 'My First Heading › My Second Heading › A Third Heading'")
   [ "$n" -gt 0 ]; ok $? 0 "HTML headings become the heading path"
   n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%example-with-scripts.html' AND (c.text LIKE '%function(%' OR c.text LIKE '%{display:%')")
@@ -100,6 +113,16 @@ printf '\x89PNG\r\n\x1a\n\0\0\0\rIHDR' > "$H/picture.txt"
 printf 'text\0with a NUL\n' > "$H/nul.txt"
 printf '\xfe\xff\0U\0T\0F\0-\0001\0006\0B\0E\0 \0w\0o\0r\0d\0s\0\n' > "$H/utf16be.txt"
 printf 'caf\xe9 cr\xe8me br\xfbl\xe9e \x80 5\n' > "$H/cp1252.txt"
+# RFC 2047 encoded-words: B and Q, UTF-8 and legacy charsets, split across a folded line.
+cat > "$H/encoded.eml" <<'EOF'
+From: =?ISO-8859-1?Q?Andr=E9_Dupont?= <andre@example.org>
+To: =?utf-8?q?J=C3=B6rg?= <jorg@example.org>
+Subject: =?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?= =?UTF-8?Q?_und_M=C3=BCnchen?=
+ =?windows-1252?Q?=80_5?= plain =?bogus-charset?Q?left_as_is?=
+Content-Type: text/plain; charset=utf-8
+
+Body of the encoded message.
+EOF
 $PY - "$H" <<'EOF'
 import sys, zipfile
 h = sys.argv[1]
@@ -137,6 +160,12 @@ ok "$(chunks slip.epub | grep -c EVIL-OUTSIDE-TEXT)" 0 "zip slip: an href leavin
 chunks slip.epub | grep -q "inside the book"; ok $? 0 "zip slip: the safe chapter is read"
 chunks utf16be.txt | grep -q "UTF-16BE words"; ok $? 0 "UTF-16BE with a BOM is decoded"
 chunks cp1252.txt | grep -q "café crème brûlée € 5"; ok $? 0 "legacy cp1252 text is decoded via iconv"
+chunks encoded.eml | grep -qF "# Grüße aus Köln und München€ 5 plain =?bogus-charset?Q?left_as_is?="
+ok $? 0 "email Subject: RFC 2047 B and Q words decoded, adjacent words joined, unknown charset kept"
+chunks encoded.eml | grep -qF "From: André Dupont <andre@example.org>"; ok $? 0 "email From: an ISO-8859-1 Q word is decoded"
+chunks encoded.eml | grep -qF "To: Jörg <jorg@example.org>"; ok $? 0 "email To: a lower-case utf-8 q word is decoded"
+ok "$(sqlite3 "$T/hk/kb.sqlite" "SELECT title FROM documents WHERE path LIKE '%/encoded.eml'")" \
+   "Grüße aus Köln und München€ 5 plain =?bogus-charset?Q?left_as_is?=" "email title is the decoded Subject"
 
 echo "formats_test: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -438,6 +438,63 @@ static void chunk__overlap_repeats_trailing_sentences_within_budget(void **state
     kb_buf_free(&text);
 }
 
+/* ---- PCRE2 limits ------------------------------------------------------------------------- */
+
+/* Chunks `text` (one paragraph of sentences) with the given match limit; returns how many
+ * chunks end at a full stop. */
+static size_t chunks_ending_at_stops(const char *text, uint32_t match_limit, size_t *n_chunks)
+{
+    size_t len = strlen(text), stops = 0;
+    struct kb_chunk_options opts = options(20, 0, KB_CHUNK_TEXT);
+    struct kb_chunk_list list;
+    assert_int_equal(kb_chunk_text_limited(&list, text, len, &opts, match_limit, NULL), 0);
+    check_invariants("limited", text, len, &list, &opts);
+    for (size_t i = 0; i < list.count; i++)
+        stops += text[list.items[i].byte_end - 1] == '.';
+    *n_chunks = list.count;
+    kb_chunk_list_free(&list);
+    return stops;
+}
+
+static void chunk__falls_back_to_word_cuts_when_a_sentence_match_hits_its_limit(void **state)
+{
+    (void)state;
+    struct kb_buf text = KB_BUF_INIT;
+    for (int i = 0; i < 40; i++)   /* 7 words and a full stop: 8 tokens, 2 fit in 20 */
+        assert_int_equal(kb_buf_printf(&text, "Sentence %d says a little bit more. ", i), 0);
+    size_t n_default, n_limited;
+    size_t stops = chunks_ending_at_stops(text.data, 0, &n_default);
+    assert_int_equal(stops, n_default);            /* every chunk ends a sentence */
+    stops = chunks_ending_at_stops(text.data, 1, &n_limited);
+    assert_true(n_limited > 1);
+    assert_true(stops < n_limited);                /* cut at words: the limit was hit */
+    kb_buf_free(&text);
+}
+
+/* Text built against the sentence pattern: long runs of terminators and closing quotes with
+ * no space after, abbreviations and initials back to back, then ordinary sentences. */
+static void chunk__chunks_text_built_to_make_the_sentence_pattern_backtrack(void **state)
+{
+    (void)state;
+    static const char *const runs[] = { "!", "?.", ".\"", "\xe2\x80\xa6)", "Mr.", "e.g.", "A.",
+                                         "\xe3\x80\x82", "\xe2\x80\x9d." };
+    struct kb_buf text = KB_BUF_INIT;
+    assert_int_equal(kb_buf_puts(&text, "Start "), 0);
+    for (size_t r = 0; r < sizeof runs / sizeof *runs; r++) {
+        for (int i = 0; i < 20000; i++)
+            assert_int_equal(kb_buf_puts(&text, runs[r]), 0);
+        assert_int_equal(kb_buf_puts(&text, "x. Then a plain sentence follows. "), 0);
+    }
+    for (int format = KB_CHUNK_TEXT; format <= KB_CHUNK_MARKDOWN; format++) {
+        struct kb_chunk_options opts = options(64, 8, (enum kb_chunk_format)format);
+        struct kb_chunk_list list;
+        assert_int_equal(kb_chunk_text(&list, text.data, text.len, &opts, NULL), 0);
+        check_invariants("backtracking bait", text.data, text.len, &list, &opts);
+        kb_chunk_list_free(&list);
+    }
+    kb_buf_free(&text);
+}
+
 /* ---- generated documents ------------------------------------------------------------------ */
 
 static uint64_t rng_state;
@@ -675,6 +732,8 @@ int main(void)
         cmocka_unit_test(chunk__list_free_accepts_null_and_is_repeatable),
         cmocka_unit_test(chunk__splits_giant_word_at_character_boundaries),
         cmocka_unit_test(chunk__overlap_repeats_trailing_sentences_within_budget),
+        cmocka_unit_test(chunk__falls_back_to_word_cuts_when_a_sentence_match_hits_its_limit),
+        cmocka_unit_test(chunk__chunks_text_built_to_make_the_sentence_pattern_backtrack),
         cmocka_unit_test(chunk__keeps_invariants_on_random_markdown),
         cmocka_unit_test(chunk__stays_within_target_when_counts_are_not_additive),
         cmocka_unit_test(tokcount__counts_runs_of_ascii_letters_and_digits),
