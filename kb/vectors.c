@@ -662,9 +662,9 @@ int kb_reindex(kb *kb, const char *model, const char *index, kb_ingest_stats *st
         info.name = abs;
     rc = kb_vectors_clear(kb->store, &kb->err);
     rc = rc ? rc : vec_record_write(kb, &info, v->open_identity);
-    free(abs);
     free(v->model_name);
-    v->model_name = strdup(info.name);
+    v->model_name = strdup(info.name); /* before free(abs): info.name may be abs */
+    free(abs);
     memcpy(v->identity, v->open_identity, sizeof v->identity);
     rc = rc ? rc : vec_queue_all(kb);
     rc = rc ? rc : kb_vec_flush(kb);
