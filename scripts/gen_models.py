@@ -50,6 +50,10 @@ VARIANTS = [
          bench=True, kb_model={"max_tokens": 128},
          prompts={"query": "Represent this sentence for searching relevant passages: ",
                   "document": ""}),
+    # Fast to ingest, real dimension: builds large KBs for the search-latency benchmark.
+    dict(name="bench_fast384", hidden=384, layers=1, heads=12, inter=384, max_pos=512,
+         dtype="F32", st="mean", normalize=True, prefix=False, std=0.02, full_vocab=True,
+         bench=True, bag_of_words=True, kb_model={"max_tokens": 256}),
     # Meaningful by construction (make_bag_of_words): end-to-end retrieval quality tests.
     dict(name="bag_of_words", hidden=256, layers=1, heads=4, inter=64, max_pos=512,
          dtype="F32", st="mean", normalize=True, prefix=False, std=0.02, full_vocab=True,
