@@ -131,9 +131,21 @@ static int store_configure(struct kb_store *store, int created, struct kb_err *e
     sqlite3_finalize(st);
     if (step != SQLITE_ROW)
         return kb_store_sql_error(store, "reading", err);
-    if (app_id != KB_STORE_APPLICATION_ID)
-        return kb_err_set(err, KB_ENOTKB, "%s: not a kb database", store->db_path);
-    return 0;
+    if (app_id == KB_STORE_APPLICATION_ID)
+        return 0;
+    /* No id and no tables: a creation that was interrupted (killed before the first migration
+     * committed). A writer simply finishes it; anything else is someone else's database. */
+    int64_t n_tables = -1, version = -1;
+    if (app_id == 0 &&
+        kb_store_query_int(store, "SELECT count(*) FROM sqlite_master", &n_tables, err) == 0 &&
+        kb_store_query_int(store, "PRAGMA user_version", &version, err) == 0 && n_tables == 0 &&
+        version == 0) {
+        if (!(store->flags & KB_STORE_READONLY))
+            return 0;
+        return kb_err_set(err, KB_ENOTKB, "%s: an unfinished knowledge base (its creation was "
+                          "interrupted); 'kb ingest' completes it", store->db_path);
+    }
+    return kb_err_set(err, KB_ENOTKB, "%s: not a kb database", store->db_path);
 }
 
 int kb_store_open(struct kb_store **out, const char *dir, unsigned flags, struct kb_err *err)

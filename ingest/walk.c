@@ -92,7 +92,8 @@ static int walk_read_names(const char *path, char ***out, size_t *n_out)
         free(names);
         return rc;
     }
-    qsort(names, n, sizeof *names, walk_name_cmp);
+    if (n)
+        qsort(names, n, sizeof *names, walk_name_cmp);
     *out = names;
     *n_out = n;
     return 0;

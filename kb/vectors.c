@@ -538,12 +538,36 @@ static int vec_file_exists(kb *kb, const struct kb_vindex_record *rec)
     return yes;
 }
 
+static int vec_sync_with(kb *kb, const char *spec_text, int force);
+
 int kb_vec_sync(kb *kb, const char *spec_text)
 {
     struct kb_vec *v = &kb->vec;
     int rc = vec_load_record(kb);
     if (rc || !v->model_name)
         return rc;
+    /* An index type asked for explicitly sticks (kb_meta 'index'); "auto" goes back to the
+     * size-based choice. Later syncs without a request rebuild with the recorded choice. */
+    char *recorded = NULL;
+    if (spec_text && *spec_text) {
+        if ((rc = kb_store_meta_set(kb->store, "index", spec_text, &kb->err)))
+            return rc;
+    } else if (kb_store_meta_get(kb->store, "index", &recorded, &kb->err) == 0 &&
+               strcmp(recorded, "auto")) {
+        rc = vec_sync_with(kb, recorded, 0);
+        free(recorded);
+        return rc;
+    }
+    free(recorded);
+    kb_err_clear(&kb->err);
+    return vec_sync_with(kb, spec_text, spec_text && *spec_text);
+}
+
+/* kb_vec_sync with the spec to build (NULL = by size); force: rebuild even when current. */
+static int vec_sync_with(kb *kb, const char *spec_text, int force)
+{
+    struct kb_vec *v = &kb->vec;
+    int rc = 0;
     int64_t rev = 0;
     struct kb_vindex_record old;
     int has_old = 0;
@@ -551,7 +575,7 @@ int kb_vec_sync(kb *kb, const char *spec_text)
         (has_old = kb_vindex_record_get(kb->store, &old, &kb->err)) < 0)
         return has_old < 0 ? has_old : rc;
     /* Up to date: nothing to publish, unless the recorded file has gone missing. */
-    if (has_old && old.vectors_rev == rev && !(spec_text && *spec_text) &&
+    if (has_old && old.vectors_rev == rev && !force &&
         vec_file_exists(kb, &old))
         return 0;
     int64_t *ids = NULL;
@@ -561,8 +585,11 @@ int kb_vec_sync(kb *kb, const char *spec_text)
         return rc;
     struct kb_vindex_spec want;
     kb_vindex_spec_auto(&want, v->dim, n);
+    if (spec_text && *spec_text && strcmp(spec_text, "auto") &&
+        kb_vindex_spec_parse(&want, v->dim, spec_text, &kb->err) != 0)
+        kb_vindex_spec_auto(&want, v->dim, n);
     /* Incremental when the current file is sound and still the right type; else rebuild. */
-    if (has_old && !(spec_text && *spec_text) && kb_vec_open_generation(kb, &old, &vi) == 0) {
+    if (has_old && !force && kb_vec_open_generation(kb, &old, &vi) == 0) {
         struct kb_vindex_spec got;
         kb_vindex_get_spec(vi, &got);
         if (got.kind != want.kind || got.kind == KB_VINDEX_HNSW || old.dim != v->dim ||

@@ -86,7 +86,10 @@ int cli_fail(const struct cli *cli, kb *kb, int status)
         cli_hint("upgrade kb to read this knowledge base");
         break;
     case KB_ECORRUPT:
-        cli_hint("re-create it with 'kb ingest' into a new --kb folder");
+        if (strstr(msg, ".faiss"))
+            cli_hint("the vector index is a cache: rebuild it with 'kb reindex --index auto'");
+        else
+            cli_hint("re-create it with 'kb ingest' into a new --kb folder");
         break;
     }
     return cli_exit_code(status);
