@@ -40,7 +40,7 @@ print(json.dumps({"runtime": "kb", "model": rows[0]["model"].split("/")[-1], "ru
     "query_p50_ms": round(med("query_p50_ms"), 2), "query_p90_ms": round(med("query_p90_ms"), 2)}))'
 done
 if command -v node >/dev/null; then
-  bash bench/ort/run.sh "$models" "$secs"
+  bash bench/ort/run.sh "$PWD/$models" "$secs"
 else
   echo "# node not installed: ONNX Runtime comparison skipped"
 fi

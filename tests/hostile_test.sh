@@ -12,7 +12,8 @@ pass=0; fail=0
 ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
 # The reason kb gave for skipping the file whose path ends in $1, from kb's --json report.
 # (Read with surrogateescape: kb prints a skipped non-UTF-8 name's bytes as they are.)
-reason() { $PY -c 'import json,sys; d=json.load(open(sys.argv[1], encoding="utf-8", errors="surrogateescape")); print(next((f["reason"] for f in d["skipped_files"] if f["path"].endswith(sys.argv[2])), "not skipped"))' "$T/out" "$1"; }
+# The JSON must be valid UTF-8: bytes of a name that are not UTF-8 come out as U+FFFD.
+reason() { $PY -c 'import json,os,sys; d=json.load(open(sys.argv[1], encoding="utf-8")); want=os.fsencode(sys.argv[2]).decode("utf-8", "replace"); print(next((f["reason"] for f in d["skipped_files"] if f["path"].endswith(want)), "not skipped"))' "$T/out" "$1"; }
 docs() { sqlite3 "$T/kb/kb.sqlite" "SELECT count(*) FROM documents WHERE path LIKE '%$1'"; }
 
 case $CASE in

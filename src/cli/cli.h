@@ -73,6 +73,9 @@ int cli_open(const struct cli *cli, kb **out, unsigned flags);
  * frees. */
 char *cli_display_path(const char *path);
 
+/* Writes text and a newline to stdout, with U+FFFD for every byte that is not valid UTF-8. */
+void cli_put_utf8_line(const char *text);
+
 /* Prints a cJSON value as the single JSON document on stdout and frees it. */
 struct cJSON;
 int cli_print_json(struct cJSON *doc);

@@ -292,7 +292,8 @@ int cli_ask_json_line(cJSON *obj)
         cli_error("out of memory writing JSON");
         return CLI_EXIT_IOERR;
     }
-    int bad = puts(text) < 0 || fflush(stdout);
+    cli_put_utf8_line(text);
+    int bad = ferror(stdout) || fflush(stdout);
     cJSON_free(text);
     return bad ? CLI_EXIT_IOERR : 0;
 }

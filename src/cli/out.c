@@ -117,6 +117,37 @@ char *cli_display_path(const char *path)
     return strdup(path);
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not one. */
+static size_t out_utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 && s[0] < 0xE0 ? 2 : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
+        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+void cli_put_utf8_line(const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s) {
+        size_t n = out_utf8_len(s);
+        if (n) {
+            fwrite(s, 1, n, stdout);
+            s += n;
+        } else {
+            fputs("\xEF\xBF\xBD", stdout); /* U+FFFD for a byte that is not UTF-8 */
+            s++;
+        }
+    }
+    putchar('\n');
+}
+
 int cli_print_json(cJSON *doc)
 {
     char *text = doc ? cJSON_Print(doc) : NULL;
@@ -125,7 +156,8 @@ int cli_print_json(cJSON *doc)
         cli_error("out of memory writing JSON");
         return CLI_EXIT_IOERR;
     }
-    puts(text);
+    /* File names need not be UTF-8 (a skipped one is still reported): JSON must be. */
+    cli_put_utf8_line(text);
     cJSON_free(text);
     return 0;
 }
