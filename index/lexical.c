@@ -1,6 +1,7 @@
 /* lexical.c — BM25 over FTS5: safe query construction, ranking, and snippets. */
 #include "index/lexical.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -118,7 +119,8 @@ static int lexical_take(struct kb_lexical_hit *hits, size_t *n, int group_by_doc
 }
 
 int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int group_by_doc,
-                      struct kb_lexical_hit **out, size_t *n_out, struct kb_err *err)
+                      const struct kb_filter *filter, struct kb_lexical_hit **out,
+                      size_t *n_out, struct kb_err *err)
 {
     *out = NULL;
     *n_out = 0;
@@ -126,14 +128,17 @@ int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int g
     if (!hits)
         return kb_err_set(err, KB_ENOMEM, "out of memory");
     sqlite3_stmt *st;
-    /* Rows arrive best first; without grouping, LIMIT lets FTS5 keep only the top k. */
-    int rc = kb_store_prepare(store, group_by_doc
-        ? "SELECT c.id, c.doc_id, -bm25(chunks_fts, ?2, ?3, ?4) FROM chunks_fts"
-          " JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?1"
-          " ORDER BY bm25(chunks_fts, ?2, ?3, ?4)"
-        : "SELECT c.id, c.doc_id, -bm25(chunks_fts, ?2, ?3, ?4) FROM chunks_fts"
-          " JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?1"
-          " ORDER BY bm25(chunks_fts, ?2, ?3, ?4) LIMIT ?5", &st, err);
+    /* Rows arrive best first; without grouping, LIMIT lets FTS5 keep only the top k. Filters
+     * join the documents (parameters from ?6). */
+    char cond[256], sql[768];
+    int filtered = kb_filter_active(filter);
+    snprintf(sql, sizeof sql,
+             "SELECT c.id, c.doc_id, -bm25(chunks_fts, ?2, ?3, ?4) FROM chunks_fts"
+             " JOIN chunks c ON c.id = chunks_fts.rowid%s WHERE chunks_fts MATCH ?1 AND %s"
+             " ORDER BY bm25(chunks_fts, ?2, ?3, ?4)%s",
+             filtered ? " JOIN documents d ON d.id = c.doc_id" : "",
+             kb_filter_sql(filter, cond, sizeof cond, 6), group_by_doc ? "" : " LIMIT ?5");
+    int rc = kb_store_prepare(store, sql, &st, err);
     if (rc) {
         free(hits);
         return rc;
@@ -144,6 +149,7 @@ int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int g
     sqlite3_bind_double(st, 4, LEXICAL_W_HEADING);
     if (!group_by_doc)
         sqlite3_bind_int64(st, 5, (int64_t)k);
+    kb_filter_bind(filter, st, 6);
     size_t n = 0;
     int step;
     while (n < k && (step = sqlite3_step(st)) == SQLITE_ROW) {

@@ -19,9 +19,11 @@ struct kb_lexical_hit {
 };
 
 /* The k best chunks for `match` (from kb_lexical_query) — or, with group_by_doc, the k best
- * documents, each represented by its best chunk. *out is malloc'ed (free()), *n_out ≤ k. */
+ * documents, each represented by its best chunk — among the documents `filter` (may be NULL)
+ * allows. *out is malloc'ed (free()), *n_out ≤ k. */
 int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int group_by_doc,
-                      struct kb_lexical_hit **out, size_t *n_out, struct kb_err *err);
+                      const struct kb_filter *filter, struct kb_lexical_hit **out,
+                      size_t *n_out, struct kb_err *err);
 
 /* A chunk's stored fields, for presenting a hit. Strings are malloc'ed (free each). */
 struct kb_lexical_row {

@@ -471,3 +471,70 @@ int kb_store_stats(struct kb_store *store, struct kb_store_stats *out, struct kb
     out->schema_version = (int)version;
     return 0;
 }
+
+int kb_filter_active(const struct kb_filter *f)
+{
+    return f && ((f->path_glob && *f->path_glob) || (f->format && *f->format) ||
+                 f->modified_after_ns);
+}
+
+const char *kb_filter_sql(const struct kb_filter *f, char *buf, size_t size, int first)
+{
+    int n = 0, p = first;
+    buf[0] = '\0';
+    if (f && f->path_glob && *f->path_glob)
+        n += snprintf(buf + n, size - (size_t)n, "%sd.path GLOB ?%d", n ? " AND " : "", p++);
+    if (f && f->format && *f->format && (size_t)n < size)
+        n += snprintf(buf + n, size - (size_t)n, "%sd.format = ?%d", n ? " AND " : "", p++);
+    if (f && f->modified_after_ns && (size_t)n < size)
+        n += snprintf(buf + n, size - (size_t)n, "%sd.mtime_ns > ?%d", n ? " AND " : "", p++);
+    return n ? buf : "1";
+}
+
+void kb_filter_bind(const struct kb_filter *f, sqlite3_stmt *st, int first)
+{
+    int p = first;
+    if (f && f->path_glob && *f->path_glob)
+        sqlite3_bind_text(st, p++, f->path_glob, -1, SQLITE_STATIC);
+    if (f && f->format && *f->format)
+        sqlite3_bind_text(st, p++, f->format, -1, SQLITE_STATIC);
+    if (f && f->modified_after_ns)
+        sqlite3_bind_int64(st, p++, f->modified_after_ns);
+}
+
+int kb_filter_chunk_ids(struct kb_store *store, const struct kb_filter *f, int64_t **ids,
+                        size_t *n, struct kb_err *err)
+{
+    char cond[256], sql[512];
+    snprintf(sql, sizeof sql, "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id"
+             " WHERE %s ORDER BY c.id", kb_filter_sql(f, cond, sizeof cond, 1));
+    sqlite3_stmt *st;
+    int rc = kb_store_prepare(store, sql, &st, err);
+    if (rc)
+        return rc;
+    kb_filter_bind(f, st, 1);
+    size_t cap = 0;
+    *ids = NULL;
+    *n = 0;
+    int step = SQLITE_DONE;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            int64_t *grown = realloc(*ids, (cap = cap ? cap * 2 : 256) * sizeof *grown);
+            if (!grown) {
+                rc = kb_err_set(err, KB_ENOMEM, "out of memory");
+                break;
+            }
+            *ids = grown;
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = kb_store_sql_error(store, "filtering", err);
+    sqlite3_finalize(st);
+    if (rc) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return rc;
+}

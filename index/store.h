@@ -85,6 +85,20 @@ typedef int (*kb_store_doc_cb)(int64_t doc_id, const char *path, void *payload);
 int kb_store_docs_under(struct kb_store *store, const char *root, kb_store_doc_cb cb,
                         void *payload, struct kb_err *err);
 
+/* Which documents a search may return; every field optional (NULL / 0 = no condition). */
+struct kb_filter {
+    const char *path_glob;       /* SQLite GLOB over the stored path ('*' also spans '/') */
+    const char *format;          /* documents.format, e.g. "markdown", "pdf" */
+    int64_t modified_after_ns;   /* documents.mtime_ns strictly after this */
+};
+
+/* 1 when f has at least one condition. */
+int kb_filter_active(const struct kb_filter *f);
+
+/* The chunk ids of documents matching f, ascending: *ids malloc'ed. */
+int kb_filter_chunk_ids(struct kb_store *store, const struct kb_filter *f, int64_t **ids,
+                        size_t *n, struct kb_err *err);
+
 struct kb_store_stats {
     int64_t n_documents, n_chunks, text_bytes;
     int schema_version;

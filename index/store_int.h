@@ -27,6 +27,11 @@ int kb_store_prepare(struct kb_store *store, const char *sql, sqlite3_stmt **out
 int kb_store_query_int(struct kb_store *store, const char *sql, int64_t *out,
                        struct kb_err *err);
 
+/* The SQL condition for a kb_filter over documents aliased `d` ("1" when none), binding
+ * parameters from ?first on; kb_filter_bind binds them in the same order. */
+const char *kb_filter_sql(const struct kb_filter *f, char *buf, size_t size, int first);
+void kb_filter_bind(const struct kb_filter *f, sqlite3_stmt *st, int first);
+
 /* schema.c: the current schema version and the forward migrations to reach it. */
 #define KB_SCHEMA_VERSION 3
 int kb_schema_migrate(struct kb_store *store, struct kb_err *err);

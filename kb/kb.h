@@ -193,12 +193,18 @@ typedef struct kb_search_options {
     const char *hl_close;
     kb_fusion fusion;         /* how hybrid mode combines the rankings (default weighted) */
     double bm25_weight;       /* KB_FUSION_WEIGHTED's weight of BM25, 0..1 (default 0.8) */
+    /* Filters, honoured by every mode (NULL / 0 = no condition): */
+    const char *path_glob;    /* the document's stored path (absolute for files) matches this
+                                 glob; its star also spans slashes, so a folder is its path
+                                 followed by a slash and a star */
+    const char *format;       /* the document's format: "markdown", "pdf", "html", ... */
+    int64_t modified_after;   /* the file was modified after this time (Unix seconds) */
 } kb_search_options;
 
-#define KB_SEARCH_OPTIONS_VERSION 2
+#define KB_SEARCH_OPTIONS_VERSION 3
 /* The default fusion was chosen on SciFact's train split (docs/BENCHMARKS.md). */
 #define KB_SEARCH_OPTIONS_INIT { KB_SEARCH_OPTIONS_VERSION, 0, (kb_mode)0, 0, NULL, NULL, \
-                                 KB_FUSION_WEIGHTED, 0.8 }
+                                 KB_FUSION_WEIGHTED, 0.8, NULL, NULL, 0 }
 
 typedef struct kb_result {
     int64_t chunk_id;

@@ -108,7 +108,7 @@ static int search_present(kb *kb, const char *match, const struct search_hit *hi
 }
 
 static int search_bm25(kb *kb, const char *match, size_t depth, int group,
-                       struct search_hit **out, size_t *n_out)
+                       const struct kb_filter *filter, struct search_hit **out, size_t *n_out)
 {
     struct kb_lexical_hit *lh = NULL;
     size_t n = 0;
@@ -116,7 +116,7 @@ static int search_bm25(kb *kb, const char *match, size_t depth, int group,
     *n_out = 0;
     if (!match)
         return 0;
-    int rc = kb_lexical_search(kb->store, match, depth, group, &lh, &n, &kb->err);
+    int rc = kb_lexical_search(kb->store, match, depth, group, filter, &lh, &n, &kb->err);
     if (rc)
         return rc;
     struct search_hit *hits = malloc((n ? n : 1) * sizeof *hits);
@@ -132,14 +132,14 @@ static int search_bm25(kb *kb, const char *match, size_t depth, int group,
     return 0;
 }
 
-static int search_vector(kb *kb, const char *query, size_t depth, struct search_hit **out,
-                         size_t *n_out)
+static int search_vector(kb *kb, const char *query, size_t depth,
+                         const struct kb_filter *filter, struct search_hit **out, size_t *n_out)
 {
     struct kb_vec_hit *vh = NULL;
     size_t n = 0;
     *out = NULL;
     *n_out = 0;
-    int rc = kb_vec_search(kb, query, depth, &vh, &n);
+    int rc = kb_vec_search(kb, query, depth, filter, &vh, &n);
     if (rc)
         return rc;
     struct search_hit *hits = malloc((n ? n : 1) * sizeof *hits);
@@ -227,18 +227,20 @@ static int search_run(kb *kb, const char *query, const kb_search_options *opts, 
     size_t n_lex = 0, n_vec = 0, n_fused = 0, n;
     size_t depth = k > SEARCH_FUSION_DEPTH ? k : SEARCH_FUSION_DEPTH;
     int group = opts->group_by_document;
+    struct kb_filter filter = { opts->path_glob, opts->format,
+                                opts->modified_after * (int64_t)1000000000 };
     int rc = kb_lexical_query(&match, query, &kb->err);
     if (rc)
         return rc;
     if (res->mode == KB_MODE_BM25) {
-        rc = search_bm25(kb, match, k, group, &lex, &n_lex);
+        rc = search_bm25(kb, match, k, group, &filter, &lex, &n_lex);
         hits = lex, n = n_lex;
     } else if (res->mode == KB_MODE_VECTOR) {
-        rc = search_vector(kb, query, group ? depth * 4 : k, &vec, &n_vec);
+        rc = search_vector(kb, query, group ? depth * 4 : k, &filter, &vec, &n_vec);
         hits = vec, n = n_vec;
     } else {
-        if (!(rc = search_bm25(kb, match, depth, 0, &lex, &n_lex)) &&
-            !(rc = search_vector(kb, query, depth, &vec, &n_vec)))
+        if (!(rc = search_bm25(kb, match, depth, 0, &filter, &lex, &n_lex)) &&
+            !(rc = search_vector(kb, query, depth, &filter, &vec, &n_vec)))
             rc = search_fuse(kb, lex, n_lex, vec, n_vec, opts->fusion, opts->bm25_weight,
                              &fused, &n_fused);
         hits = fused, n = n_fused;

@@ -70,8 +70,12 @@ int kb_vec_open_generation(kb *kb, const struct kb_vindex_record *rec, struct kb
 
 /* Search: 1 when the KB has a model and vectors. */
 int kb_vec_has_vectors(kb *kb);
-/* The k nearest chunks to the query's embedding, best first. *out is malloc'ed. */
-int kb_vec_search(kb *kb, const char *query, size_t k, struct kb_vec_hit **out, size_t *n_out);
+/* The k nearest chunks to the query's embedding, best first, among the documents `filter`
+ * (may be NULL) allows: with a filter, exact over the allowed chunks' stored vectors. *out is
+ * malloc'ed. */
+struct kb_filter;
+int kb_vec_search(kb *kb, const char *query, size_t k, const struct kb_filter *filter,
+                  struct kb_vec_hit **out, size_t *n_out);
 
 /* kb check's vector part (KB_ECORRUPT naming the first problem). */
 int kb_vec_check(kb *kb);

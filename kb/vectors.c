@@ -767,7 +767,45 @@ static int vec_search_index(kb *kb)
     return 0;
 }
 
-int kb_vec_search(kb *kb, const char *query, size_t k, struct kb_vec_hit **out, size_t *n_out)
+/* Exact search over the vectors of the chunks a filter allows, in slices, keeping the best k
+ * (ties to the smaller id). */
+static int vec_search_filtered(kb *kb, const float *q, size_t k, const struct kb_filter *filter,
+                               struct kb_vec_hit *hits, size_t *n_out)
+{
+    struct kb_vec *v = &kb->vec;
+    int64_t *ids = NULL;
+    size_t n = 0, n_hits = 0;
+    int rc = kb_filter_chunk_ids(kb->store, filter, &ids, &n, &kb->err);
+    enum { SLICE = 4096 };
+    float *vecs = rc ? NULL : malloc((size_t)SLICE * (size_t)v->dim * sizeof *vecs);
+    if (!rc && !vecs)
+        rc = kb_fail(kb, KB_ENOMEM, "out of memory");
+    for (size_t first = 0; !rc && first < n; first += SLICE) {
+        size_t len = n - first < SLICE ? n - first : SLICE;
+        if ((rc = kb_vectors_get(kb->store, ids + first, len, v->dim, vecs, &kb->err)))
+            break;
+        for (size_t i = 0; i < len; i++) {
+            float s = 0;
+            for (int d = 0; d < v->dim; d++)
+                s += q[d] * vecs[i * (size_t)v->dim + (size_t)d];
+            size_t pos = n_hits < k ? n_hits++ : k;
+            while (pos > 0 && hits[pos - 1].score < s) {
+                if (pos < k)
+                    hits[pos] = hits[pos - 1];
+                pos--;
+            }
+            if (pos < k)
+                hits[pos] = (struct kb_vec_hit){ ids[first + i], s };
+        }
+    }
+    free(vecs);
+    free(ids);
+    *n_out = n_hits;
+    return rc;
+}
+
+int kb_vec_search(kb *kb, const char *query, size_t k, const struct kb_filter *filter,
+                  struct kb_vec_hit **out, size_t *n_out)
 {
     struct kb_vec *v = &kb->vec;
     *out = NULL;
@@ -780,12 +818,14 @@ int kb_vec_search(kb *kb, const char *query, size_t k, struct kb_vec_hit **out, 
                        "(or ingest with a model)");
     if (!v->model && (rc = vec_open_model(kb, v->model_name)))
         return rc;
-    if ((rc = vec_search_index(kb)))
+    int filtered = kb_filter_active(filter);
+    if (!filtered && (rc = vec_search_index(kb)))
         return rc;
     float *q = malloc((size_t)v->dim * sizeof *q);
     int64_t *ids = malloc((k ? k : 1) * sizeof *ids);
     float *scores = malloc((k ? k : 1) * sizeof *scores);
     struct kb_vec_hit *hits = malloc((k ? k : 1) * sizeof *hits);
+    size_t n = 0;
     if (!q || !ids || !scores || !hits) {
         rc = kb_fail(kb, KB_ENOMEM, "out of memory");
         goto done;
@@ -794,11 +834,14 @@ int kb_vec_search(kb *kb, const char *query, size_t k, struct kb_vec_hit **out, 
         rc = kb_fail(kb, rc, "embedding the query: %s", kb_model_errmsg(v->model));
         goto done;
     }
-    size_t n = 0;
-    if ((rc = kb_vindex_search(v->vi, q, k, ids, scores, &n, &kb->err)))
+    if (filtered) {
+        rc = vec_search_filtered(kb, q, k, filter, hits, &n);
+    } else if (!(rc = kb_vindex_search(v->vi, q, k, ids, scores, &n, &kb->err))) {
+        for (size_t i = 0; i < n; i++)
+            hits[i] = (struct kb_vec_hit){ ids[i], scores[i] };
+    }
+    if (rc)
         goto done;
-    for (size_t i = 0; i < n; i++)
-        hits[i] = (struct kb_vec_hit){ ids[i], scores[i] };
     *out = hits;
     *n_out = n;
     hits = NULL;

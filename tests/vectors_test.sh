@@ -456,6 +456,48 @@ case_kb_without_a_model_searches_bm25() {
     ok "$(check_vs_brute plain "$A" "$(sed -n 5p docs/doc0001.md)" 5)" ok "vector search then works"
 }
 
+# Filters (path folder or glob, format, modified-after) hold in every mode, and a filtered
+# vector search is still exact: it equals the brute force over the allowed chunks' blobs.
+case_filters_hold_in_every_mode() {
+    mkdir -p docs/a docs/b
+    $GEN "$A/vocab.txt" docs/a 12 21 --sections 2 --words 20
+    $GEN "$A/vocab.txt" docs/b 12 22 --sections 2 --words 20
+    for f in docs/b/*.md; do mv "$f" "${f%.md}.txt"; done
+    touch -d 2020-01-01 docs/a/*.md docs/b/*.txt
+    touch -d 2024-06-01 docs/a/doc0001.md docs/b/doc0002.txt
+    $KB --kb k ingest --model "$A" docs >/dev/null 2>err; ok $? 0 "ingest two folders"
+    local q; q=$(sed -n 5p docs/a/doc0003.md)
+    local abs_a; abs_a=$(realpath docs/a)
+    for mode in bm25 vector hybrid; do
+        paths=$($KB --kb k --json search --mode $mode -k 50 --path docs/a "$q" | jget "'\n'.join(r['path'] for r in d['results'])")
+        ok "$(grep -vc "^$abs_a/" <<<"$paths")" 0 "--path folder: $mode returns only that folder"
+        ok "$([ -n "$paths" ] && echo some)" some "--path folder: $mode returns results"
+        fmts=$($KB --kb k --json search --mode $mode -k 50 --format text "$q" | jget "' '.join(sorted(set(r['format'] for r in d['results'])))")
+        ok "$fmts" text "--format text: $mode returns only text documents"
+        recent=$($KB --kb k --json search --mode $mode -k 50 --modified-after 2023-01-01 "$q" | jget "' '.join(sorted(set(r['path'].split('/')[-1] for r in d['results'])))")
+        ok "$(tr ' ' '\n' <<<"$recent" | grep -cv '^doc0001.md$\|^doc0002.txt$')" 0 \
+           "--modified-after: $mode returns only the recently changed files"
+        [ "$mode" = bm25 ] || ok "$recent" "doc0001.md doc0002.txt" "--modified-after: $mode finds both"
+    done
+    $KB embed --query --model "$A" --json "$q" > q.json
+    results k --mode vector -k 5 --path "docs/b" "$q" > r.txt
+    cat > filtered.py <<'PY'
+import json, sqlite3, sys
+import numpy as np
+db, qf, rf = sys.argv[1:4]
+q = np.array(json.load(open(qf))["embeddings"][0])
+c = sqlite3.connect("file:" + db + "/kb.sqlite?mode=ro", uri=True)
+rows = c.execute("SELECT v.chunk_id, v.vector FROM vectors v JOIN chunks c ON c.id = v.chunk_id"
+                 " JOIN documents d ON d.id = c.doc_id WHERE d.path LIKE '%/docs/b/%'").fetchall()
+s = sorted(((float(np.frombuffer(b, dtype="<f4") @ q), i) for i, b in rows), key=lambda t: (-t[0], t[1]))
+want = [i for _, i in s[:5]]
+got = [int(l.split()[0]) for l in open(rf) if l.strip()]
+print("ok" if got == want else "got %s want %s" % (got, want))
+PY
+    ok "$($PY filtered.py k q.json r.txt 2>&1)" ok "a filtered vector search equals the brute force over the allowed chunks"
+    $KB --kb k search --modified-after yesterday x >/dev/null 2>err; ok $? 2 "a bad date is a usage error"
+}
+
 type "case_$CASE" >/dev/null 2>&1 || { echo "unknown case $CASE"; exit 2; }
 "case_$CASE"
 echo "$CASE: $pass passed, $fail failed"

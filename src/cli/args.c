@@ -2,6 +2,10 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,5 +126,53 @@ const char *cli_parse_mode(const char *value, kb_mode *out)
         *out = KB_MODE_HYBRID;
     else
         return "expected bm25, vector or hybrid";
+    return NULL;
+}
+
+char *cli_path_filter(const char *value)
+{
+    char cwd[4096];
+    int rel = value[0] != '/';
+    if (rel && !getcwd(cwd, sizeof cwd))
+        return NULL;
+    struct stat st;
+    int folder = !strpbrk(value, "*?[") && stat(value, &st) == 0 && S_ISDIR(st.st_mode);
+    size_t len = (rel ? strlen(cwd) + 1 : 0) + strlen(value) + 3;
+    char *out = malloc(len);
+    if (!out)
+        return NULL;
+    snprintf(out, len, "%s%s%s%s", rel ? cwd : "", rel ? "/" : "", value,
+             folder ? (value[strlen(value) - 1] == '/' ? "*" : "/*") : "");
+    return out;
+}
+
+const char *cli_parse_time(const char *value, int64_t *out)
+{
+    char *end;
+    long long n = strtoll(value, &end, 10);
+    if (*value && end != value && !strcmp(end, "d") && n >= 0) {
+        *out = (int64_t)time(NULL) - (int64_t)n * 86400;
+        return NULL;
+    }
+    if (*value && !*end && n >= 0) {
+        *out = n;
+        return NULL;
+    }
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int y, mo, d, h = 0, mi = 0, sec = 0, used = 0, used2 = 0;
+    if (sscanf(value, "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3 ||
+        (value[used] && (sscanf(value + used, "T%2d:%2d%n", &h, &mi, &used2) != 2 ||
+                         (value[used + used2] &&
+                          sscanf(value + used + used2, ":%2d", &sec) != 1))) ||
+        mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return "expected a date (2026-11-28, 2026-11-28T14:30), Unix seconds, or days ago (7d)";
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    *out = (int64_t)timegm(&tm);
     return NULL;
 }

@@ -2,6 +2,7 @@
 #ifndef KB_CLI_H
 #define KB_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "kb/kb.h"
@@ -52,6 +53,13 @@ const char *cli_parse_size(const char *value, size_t min, size_t max, size_t *ou
 
 /* Parses --mode bm25|vector|hybrid; returns NULL or an error message. */
 const char *cli_parse_mode(const char *value, kb_mode *out);
+
+/* --path: a glob over stored (absolute) paths; a relative value is taken from the current
+ * directory and an existing folder becomes "folder/ *". Caller frees; NULL out of memory. */
+char *cli_path_filter(const char *value);
+
+/* --modified-after: YYYY-MM-DD[THH:MM[:SS]] (UTC), Unix seconds, or Nd (N days ago). */
+const char *cli_parse_time(const char *value, int64_t *out);
 
 /* ---- out.c ---- */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -16,6 +16,9 @@ static const char search_help[] =
     "  --mode MODE       bm25, vector or hybrid (default: hybrid when the KB has vectors)\n"
     "  --fusion HOW      hybrid ranking: weighted (scores, default) or rrf (ranks)\n"
     "  --bm25-weight W   weighted fusion's share of BM25, 0..1 (default 0.8)\n"
+    "  --path GLOB       only documents under a folder or matching a path glob\n"
+    "  --format NAME     only documents of a format (markdown, text, html, pdf, docx, ...)\n"
+    "  --modified-after DATE  only files changed after DATE (2026-11-28, Unix seconds, 7d)\n"
     "  --documents       one result per document (its best passage)\n"
     "  --full            print whole passages instead of snippets\n"
     "  --json            print results as JSON (absolute paths)\n"
@@ -23,17 +26,20 @@ static const char search_help[] =
     "example:\n"
     "  kb search -k 5 \"rotate nginx logs\"\n";
 
-enum { OPT_K = 1, OPT_MODE, OPT_DOCS, OPT_FULL, OPT_FUSION, OPT_WEIGHT };
+enum { OPT_K = 1, OPT_MODE, OPT_DOCS, OPT_FULL, OPT_FUSION, OPT_WEIGHT, OPT_PATH, OPT_FORMAT,
+       OPT_AFTER };
 
 static const struct cli_opt search_opts[] = {
     { "k", 'k', 1, OPT_K }, { "mode", 0, 1, OPT_MODE }, { "documents", 0, 0, OPT_DOCS },
     { "full", 0, 0, OPT_FULL }, { "fusion", 0, 1, OPT_FUSION },
-    { "bm25-weight", 0, 1, OPT_WEIGHT }, { NULL, 0, 0, 0 },
+    { "bm25-weight", 0, 1, OPT_WEIGHT }, { "path", 0, 1, OPT_PATH },
+    { "format", 0, 1, OPT_FORMAT }, { "modified-after", 0, 1, OPT_AFTER }, { NULL, 0, 0, 0 },
 };
 
 struct search_cmd {
     kb_search_options opts;
     int full;
+    char *path_glob;
 };
 
 static const char *search_opt(int id, const char *value, void *payload)
@@ -61,6 +67,13 @@ static const char *search_opt(int id, const char *value, void *payload)
     }
     case OPT_DOCS: c->opts.group_by_document = 1; return NULL;
     case OPT_FULL: c->full = 1; return NULL;
+    case OPT_PATH:
+        free(c->path_glob);
+        if (!(c->opts.path_glob = c->path_glob = cli_path_filter(value)))
+            return "out of memory";
+        return NULL;
+    case OPT_FORMAT: c->opts.format = value; return NULL;
+    case OPT_AFTER: return cli_parse_time(value, &c->opts.modified_after);
     }
     return NULL;
 }
@@ -156,7 +169,7 @@ static void search_print(const struct cli *cli, const struct search_cmd *c, cons
 
 int cmd_search(struct cli *cli, int argc, char **argv)
 {
-    struct search_cmd c = { KB_SEARCH_OPTIONS_INIT, 0 };
+    struct search_cmd c = { KB_SEARCH_OPTIONS_INIT, 0, NULL };
     char **words = calloc((size_t)argc + 1, sizeof *words);
     int n_words = 0, help = 0, rc;
     kb *kb = NULL;
@@ -205,5 +218,6 @@ done:
     kb_close(kb);
     free(query);
     free(words);
+    free(c.path_glob);
     return rc;
 }

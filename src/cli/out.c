@@ -49,7 +49,7 @@ void cli_usage_error(const char *cmd, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    fprintf(stderr, "hint: see 'kb %s--help'\n", cmd ? cmd : "");
+    fprintf(stderr, "hint: see 'kb %s%s--help'\n", cmd ? cmd : "", cmd ? " " : "");
 }
 
 int cli_exit_code(int status)
