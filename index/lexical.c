@@ -106,6 +106,55 @@ int kb_lexical_query(char **out, const char *text, struct kb_err *err)
     return 0;
 }
 
+/* Query terms matching more than this fraction of the chunks are left out of the ranking query
+ * (kept when they are all that common): FTS5's bm25() costs time for every matching row, and
+ * such terms add little to the ranking. Measured on SciFact: docs/BENCHMARKS.md. */
+#ifndef LEXICAL_COMMON_FRACTION
+#define LEXICAL_COMMON_FRACTION 0.2
+#endif
+
+/* How many chunks contain `term` (a quoted FTS5 term); -1 on error. */
+static int64_t lexical_df(sqlite3_stmt *count, const char *term, size_t len)
+{
+    sqlite3_reset(count);
+    sqlite3_bind_text(count, 1, term, (int)len, SQLITE_TRANSIENT);
+    return sqlite3_step(count) == SQLITE_ROW ? sqlite3_column_int64(count, 0) : -1;
+}
+
+/* The match expression without its very common terms (*out malloc'ed, or NULL: use match). */
+static int lexical_prune(struct kb_store *store, const char *match, char **out,
+                         struct kb_err *err)
+{
+    *out = NULL;
+    int64_t n_chunks = 0;
+    /* ids are never reused, so max - min + 1 bounds the count from above, at index speed */
+    int rc = kb_store_query_int(store, "SELECT coalesce(max(id) - min(id) + 1, 0) FROM chunks",
+                                &n_chunks, err);
+    if (rc || n_chunks < 200)
+        return rc;
+    sqlite3_stmt *count;
+    if ((rc = kb_store_prepare(store, "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                               &count, err)))
+        return rc;
+    struct kb_buf q = KB_BUF_INIT;
+    size_t kept = 0, total = 0;
+    for (const char *p = match; (p = strchr(p, '"')); total++) {
+        const char *end = strchr(p + 1, '"');
+        int64_t df = lexical_df(count, p, (size_t)(end - p + 1));
+        if (df >= 0 && (double)df <= LEXICAL_COMMON_FRACTION * (double)n_chunks) {
+            if (kb_buf_printf(&q, "%s%.*s", q.len ? " OR " : "", (int)(end - p + 1), p))
+                rc = kb_err_set(err, KB_ENOMEM, "out of memory");
+            kept++;
+        }
+        p = end + 1;
+    }
+    sqlite3_finalize(count);
+    if (!rc && kept && kept < total)
+        *out = kb_buf_detach(&q);
+    kb_buf_free(&q);
+    return rc;
+}
+
 /* Adds a hit unless group_by_doc and its document is already there. Returns 1 when added. */
 static int lexical_take(struct kb_lexical_hit *hits, size_t *n, int group_by_doc,
                         const struct kb_lexical_hit *hit)
@@ -143,7 +192,14 @@ int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int g
         free(hits);
         return rc;
     }
-    sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
+    char *pruned = NULL;
+    if ((rc = lexical_prune(store, match, &pruned, err))) {
+        sqlite3_finalize(st);
+        free(hits);
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, pruned ? pruned : match, -1, SQLITE_TRANSIENT);
+    free(pruned);
     sqlite3_bind_double(st, 2, LEXICAL_W_TEXT);
     sqlite3_bind_double(st, 3, LEXICAL_W_TITLE);
     sqlite3_bind_double(st, 4, LEXICAL_W_HEADING);

@@ -20,6 +20,7 @@ struct ingest_run {
     kb *kb;
     const kb_ingest_options *opts;
     kb_ingest_stats stats;
+    size_t embedded0, tokens0;  /* the counters at the previous event */
 };
 
 static double ingest_now(void)
@@ -36,7 +37,10 @@ static void ingest_emit(struct ingest_run *run, kb_event_type type, const char *
                           &run->stats.removed, &run->stats.skipped, &run->stats.ignored };
     ++*counter[type];
     if (run->opts->on_event) {
-        kb_event ev = { type, path, reason, n_chunks };
+        kb_event ev = { type, path, reason, n_chunks, run->kb->vec.n_embedded - run->embedded0,
+                        run->kb->vec.n_tokens - run->tokens0 };
+        run->embedded0 = run->kb->vec.n_embedded;
+        run->tokens0 = run->kb->vec.n_tokens;
         run->opts->on_event(&ev, run->opts->payload);
     }
 }
@@ -304,7 +308,7 @@ static int ingest_begin_run(kb *kb, const kb_ingest_options *opts)
         return kb_fail(kb, KB_EINVALID, "kb_ingest_options: unknown version %u", opts->version);
     if ((rc = kb_store_lock(kb->store, &kb->err)))
         return rc;
-    kb->vec.n_embedded = kb->vec.n_reused = 0;
+    kb->vec.n_embedded = kb->vec.n_reused = kb->vec.n_tokens = 0;
     kb->vec.notice = NULL;
     if ((rc = kb_vec_begin_ingest(kb, opts ? opts->model : NULL)))
         kb_store_unlock(kb->store);
@@ -326,7 +330,7 @@ int kb_ingest(kb *kb, const char *const *paths, size_t n_paths,
     int rc = ingest_begin_run(kb, opts);
     if (rc)
         return rc;
-    struct ingest_run run = { kb, opts ? opts : &defaults, { 0 } };
+    struct ingest_run run = { kb, opts ? opts : &defaults, { 0 }, 0, 0 };
     double t0 = ingest_now();
     if ((rc = (paths || !n_paths) ? ingest_check_roots(kb, paths, n_paths)
                                   : kb_fail(kb, KB_EINVALID, "paths is NULL")))
@@ -398,7 +402,7 @@ int kb_add_documents(kb *kb, const kb_document *docs, size_t n_docs,
     int rc = ingest_begin_run(kb, opts);
     if (rc)
         return rc;
-    struct ingest_run run = { kb, opts ? opts : &defaults, { 0 } };
+    struct ingest_run run = { kb, opts ? opts : &defaults, { 0 }, 0, 0 };
     double t0 = ingest_now();
     if (!docs && n_docs)
         rc = kb_fail(kb, KB_EINVALID, "docs is NULL");

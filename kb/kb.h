@@ -92,6 +92,8 @@ typedef struct kb_event {
     const char *path;   /* as the walk reached it: relative when the user gave a relative root */
     const char *reason; /* for KB_EVENT_SKIPPED: one line, e.g. "not valid UTF-8 at byte 12" */
     size_t n_chunks;    /* for ADDED and UPDATED */
+    size_t n_embedded;  /* chunks of this file the model embedded (the rest kept vectors) */
+    size_t n_tokens;    /* model tokens embedded for this file */
 } kb_event;
 
 /* Called once per file; the event and its strings live only during the call. */

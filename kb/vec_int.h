@@ -40,6 +40,7 @@ struct kb_vec {
     struct vec_stashed *stash; /* the vectors of the document being replaced, by input hash */
     size_t n_stash;
     size_t n_embedded, n_reused;
+    size_t n_tokens;           /* model tokens embedded (for progress) */
     struct kb_vindex *vi;      /* for searching */
     int64_t vi_rev;
     struct kb_err err;

@@ -365,6 +365,9 @@ static int vec_flush_range(kb *kb, size_t first, size_t last, float *vecs)
     if ((rc = kb_model_embed(v->model, texts, n, 0, vecs)))
         return kb_fail(kb, rc, "embedding: %s", kb_model_errmsg(v->model));
     v->n_embedded += n;
+    for (size_t j = 0; j < n; j++)
+        v->n_tokens += vec_count_tokens(texts[j], strlen(texts[j]),
+                                        (void *)kb_encoder_tokenizer(kb_model_encoder(v->model))) + 2;
     for (size_t j = 0; j < n && !rc; j++)
         rc = kb_vectors_put(kb->store, v->queue[slot[j]].chunk_id, v->queue[slot[j]].hash,
                             vecs + j * (size_t)v->dim, v->dim, &kb->err);
