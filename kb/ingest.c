@@ -320,6 +320,7 @@ static void ingest_end_run(kb *kb, struct ingest_run *run)
     kb_store_unlock(kb->store);
     run->stats.embedded = kb->vec.n_embedded;
     run->stats.reused = kb->vec.n_reused;
+    run->stats.tokens = kb->vec.n_tokens;
     run->stats.notice = kb->vec.notice;
 }
 

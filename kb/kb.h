@@ -132,6 +132,7 @@ typedef struct kb_ingest_stats {
     double seconds;
     size_t embedded;    /* chunks embedded by the model in this run */
     size_t reused;      /* chunks whose unchanged text kept its stored embedding */
+    size_t tokens;      /* model tokens embedded ([CLS]/[SEP] and prefixes included) */
     const char *notice; /* a one-line note for the user (e.g. no model: keyword search only),
                            or NULL; static */
 } kb_ingest_stats;

@@ -498,7 +498,8 @@ static int vec_sync_apply(kb *kb, struct kb_vindex **vi, const int64_t *ids, siz
             rc = kb_fail(kb, KB_ENOMEM, "out of memory");
     }
     if (!rc) {
-        qsort(have, n_have, sizeof *have, kb_vec_cmp_id);
+        if (n_have)
+            qsort(have, n_have, sizeof *have, kb_vec_cmp_id);
         size_t i = 0, j = 0;
         while (i < n_have || j < n) {
             if (j == n || (i < n_have && have[i] < ids[j]))
@@ -888,7 +889,8 @@ int kb_vec_check(kb *kb)
     if ((rc = kb_vec_open_generation(kb, &rec, &vi)) ||
         (rc = kb_vindex_ids(vi, &have, &n_have, &kb->err)))
         goto done;
-    qsort(have, n_have, sizeof *have, kb_vec_cmp_id);
+    if (n_have)
+        qsort(have, n_have, sizeof *have, kb_vec_cmp_id);
     if (kb_vindex_dim(vi) != v->dim)
         rc = kb_fail(kb, KB_ECORRUPT, "%s/%s: dimension %d, the model's is %d", db, rec.file,
                      kb_vindex_dim(vi), v->dim);

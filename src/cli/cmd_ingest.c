@@ -189,6 +189,7 @@ static int ingest_report(const struct ingest_cmd *c, const kb_ingest_stats *st)
         cJSON_AddNumberToObject(o, "chunks", (double)st->chunks);
         cJSON_AddNumberToObject(o, "embedded", (double)st->embedded);
         cJSON_AddNumberToObject(o, "reused_vectors", (double)st->reused);
+        cJSON_AddNumberToObject(o, "embedded_tokens", (double)st->tokens);
         cJSON_AddNumberToObject(o, "seconds", st->seconds);
         if (st->notice)
             cJSON_AddStringToObject(o, "notice", st->notice);
