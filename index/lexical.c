@@ -121,9 +121,8 @@ static int64_t lexical_df(sqlite3_stmt *count, const char *term, size_t len)
     return sqlite3_step(count) == SQLITE_ROW ? sqlite3_column_int64(count, 0) : -1;
 }
 
-/* The match expression without its very common terms (*out malloc'ed, or NULL: use match). */
-static int lexical_prune(struct kb_store *store, const char *match, char **out,
-                         struct kb_err *err)
+int kb_lexical_prune(struct kb_store *store, const char *match, char **out,
+                     struct kb_err *err)
 {
     *out = NULL;
     int64_t n_chunks = 0;
@@ -181,40 +180,53 @@ int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int g
      * join the documents (parameters from ?6). */
     char cond[256], sql[768];
     int filtered = kb_filter_active(filter);
-    snprintf(sql, sizeof sql,
-             "SELECT c.id, c.doc_id, -bm25(chunks_fts, ?2, ?3, ?4) FROM chunks_fts"
-             " JOIN chunks c ON c.id = chunks_fts.rowid%s WHERE chunks_fts MATCH ?1 AND %s"
-             " ORDER BY bm25(chunks_fts, ?2, ?3, ?4)%s",
-             filtered ? " JOIN documents d ON d.id = c.doc_id" : "",
-             kb_filter_sql(filter, cond, sizeof cond, 6), group_by_doc ? "" : " LIMIT ?5");
+    /* Without filters the ranking touches only the FTS5 index; each hit's document is read
+     * after, for the few rows kept (a join would look up every matching row). */
+    if (filtered)
+        snprintf(sql, sizeof sql,
+                 "SELECT c.id, c.doc_id, -bm25(chunks_fts, ?2, ?3, ?4) FROM chunks_fts"
+                 " JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id"
+                 " WHERE chunks_fts MATCH ?1 AND %s ORDER BY bm25(chunks_fts, ?2, ?3, ?4)%s",
+                 kb_filter_sql(filter, cond, sizeof cond, 6), group_by_doc ? "" : " LIMIT ?5");
+    else
+        snprintf(sql, sizeof sql,
+                 "SELECT rowid, 0, -bm25(chunks_fts, ?2, ?3, ?4) FROM chunks_fts"
+                 " WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts, ?2, ?3, ?4)%s",
+                 group_by_doc ? "" : " LIMIT ?5");
     int rc = kb_store_prepare(store, sql, &st, err);
     if (rc) {
         free(hits);
         return rc;
     }
-    char *pruned = NULL;
-    if ((rc = lexical_prune(store, match, &pruned, err))) {
-        sqlite3_finalize(st);
-        free(hits);
-        return rc;
-    }
-    sqlite3_bind_text(st, 1, pruned ? pruned : match, -1, SQLITE_TRANSIENT);
-    free(pruned);
+    sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 2, LEXICAL_W_TEXT);
     sqlite3_bind_double(st, 3, LEXICAL_W_TITLE);
     sqlite3_bind_double(st, 4, LEXICAL_W_HEADING);
     if (!group_by_doc)
         sqlite3_bind_int64(st, 5, (int64_t)k);
     kb_filter_bind(filter, st, 6);
+    sqlite3_stmt *doc = NULL;
+    if (!filtered && (rc = kb_store_prepare(store, "SELECT doc_id FROM chunks WHERE id=?", &doc,
+                                            err))) {
+        sqlite3_finalize(st);
+        free(hits);
+        return rc;
+    }
     size_t n = 0;
     int step;
     while (n < k && (step = sqlite3_step(st)) == SQLITE_ROW) {
         struct kb_lexical_hit hit = { sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
                                       sqlite3_column_double(st, 2) };
+        if (doc) {
+            sqlite3_reset(doc);
+            sqlite3_bind_int64(doc, 1, hit.chunk_id);
+            hit.doc_id = sqlite3_step(doc) == SQLITE_ROW ? sqlite3_column_int64(doc, 0) : 0;
+        }
         lexical_take(hits, &n, group_by_doc, &hit);
     }
     if (n < k && step != SQLITE_DONE)
         rc = kb_store_sql_error(store, "searching", err);
+    sqlite3_finalize(doc);
     sqlite3_finalize(st);
     if (rc) {
         free(hits);

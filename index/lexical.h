@@ -13,6 +13,12 @@
  * are. *out is NULL when the text has no words. Caller frees *out. */
 int kb_lexical_query(char **out, const char *text, struct kb_err *err);
 
+/* The match expression without the terms that occur in more than a fifth of the chunks (kept
+ * when all of them are that common): FTS5's bm25() costs time for every matching row and such
+ * terms add little to a ranking. *out is malloc'ed, or NULL when nothing was left out. */
+int kb_lexical_prune(struct kb_store *store, const char *match, char **out,
+                     struct kb_err *err);
+
 struct kb_lexical_hit {
     int64_t chunk_id, doc_id;
     double score;  /* -bm25: higher is better */

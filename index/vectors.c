@@ -96,6 +96,11 @@ int kb_vectors_missing(struct kb_store *store, int64_t *n, struct kb_err *err)
                               n, err);
 }
 
+int kb_vectors_any(struct kb_store *store, int64_t *any, struct kb_err *err)
+{
+    return kb_store_query_int(store, "SELECT EXISTS (SELECT 1 FROM vectors)", any, err);
+}
+
 int kb_vectors_count(struct kb_store *store, int64_t *n, struct kb_err *err)
 {
     return kb_store_query_int(store, "SELECT count(*) FROM vectors", n, err);

@@ -35,6 +35,9 @@ int kb_store_chunk_texts(struct kb_store *store, int64_t **ids, char ***titles,
 /* The number of chunks without a vector. */
 int kb_vectors_missing(struct kb_store *store, int64_t *n, struct kb_err *err);
 
+/* 1 when at least one vector is stored (constant time, unlike a count). */
+int kb_vectors_any(struct kb_store *store, int64_t *any, struct kb_err *err);
+
 /* The number of stored vectors. */
 int kb_vectors_count(struct kb_store *store, int64_t *n, struct kb_err *err);
 

@@ -229,9 +229,17 @@ static int search_run(kb *kb, const char *query, const kb_search_options *opts, 
     int group = opts->group_by_document;
     struct kb_filter filter = { opts->path_glob, opts->format,
                                 opts->modified_after * (int64_t)1000000000 };
+    char *pruned = NULL;
     int rc = kb_lexical_query(&match, query, &kb->err);
-    if (rc)
+    if (!rc && match && (rc = kb_lexical_prune(kb->store, match, &pruned, &kb->err)) == 0 &&
+        pruned) {
+        free(match);
+        match = pruned; /* ranking and snippets both use the pruned expression */
+    }
+    if (rc) {
+        free(match);
         return rc;
+    }
     if (res->mode == KB_MODE_BM25) {
         rc = search_bm25(kb, match, k, group, &filter, &lex, &n_lex);
         hits = lex, n = n_lex;

@@ -737,9 +737,9 @@ int kb_vec_has_vectors(kb *kb)
 {
     if (vec_load_record(kb) || !kb->vec.model_name)
         return 0;
-    int64_t n = 0;
+    int64_t any = 0;
     struct kb_err err;
-    return kb_vectors_count(kb->store, &n, &err) == 0 && n > 0;
+    return kb_vectors_any(kb->store, &any, &err) == 0 && any;
 }
 
 /* The index for searching: the recorded generation when it matches the vectors (verified
