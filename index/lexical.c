@@ -127,8 +127,8 @@ int kb_lexical_prune(struct kb_store *store, const char *match, char **out,
     *out = NULL;
     int64_t n_chunks = 0;
     /* ids are never reused, so max - min + 1 bounds the count from above, at index speed */
-    int rc = kb_store_query_int(store, "SELECT coalesce(max(id) - min(id) + 1, 0) FROM chunks",
-                                &n_chunks, err);
+    int rc = kb_store_query_int(store, "SELECT coalesce((SELECT max(id) FROM chunks) -"
+                                " (SELECT min(id) FROM chunks) + 1, 0)", &n_chunks, err);
     if (rc || n_chunks < 200)
         return rc;
     sqlite3_stmt *count;

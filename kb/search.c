@@ -231,8 +231,8 @@ static int search_run(kb *kb, const char *query, const kb_search_options *opts, 
                                 opts->modified_after * (int64_t)1000000000 };
     char *pruned = NULL;
     int rc = kb_lexical_query(&match, query, &kb->err);
-    if (!rc && match && (rc = kb_lexical_prune(kb->store, match, &pruned, &kb->err)) == 0 &&
-        pruned) {
+    if (!rc && match && res->mode != KB_MODE_VECTOR &&
+        (rc = kb_lexical_prune(kb->store, match, &pruned, &kb->err)) == 0 && pruned) {
         free(match);
         match = pruned; /* ranking and snippets both use the pruned expression */
     }
