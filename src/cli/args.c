@@ -176,3 +176,22 @@ const char *cli_parse_time(const char *value, int64_t *out)
     *out = (int64_t)timegm(&tm);
     return NULL;
 }
+
+char *cli_join_words(char **words, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        len += strlen(words[i]) + 1;
+    char *text = malloc(len), *p = text;
+    if (!text)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        size_t w = strlen(words[i]);
+        if (i)
+            *p++ = ' ';
+        memcpy(p, words[i], w);
+        p += w;
+    }
+    *p = '\0';
+    return text;
+}

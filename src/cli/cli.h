@@ -51,6 +51,10 @@ int cli_parse(struct cli *cli, const char *cmd, const struct cli_opt *opts, int 
 /* Parses a non-negative integer option value; returns NULL or an error message. */
 const char *cli_parse_size(const char *value, size_t min, size_t max, size_t *out);
 
+/* The words joined by single spaces (a query given as several arguments). Caller frees; NULL
+ * when out of memory. */
+char *cli_join_words(char **words, int n);
+
 /* Parses --mode bm25|vector|hybrid; returns NULL or an error message. */
 const char *cli_parse_mode(const char *value, kb_mode *out);
 

@@ -90,26 +90,6 @@ const char *cli_ask_opt(int id, const char *value, void *payload)
     return NULL;
 }
 
-static char *ask_join(char **words, int n)
-{
-    size_t len = 1;
-    for (int i = 0; i < n; i++)
-        len += strlen(words[i]) + 1;
-    char *q = malloc(len);
-    if (!q)
-        return NULL;
-    size_t at = 0;
-    for (int i = 0; i < n; i++) {
-        size_t w = strlen(words[i]);
-        if (i)
-            q[at++] = ' ';
-        memcpy(q + at, words[i], w);
-        at += w;
-    }
-    q[at] = '\0';
-    return q;
-}
-
 static void ask_on_token(const char *text, size_t len, void *payload)
 {
     struct ask_cmd *c = payload;
@@ -360,7 +340,7 @@ static int ask_parse(struct cli *cli, const char *cmd, const char *help_text, in
     else if (n_words == 0) {
         cli_usage_error(cmd, "no QUESTION given");
         rc = CLI_EXIT_USAGE;
-    } else if (!(*question = ask_join(words, n_words))) {
+    } else if (!(*question = cli_join_words(words, n_words))) {
         cli_error("out of memory");
         rc = CLI_EXIT_IOERR;
     }

@@ -102,22 +102,11 @@ int cli_input_text(char **words, int n_words, char **out)
         }
         return embed_read_stdin(out);
     }
-    size_t len = 1;
-    for (int i = 0; i < n_words; i++)
-        len += strlen(words[i]) + 1;
-    char *text = malloc(len), *p = text;
+    char *text = cli_join_words(words, n_words);
     if (!text) {
         cli_error("out of memory");
         return CLI_EXIT_IOERR;
     }
-    for (int i = 0; i < n_words; i++) {
-        size_t n = strlen(words[i]);
-        if (i)
-            *p++ = ' ';
-        memcpy(p, words[i], n);
-        p += n;
-    }
-    *p = '\0';
     *out = text;
     return 0;
 }

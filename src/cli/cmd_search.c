@@ -78,24 +78,6 @@ static const char *search_opt(int id, const char *value, void *payload)
     return NULL;
 }
 
-/* Joins the words of argv into one query string. */
-static char *search_join(char **words, int n)
-{
-    size_t len = 1;
-    for (int i = 0; i < n; i++)
-        len += strlen(words[i]) + 1;
-    char *q = malloc(len);
-    if (!q)
-        return NULL;
-    q[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (i)
-            strcat(q, " ");
-        strcat(q, words[i]);
-    }
-    return q;
-}
-
 static int search_json(const kb_results *res)
 {
     cJSON *arr = cJSON_CreateArray();
@@ -191,7 +173,7 @@ int cmd_search(struct cli *cli, int argc, char **argv)
         rc = CLI_EXIT_USAGE;
         goto done;
     }
-    if (!(query = search_join(words, n_words))) {
+    if (!(query = cli_join_words(words, n_words))) {
         cli_error("out of memory");
         rc = CLI_EXIT_IOERR;
         goto done;

@@ -189,31 +189,19 @@ static int32_t vocab_lookup(const struct kb_wordpiece *wp, const char *tok)
 static int read_file(char **out, size_t *out_len, const char *path, struct kb_err *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return kb_err_set(err, errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "%s: %s", path,
-                          strerror(errno));
     struct kb_buf buf = KB_BUF_INIT;
     buf.max = WP_FILE_MAX;
-    char chunk[65536];
-    int rc = 0;
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (kb_buf_append(&buf, chunk, n) < 0) {
-            rc = kb_err_set(err, KB_ENOMEM, "%s: larger than %zu MiB", path, WP_FILE_MAX >> 20);
-            goto done;
-        }
-    }
-    if (ferror(f)) {
-        rc = kb_err_set(err, KB_EIO, "%s: read error", path);
-        goto done;
-    }
-    *out_len = buf.len;
-    *out = kb_buf_detach(&buf);
-    if (!*out)
+    int rc = kb_buf_read_file(&buf, path);
+    if (rc == KB_ENOMEM)
+        rc = kb_err_set(err, KB_ENOMEM, "%s: larger than %zu MiB", path, WP_FILE_MAX >> 20);
+    else if (rc)
+        rc = kb_err_set(err, errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "%s: %s", path,
+                        strerror(errno));
+    size_t len = buf.len;
+    if (!rc && !(*out = kb_buf_detach(&buf)))
         rc = kb_err_set(err, KB_ENOMEM, "%s: out of memory", path);
-done:
-    fclose(f);
+    if (!rc)
+        *out_len = len;
     kb_buf_free(&buf);
     return rc;
 }

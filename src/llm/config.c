@@ -202,20 +202,14 @@ static int config_read(char **text, char **path, struct kb_err *err)
     free(dir);
     if (!*path)
         return 0;
-    FILE *f = fopen(*path, "rb");
-    if (!f)
-        return errno == ENOENT || errno == ENOTDIR ? 0
-               : kb_err_set(err, KB_ECONFIG, "%s: %s", *path, strerror(errno));
     struct kb_buf buf = { NULL, 0, 0, CONFIG_MAX_BYTES };
-    char chunk[4096];
-    size_t n;
-    int rc = 0;
-    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = kb_buf_append(&buf, chunk, n);
-    fclose(f);
+    int rc = kb_buf_read_file(&buf, *path);
     if (rc) {
         kb_buf_free(&buf);
-        return kb_err_set(err, KB_ECONFIG, "%s: larger than 1 MiB", *path);
+        if (rc == KB_ENOMEM)
+            return kb_err_set(err, KB_ECONFIG, "%s: larger than 1 MiB", *path);
+        return errno == ENOENT || errno == ENOTDIR ? 0
+               : kb_err_set(err, KB_ECONFIG, "%s: %s", *path, strerror(errno));
     }
     *text = kb_buf_detach(&buf);
     return 0;

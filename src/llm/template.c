@@ -102,20 +102,14 @@ static int template_parse(struct kb_llm_template *tpl, const char *text, const c
 
 static int template_read_file(char **out, const char *path, struct kb_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return errno == ENOENT ? KB_ENOTFOUND
-                               : kb_err_set(err, KB_EIO, "%s: %s", path, strerror(errno));
     struct kb_buf buf = { NULL, 0, 0, TEMPLATE_MAX_BYTES };
-    char chunk[4096];
-    size_t n;
-    int rc = 0;
-    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = kb_buf_append(&buf, chunk, n);
-    fclose(f);
+    int rc = kb_buf_read_file(&buf, path);
     if (rc) {
         kb_buf_free(&buf);
-        return kb_err_set(err, KB_EFORMAT, "%s: larger than 256 KiB", path);
+        if (rc == KB_ENOMEM)
+            return kb_err_set(err, KB_EFORMAT, "%s: larger than 256 KiB", path);
+        return errno == ENOENT ? KB_ENOTFOUND
+                               : kb_err_set(err, KB_EIO, "%s: %s", path, strerror(errno));
     }
     *out = kb_buf_detach(&buf);
     return 0;

@@ -2,6 +2,7 @@
 #include "util/buf.h"
 #include "util/err.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,4 +84,24 @@ void kb_buf_free(struct kb_buf *buf)
     free(buf->data);
     buf->data = NULL;
     buf->len = buf->alloc = 0;
+}
+
+int kb_buf_read_file(struct kb_buf *buf, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = kb_buf_append(buf, chunk, n);
+    if (!rc && ferror(f)) {
+        errno = EIO;
+        rc = -1;
+    }
+    int saved = errno;
+    fclose(f);
+    errno = saved;
+    return rc;
 }
