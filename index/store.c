@@ -401,29 +401,6 @@ int kb_store_chunk_add(struct kb_store *store, const struct kb_store_chunk *c,
     return store_exec_stmt(store, st, "storing a chunk", err);
 }
 
-int kb_store_chunk_location(struct kb_store *store, int64_t chunk_id, uint32_t *page,
-                            char **location, struct kb_err *err)
-{
-    sqlite3_stmt *st;
-    int rc = kb_store_prepare(store, "SELECT page, location FROM chunks WHERE id=?1", &st, err);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, chunk_id);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        const char *loc = (const char *)sqlite3_column_text(st, 1);
-        *page = (uint32_t)sqlite3_column_int64(st, 0);
-        if (!(*location = strdup(loc ? loc : "")))
-            rc = kb_err_set(err, KB_ENOMEM, "out of memory");
-    } else {
-        rc = step == SQLITE_DONE ? kb_err_set(err, KB_ENOTFOUND, "chunk %lld not found",
-                                              (long long)chunk_id)
-                                 : kb_store_sql_error(store, "reading a chunk's location", err);
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
 int kb_store_docs_under(struct kb_store *store, const char *root, kb_store_doc_cb cb,
                         void *payload, struct kb_err *err)
 {

@@ -74,11 +74,6 @@ struct kb_store_chunk {
 int kb_store_chunk_add(struct kb_store *store, const struct kb_store_chunk *chunk,
                        struct kb_err *err);
 
-/* Reads a chunk's page and location (schema 2): *location is malloc'ed ("" when none).
- * KB_ENOTFOUND when there is no such chunk. */
-int kb_store_chunk_location(struct kb_store *store, int64_t chunk_id, uint32_t *page,
-                            char **location, struct kb_err *err);
-
 /* Calls cb for every document whose path lies under `root` (absolute); stop by returning
  * non-zero, which is passed back. */
 typedef int (*kb_store_doc_cb)(int64_t doc_id, const char *path, void *payload);
