@@ -76,10 +76,12 @@ open(sys.argv[2], "w").close()
 end = time.time() + 30
 while time.time() < end:
     f.write("more text appended while kb reads\n" * 8); f.flush()
+    time.sleep(0.0002)  # a steady trickle (~1 MB/s), not a flood that outruns the size cap
 EOF
   writer=$!
   while [ ! -e "$T/started" ]; do sleep 0.05; done
-  $KB --kb "$T/kb" --json ingest "$T/grow.txt" "$T/still.txt" >"$T/out" 2>"$T/err"
+  # The size cap is raised so that only the change, never the growth past 64 MiB, decides.
+  $KB --kb "$T/kb" --json ingest --max-file-size 1G "$T/grow.txt" "$T/still.txt" >"$T/out" 2>"$T/err"
   rc=$?
   kill "$writer" 2>/dev/null; wait "$writer" 2>/dev/null
   ok "$rc" 1 "ingesting a file that grows while read exits 1 (skipped), never crashes"
