@@ -34,11 +34,12 @@ static void ingest_emit(struct ingest_run *run, kb_event_type type, const char *
                         const char *reason, size_t n_chunks)
 {
     size_t *counter[] = { NULL, &run->stats.added, &run->stats.updated, &run->stats.unchanged,
-                          &run->stats.removed, &run->stats.skipped, &run->stats.ignored };
+                          &run->stats.removed, &run->stats.skipped, &run->stats.ignored,
+                          &run->stats.moved };
     ++*counter[type];
     if (run->opts->on_event) {
         kb_event ev = { type, path, reason, n_chunks, run->kb->vec.n_embedded - run->embedded0,
-                        run->kb->vec.n_tokens - run->tokens0 };
+                        run->kb->vec.n_tokens - run->tokens0, NULL };
         run->embedded0 = run->kb->vec.n_embedded;
         run->tokens0 = run->kb->vec.n_tokens;
         run->opts->on_event(&ev, run->opts->payload);

@@ -84,6 +84,7 @@ const char *kb_strerror(int status)
     case KB_EUNAVAILABLE: return "service unavailable";
     case KB_EAUTH: return "credentials refused";
     case KB_ECONFIG: return "configuration error";
+    case KB_ECANCELED: return "canceled";
     default: return "error";
     }
 }

@@ -47,7 +47,9 @@ typedef enum kb_status {
     KB_EUNAVAILABLE = -13, /* a service (LLM backend, model hub) is unreachable, timed out,
                               stalled or still failing after retries */
     KB_EAUTH = -14,     /* a service refused the credentials (HTTP 401/403) */
-    KB_ECONFIG = -15    /* configuration invalid: config file, key file mode, missing model */
+    KB_ECONFIG = -15,   /* configuration invalid: config file, key file mode, missing model */
+    KB_ECANCELED = -16  /* stopped on request (kb_ingest_options.cancel); what was complete
+                           is kept */
 } kb_status;
 
 typedef struct kb kb;
@@ -84,7 +86,9 @@ typedef enum kb_event_type {
     KB_EVENT_UNCHANGED,    /* nothing to do */
     KB_EVENT_REMOVED,      /* the file is gone from an ingested root: document removed */
     KB_EVENT_SKIPPED,      /* the file should have been ingested but was not; `reason` says why */
-    KB_EVENT_IGNORED       /* not a format kb reads (e.g. an image); `reason` names the format */
+    KB_EVENT_IGNORED,      /* not a format kb reads (e.g. an image); `reason` names the format */
+    KB_EVENT_MOVED         /* the same content now lives at `path` (renamed from `old_path`):
+                              the document moved, nothing was re-embedded */
 } kb_event_type;
 
 typedef struct kb_event {
@@ -94,6 +98,7 @@ typedef struct kb_event {
     size_t n_chunks;    /* for ADDED and UPDATED */
     size_t n_embedded;  /* chunks of this file the model embedded (the rest kept vectors) */
     size_t n_tokens;    /* model tokens embedded for this file */
+    const char *old_path; /* for KB_EVENT_MOVED: where the document was stored before */
 } kb_event;
 
 /* Called once per file; the event and its strings live only during the call. */
@@ -118,10 +123,20 @@ typedef struct kb_ingest_options {
                                    different model than the KB's is KB_ECONFIG (kb_reindex). */
     const char *index;          /* vector index type ("flat", "ivf", "hnsw", with parameters
                                    as "ivf:nlist=1024,nprobe=32"); NULL = chosen by size */
+    /* Version 3: */
+    const volatile int *cancel; /* when *cancel turns non-zero (e.g. set by a SIGINT handler)
+                                   the run stops after the current file, commits the files
+                                   completed so far (removing nothing) and returns
+                                   KB_ECANCELED; the next run goes on from there */
+    int lock_wait_ms;           /* when another process is writing: 0 = KB_ELOCKED at once,
+                                   > 0 = wait up to this long, < 0 = wait as long as it takes */
+    int dry_run;                /* report what would change (events, stats) and change nothing:
+                                   files are compared by stat and content hash, not chunked */
 } kb_ingest_options;
 
-#define KB_INGEST_OPTIONS_VERSION 2
-#define KB_INGEST_OPTIONS_INIT { KB_INGEST_OPTIONS_VERSION, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
+#define KB_INGEST_OPTIONS_VERSION 3
+#define KB_INGEST_OPTIONS_INIT { KB_INGEST_OPTIONS_VERSION, NULL, 0, NULL, 0, 0, 0, 0, 0, 0, \
+                                 NULL, NULL, NULL, NULL, NULL, 0, 0 }
 #define KB_DEFAULT_CHUNK_TOKENS 256
 #define KB_DEFAULT_OVERLAP_TOKENS 32
 #define KB_DEFAULT_MAX_FILE_BYTES (64u * 1024u * 1024u)
@@ -135,14 +150,23 @@ typedef struct kb_ingest_stats {
     size_t tokens;      /* model tokens embedded ([CLS]/[SEP] and prefixes included) */
     const char *notice; /* a one-line note for the user (e.g. no model: keyword search only),
                            or NULL; static */
+    size_t moved;       /* documents whose content moved to a new path (kept their vectors) */
+    double embed_seconds;   /* time spent in the encoder */
+    double commit_seconds;  /* time spent committing: vector index written, transaction */
 } kb_ingest_stats;
 
 /* Walks `paths` (files or folders) and brings the KB in line with them: new and changed
- * .txt/.md files are chunked and stored, unchanged ones are left alone, and documents whose
- * files are gone from an ingested folder are removed. Every file gets one event. Returns 0,
- * KB_EPARTIAL when some files were skipped (the rest is stored), or an error; a missing root
- * is KB_ENOTFOUND and nothing is changed for it. Work committed before an error is kept.
- * Needs a writable handle; a second writer gets KB_ELOCKED. `stats` may be NULL. */
+ * files are chunked and stored, unchanged ones are left alone (same size, mtime and inode:
+ * not even read; same content hash: not re-chunked), a file whose content is stored under a
+ * path that no longer exists is moved there, and documents whose files are gone from an
+ * ingested folder are removed. Every file gets one event.
+ * The whole run is one transaction: searches see the KB as it was until the run commits,
+ * additions, updates, moves and removals together, with the vector index generation that
+ * matches them. Chunks whose text is already stored anywhere in the KB keep their embedding.
+ * Returns 0, KB_EPARTIAL when some files were skipped (the rest is stored), KB_ECANCELED
+ * (opts->cancel), or an error, after which the KB is as it was before the run; a missing
+ * root is KB_ENOTFOUND and nothing is changed. Needs a writable handle; a second writer gets
+ * KB_ELOCKED (see opts->lock_wait_ms). `stats` may be NULL. */
 int kb_ingest(kb *kb, const char *const *paths, size_t n_paths,
               const kb_ingest_options *opts, kb_ingest_stats *stats);
 
@@ -160,6 +184,13 @@ typedef struct kb_document {
  * id. Either all are stored or, on error, none. */
 int kb_add_documents(kb *kb, const kb_document *docs, size_t n_docs,
                      const kb_ingest_options *opts, kb_ingest_stats *stats);
+
+/* Deletes the documents with these ids (an in-memory document's id, or a file's stored
+ * absolute path) and their chunks and vectors, in one transaction with the matching vector
+ * index. Ids not stored are not an error; *n_deleted (may be NULL) counts those that were.
+ * Waits for another writer as kb_ingest_options.lock_wait_ms says (`lock_wait_ms`). */
+int kb_delete_documents(kb *kb, const char *const *ids, size_t n_ids, int lock_wait_ms,
+                        size_t *n_deleted);
 
 /* Re-embeds every chunk with `model` (hub name or folder) and makes it the KB's model, in
  * one transaction (searches see the old vectors until it commits), then rebuilds the vector

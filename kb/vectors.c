@@ -19,6 +19,7 @@
 #include "kb/model_int.h"
 #include "util/hash.h"
 #include "util/path.h"
+#include "util/testhook.h"
 
 #define VEC_EMBED_BATCH 256   /* texts embedded per call while flushing */
 
@@ -450,12 +451,18 @@ static int vec_publish(kb *kb, struct kb_vindex *vi, const struct kb_vindex_reco
     int rc = tmp && dst ? 0 : kb_fail(kb, KB_ENOMEM, "out of memory");
     if (!rc)
         rc = kb_vindex_write(vi, tmp, &kb->err);
+    if (!rc)
+        kb_test_crash_point("faiss-written");
     if (!rc && kb_sha256_file(tmp, 0, 0, rec.sha256) != 0)
         rc = kb_fail(kb, KB_EIO, "%s: %s", tmp, strerror(errno));
+    if (!rc)
+        kb_test_crash_point("before-rename");
     if (!rc && rename(tmp, dst) != 0)
         rc = kb_fail(kb, KB_EIO, "%s: %s", dst, strerror(errno));
     if (!rc)
         rc = vec_fsync_dir(kb);
+    if (!rc)
+        kb_test_crash_point("after-rename");
     struct kb_vindex_spec spec;
     kb_vindex_get_spec(vi, &spec);
     kb_vindex_spec_format(&spec, rec.spec, sizeof rec.spec);
@@ -464,9 +471,13 @@ static int vec_publish(kb *kb, struct kb_vindex *vi, const struct kb_vindex_reco
     rec.vectors_rev = rev;
     if (!rc && !(rc = kb_store_begin(kb->store, &kb->err))) {
         rc = kb_vindex_record_put(kb->store, &rec, &kb->err);
+        if (!rc)
+            kb_test_crash_point("before-commit");
         rc = rc ? rc : kb_store_commit(kb->store, &kb->err);
         if (rc)
             kb_store_rollback(kb->store);
+        else
+            kb_test_crash_point("after-commit");
     }
     if (rc) {
         if (tmp)

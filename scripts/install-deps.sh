@@ -16,7 +16,10 @@ packages=(
   libxml2-dev         # ingest: HTML, XHTML, XML, and the XML inside DOCX/ODT/EPUB
   libzip-dev          # ingest: DOCX/ODT/EPUB read from zip in memory, with size caps
   poppler-utils       # ingest: pdftotext, run per PDF with a timeout (GPL kept out of our process)
+  libmicrohttpd-dev   # kb serve: the HTTP API (threads, limits, timeouts)
   libcmocka-dev       # unit tests
+  wrk                 # bench/serve.sh: HTTP load against kb serve
+  chromium            # the web page's test: headless Chromium renders and screenshots it
   sqlite3             # tests inspect and damage KBs with the sqlite3 shell
   python3             # tests read the JSON output
   python3-numpy       # the independent float64 reference encoder (scripts/gen_models.py)
