@@ -63,6 +63,9 @@ static const char *const schema_migrations[KB_SCHEMA_VERSION] = {
     "  generation INTEGER NOT NULL, file TEXT NOT NULL, sha256 TEXT NOT NULL,"
     "  n_vectors INTEGER NOT NULL, dim INTEGER NOT NULL, spec TEXT NOT NULL,"
     "  vectors_rev INTEGER NOT NULL, created_at INTEGER NOT NULL);",
+    /* 3 -> 4: documents by content hash, so a renamed file is found and moved, not
+     * re-ingested. */
+    "CREATE INDEX documents_hash ON documents(hash);",
 };
 
 static int schema_version(struct kb_store *store, int *out, struct kb_err *err)

@@ -235,6 +235,23 @@ int kb_store_lock(struct kb_store *store, struct kb_err *err)
     return rc;
 }
 
+int kb_store_lock_wait(struct kb_store *store, int wait_ms, struct kb_err *err)
+{
+    struct timespec start, now, nap = { 0, 50 * 1000 * 1000 };
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int rc = kb_store_lock(store, err);
+        if (rc != KB_ELOCKED || wait_ms == 0)
+            return rc;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double waited = (double)(now.tv_sec - start.tv_sec) * 1e3 +
+                        (double)(now.tv_nsec - start.tv_nsec) / 1e6;
+        if (wait_ms > 0 && waited >= wait_ms)
+            return rc;
+        nanosleep(&nap, NULL);
+    }
+}
+
 void kb_store_unlock(struct kb_store *store)
 {
     if (store->lock_fd < 0)
@@ -359,6 +376,22 @@ int kb_store_doc_touch(struct kb_store *store, int64_t doc_id, int64_t size, int
     return store_exec_stmt(store, st, "updating a document", err);
 }
 
+int kb_store_doc_move(struct kb_store *store, int64_t doc_id, const char *path, int64_t size,
+                      int64_t mtime_ns, int64_t inode, struct kb_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = kb_store_prepare(store,
+        "UPDATE documents SET path=?2, size=?3, mtime_ns=?4, inode=?5 WHERE id=?1", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, doc_id);
+    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, size);
+    sqlite3_bind_int64(st, 4, mtime_ns);
+    sqlite3_bind_int64(st, 5, inode);
+    return store_exec_stmt(store, st, "moving a document", err);
+}
+
 int kb_store_doc_delete(struct kb_store *store, int64_t doc_id, struct kb_err *err)
 {
     /* Chunks first and explicitly, so the FTS delete trigger sees each row. */
@@ -419,6 +452,24 @@ int kb_store_docs_under(struct kb_store *store, const char *root, kb_store_doc_c
         rc = cb(sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1), payload);
     if (rc == 0 && step != SQLITE_DONE)
         rc = kb_store_sql_error(store, "listing documents", err);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int kb_store_docs_with_hash(struct kb_store *store, const char *hash, kb_store_doc_cb cb,
+                            void *payload, struct kb_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = kb_store_prepare(store,
+        "SELECT id, path FROM documents WHERE hash=?1 AND inode<>0 ORDER BY id", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+    int step;
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
+        rc = cb(sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1), payload);
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = kb_store_sql_error(store, "finding documents by content", err);
     sqlite3_finalize(st);
     return rc;
 }

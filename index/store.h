@@ -26,6 +26,9 @@ void kb_store_close(struct kb_store *store);
 /* The single-writer lock (an flock on kb.lock, released by the kernel if the process dies).
  * KB_ELOCKED, naming the holder's pid, when another process holds it. */
 int kb_store_lock(struct kb_store *store, struct kb_err *err);
+/* kb_store_lock, waiting for the holder: up to wait_ms milliseconds (< 0: as long as it
+ * takes; 0: not at all). */
+int kb_store_lock_wait(struct kb_store *store, int wait_ms, struct kb_err *err);
 void kb_store_unlock(struct kb_store *store);
 
 int kb_store_begin(struct kb_store *store, struct kb_err *err);
@@ -54,6 +57,11 @@ int kb_store_doc_put(struct kb_store *store, struct kb_store_doc *doc, struct kb
 int kb_store_doc_touch(struct kb_store *store, int64_t doc_id, int64_t size, int64_t mtime_ns,
                        int64_t inode, struct kb_err *err);
 
+/* Moves a file's document to a new path (a rename: same content), with its new stat values.
+ * Its chunks, their full-text entries and vectors stay as they are. */
+int kb_store_doc_move(struct kb_store *store, int64_t doc_id, const char *path, int64_t size,
+                      int64_t mtime_ns, int64_t inode, struct kb_err *err);
+
 /* Deletes a document and its chunks (and their full-text entries). */
 int kb_store_doc_delete(struct kb_store *store, int64_t doc_id, struct kb_err *err);
 
@@ -79,6 +87,11 @@ int kb_store_chunk_add(struct kb_store *store, const struct kb_store_chunk *chun
 typedef int (*kb_store_doc_cb)(int64_t doc_id, const char *path, void *payload);
 int kb_store_docs_under(struct kb_store *store, const char *root, kb_store_doc_cb cb,
                         void *payload, struct kb_err *err);
+
+/* Calls cb for every file's document (not in-memory ones) whose content hash is `hash`;
+ * stop by returning non-zero, which is passed back. */
+int kb_store_docs_with_hash(struct kb_store *store, const char *hash, kb_store_doc_cb cb,
+                            void *payload, struct kb_err *err);
 
 /* Which documents a search may return; every field optional (NULL / 0 = no condition). */
 struct kb_filter {

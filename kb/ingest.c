@@ -2,6 +2,7 @@
 #include "kb/kb_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +19,14 @@
 
 struct ingest_run {
     kb *kb;
-    const kb_ingest_options *opts;
+    const kb_ingest_options *opts; /* &o */
+    kb_ingest_options o;         /* the caller's options at the current version */
     kb_ingest_stats stats;
     size_t embedded0, tokens0;  /* the counters at the previous event */
+    const char *old_path;       /* for the next KB_EVENT_MOVED */
+    int64_t *moved;             /* dry run: documents reported as moved (not removed) */
+    size_t n_moved;
+    int canceled;
 };
 
 static double ingest_now(void)
@@ -39,7 +45,8 @@ static void ingest_emit(struct ingest_run *run, kb_event_type type, const char *
     ++*counter[type];
     if (run->opts->on_event) {
         kb_event ev = { type, path, reason, n_chunks, run->kb->vec.n_embedded - run->embedded0,
-                        run->kb->vec.n_tokens - run->tokens0, NULL };
+                        run->kb->vec.n_tokens - run->tokens0,
+                        type == KB_EVENT_MOVED ? run->old_path : NULL };
         run->embedded0 = run->kb->vec.n_embedded;
         run->tokens0 = run->kb->vec.n_tokens;
         run->opts->on_event(&ev, run->opts->payload);
@@ -150,8 +157,75 @@ static int64_t ingest_mtime_ns(const struct stat *st)
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-/* One file: unchanged (stat or hash), skipped (unreadable, not text), or (re)stored in its own
- * transaction, so completed files survive an interruption. */
+/* Embeds the queued chunks, timing the encoder for the run's stats. */
+static int ingest_flush(struct ingest_run *run)
+{
+    double t = ingest_now();
+    int rc = kb_vec_flush(run->kb);
+    run->stats.embed_seconds += ingest_now() - t;
+    return rc;
+}
+
+struct ingest_moved_from {
+    int64_t id;
+    char *path;
+};
+
+/* A document with the same content whose file is gone: the file was renamed. */
+static int ingest_note_moved_from(int64_t doc_id, const char *path, void *payload)
+{
+    struct ingest_moved_from *m = payload;
+    struct stat st;
+    if (lstat(path, &st) == 0 || errno != ENOENT)
+        return 0;
+    m->id = doc_id;
+    m->path = strdup(path);
+    return m->path ? 1 : KB_ENOMEM;
+}
+
+/* Looks for the document a new file was renamed from; 1 found (m filled), 0 none, or error. */
+static int ingest_find_moved(struct ingest_run *run, const char *hash,
+                             struct ingest_moved_from *m)
+{
+    int rc = kb_store_docs_with_hash(run->kb->store, hash, ingest_note_moved_from, m,
+                                     &run->kb->err);
+    for (size_t i = 0; rc == 1 && i < run->n_moved; i++)
+        if (run->moved[i] == m->id) { /* dry run: already claimed by another file */
+            free(m->path);
+            m->path = NULL;
+            rc = 0;
+        }
+    if (rc == KB_ENOMEM)
+        return kb_fail(run->kb, KB_ENOMEM, "out of memory");
+    return rc;
+}
+
+/* A new file whose content is stored under a path that no longer exists: the document moves,
+ * keeping its chunks and vectors. */
+static int ingest_move(struct ingest_run *run, const char *path, const char *abs,
+                       const struct stat *st, struct ingest_moved_from *m)
+{
+    kb *kb = run->kb;
+    int rc = 0;
+    if (run->o.dry_run) {
+        int64_t *grown = realloc(run->moved, (run->n_moved + 1) * sizeof *grown);
+        if (!grown)
+            return kb_fail(kb, KB_ENOMEM, "out of memory");
+        run->moved = grown;
+        run->moved[run->n_moved++] = m->id;
+    } else if ((rc = kb_store_doc_move(kb->store, m->id, abs, st->st_size, ingest_mtime_ns(st),
+                                       (int64_t)st->st_ino, &kb->err))) {
+        return rc;
+    }
+    run->old_path = m->path;
+    ingest_emit(run, KB_EVENT_MOVED, path, NULL, 0);
+    run->old_path = NULL;
+    return 0;
+}
+
+/* One file, inside the run's transaction: unchanged (stat or hash), moved (a rename),
+ * skipped (unreadable, not text), or (re)stored. A dry run decides the same and stores
+ * nothing. */
 static int ingest_file(struct ingest_run *run, const char *path, const struct stat *st)
 {
     kb *kb = run->kb;
@@ -166,6 +240,7 @@ static int ingest_file(struct ingest_run *run, const char *path, const struct st
     struct kb_store_doc old;
     struct kb_doc file = { 0 };
     struct kb_err reason = { 0, "" };
+    struct ingest_moved_from from = { 0, NULL };
     int rc = kb_store_doc_find(kb->store, abs, &old, &kb->err), found = rc == 1;
     if (rc < 0)
         goto done;
@@ -175,18 +250,26 @@ static int ingest_file(struct ingest_run *run, const char *path, const struct st
         ingest_emit(run, KB_EVENT_UNCHANGED, path, NULL, 0);
         goto done;
     }
-    uint64_t cap = run->opts->max_file_bytes ? run->opts->max_file_bytes : KB_DEFAULT_MAX_FILE_BYTES;
+    uint64_t cap = run->o.max_file_bytes ? run->o.max_file_bytes : KB_DEFAULT_MAX_FILE_BYTES;
     if (kb_doc_read(&file, path, format, cap, &reason)) {
         ingest_emit(run, KB_EVENT_SKIPPED, path, reason.msg, 0);
         goto done;
     }
-    if ((rc = kb_store_begin(kb->store, &kb->err)))
-        goto done;
     if (found && !strcmp(old.hash, file.hash)) {
-        rc = kb_store_doc_touch(kb->store, old.id, st->st_size, ingest_mtime_ns(st),
-                                (int64_t)st->st_ino, &kb->err);
-        if (rc == 0 && (rc = kb_store_commit(kb->store, &kb->err)) == 0)
-            ingest_emit(run, KB_EVENT_UNCHANGED, path, NULL, 0);
+        if (!run->o.dry_run && (rc = kb_store_doc_touch(kb->store, old.id, st->st_size,
+                                                        ingest_mtime_ns(st),
+                                                        (int64_t)st->st_ino, &kb->err)))
+            goto done;
+        ingest_emit(run, KB_EVENT_UNCHANGED, path, NULL, 0);
+        goto done;
+    }
+    if (!found && (rc = ingest_find_moved(run, file.hash, &from)) != 0) {
+        if (rc == 1)
+            rc = ingest_move(run, path, abs, st, &from);
+        goto done;
+    }
+    if (run->o.dry_run) {
+        ingest_emit(run, found ? KB_EVENT_UPDATED : KB_EVENT_ADDED, path, NULL, 0);
         goto done;
     }
     struct kb_store_doc doc = { 0, abs, st->st_size, ingest_mtime_ns(st), (int64_t)st->st_ino,
@@ -196,16 +279,13 @@ static int ingest_file(struct ingest_run *run, const char *path, const struct st
     rc = ingest_store_text(kb, &doc, found ? old.id : 0, file.text, file.len, &file, run->opts,
                            &n_chunks);
     if (rc == 0)
-        rc = kb_vec_flush(kb);
-    if (rc == 0 && (rc = kb_store_commit(kb->store, &kb->err)) == 0) {
+        rc = ingest_flush(run);
+    if (rc == 0) {
         run->stats.chunks += n_chunks;
         ingest_emit(run, found ? KB_EVENT_UPDATED : KB_EVENT_ADDED, path, NULL, n_chunks);
     }
 done:
-    if (rc) {
-        kb_store_rollback(kb->store);
-        kb_vec_discard(kb);
-    }
+    free(from.path);
     kb_doc_free(&file);
     free(abs);
     return rc;
@@ -216,6 +296,11 @@ static int ingest_walk_cb(enum kb_walk_kind kind, const char *path, const char *
 {
     (void)rel;
     struct ingest_run *run = payload;
+    /* The one place a run stops early: between files, so what is done stays whole. */
+    if (run->o.cancel && *run->o.cancel) {
+        run->canceled = 1;
+        return KB_ECANCELED;
+    }
     if (kind == KB_WALK_SKIP) {
         ingest_emit(run, KB_EVENT_SKIPPED, path, reason, 0);
         return 0;
@@ -224,6 +309,7 @@ static int ingest_walk_cb(enum kb_walk_kind kind, const char *path, const char *
 }
 
 struct ingest_gone {
+    struct ingest_run *run;
     int64_t *ids;
     char **paths;
     size_t n, alloc;
@@ -237,6 +323,9 @@ static int ingest_note_gone(int64_t doc_id, const char *path, void *payload)
     struct stat st;
     if (lstat(path, &st) == 0 || errno != ENOENT)
         return 0;
+    for (size_t i = 0; i < gone->run->n_moved; i++)
+        if (gone->run->moved[i] == doc_id)
+            return 0; /* dry run: reported as moved */
     if (gone->n == gone->alloc) {
         size_t na = gone->alloc ? gone->alloc * 2 : 16;
         int64_t *ids = realloc(gone->ids, na * sizeof *ids);
@@ -255,22 +344,17 @@ static int ingest_note_gone(int64_t doc_id, const char *path, void *payload)
     return 0;
 }
 
-/* Removes, in one transaction, the documents under `root` whose files are gone. `shown` is
- * the root as the user gave it, so reported paths stay relative when it was. */
+/* Removes (inside the run's transaction) the documents under `root` whose files are gone.
+ * `shown` is the root as the user gave it, so reported paths stay relative when it was. */
 static int ingest_remove_gone(struct ingest_run *run, const char *root, const char *shown)
 {
     kb *kb = run->kb;
-    struct ingest_gone gone = { 0 };
+    struct ingest_gone gone = { run, NULL, NULL, 0, 0 };
     int rc = kb_store_docs_under(kb->store, root, ingest_note_gone, &gone, &kb->err);
     if (rc == KB_ENOMEM)
         rc = kb_fail(kb, KB_ENOMEM, "out of memory listing removed files");
-    if (rc == 0 && gone.n && (rc = kb_store_begin(kb->store, &kb->err)) == 0) {
-        for (size_t i = 0; i < gone.n && rc == 0; i++)
-            rc = kb_store_doc_delete(kb->store, gone.ids[i], &kb->err);
-        rc = rc ? rc : kb_store_commit(kb->store, &kb->err);
-        if (rc)
-            kb_store_rollback(kb->store);
-    }
+    for (size_t i = 0; i < gone.n && rc == 0 && !run->o.dry_run; i++)
+        rc = kb_store_doc_delete(kb->store, gone.ids[i], &kb->err);
     size_t root_len = strlen(root);
     for (size_t i = 0; i < gone.n; i++) {
         if (rc == 0) {
@@ -300,68 +384,116 @@ static int ingest_check_roots(kb *kb, const char *const *paths, size_t n_paths)
     return 0;
 }
 
-static int ingest_begin_run(kb *kb, const kb_ingest_options *opts)
+/* The caller's options at the current version: version 2 callers get the new fields'
+ * defaults. */
+static int ingest_options(kb *kb, const kb_ingest_options *in, kb_ingest_options *out)
 {
-    int rc = kb_usable(kb, 1);
-    if (rc)
-        return rc;
-    if (opts && opts->version != KB_INGEST_OPTIONS_VERSION)
-        return kb_fail(kb, KB_EINVALID, "kb_ingest_options: unknown version %u", opts->version);
-    if ((rc = kb_store_lock(kb->store, &kb->err)))
+    static const kb_ingest_options defaults = KB_INGEST_OPTIONS_INIT;
+    *out = defaults;
+    if (!in)
+        return 0;
+    if (in->version == 2) {
+        memcpy(out, in, offsetof(kb_ingest_options, cancel));
+        out->version = KB_INGEST_OPTIONS_VERSION;
+        return 0;
+    }
+    if (in->version != KB_INGEST_OPTIONS_VERSION)
+        return kb_fail(kb, KB_EINVALID, "kb_ingest_options: unknown version %u", in->version);
+    *out = *in;
+    return 0;
+}
+
+/* Starts a run: the writer lock (waiting as asked), leftovers of crashed runs cleared, the
+ * run's transaction opened and the model chosen inside it. A dry run takes none of these:
+ * it only reads. */
+static int ingest_begin_run(kb *kb, const kb_ingest_options *opts, struct ingest_run *run)
+{
+    memset(run, 0, sizeof *run);
+    run->kb = kb;
+    run->opts = &run->o;
+    int rc = kb_usable(kb, !(opts && opts->version >= 3 && opts->dry_run));
+    if (rc || (rc = ingest_options(kb, opts, &run->o)))
         return rc;
     kb->vec.n_embedded = kb->vec.n_reused = kb->vec.n_tokens = 0;
     kb->vec.notice = NULL;
-    if ((rc = kb_vec_begin_ingest(kb, opts ? opts->model : NULL)))
+    if (run->o.dry_run)
+        return 0;
+    if ((rc = kb_store_lock_wait(kb->store, run->o.lock_wait_ms, &kb->err)))
+        return rc;
+    kb_vec_collect_garbage(kb);
+    if ((rc = kb_store_begin(kb->store, &kb->err)) == 0 &&
+        (rc = kb_vec_begin_ingest(kb, run->o.model)) != 0)
+        kb_vec_abort(kb);
+    if (rc)
         kb_store_unlock(kb->store);
     return rc;
 }
 
-static void ingest_end_run(kb *kb, struct ingest_run *run)
+/* Ends a run: publishes the vector index and commits everything together, or (on an error, or
+ * a dry run) rolls it all back. Returns rc, or the commit's error. */
+static int ingest_end_run(kb *kb, struct ingest_run *run, int rc, double t0)
 {
-    kb_store_unlock(kb->store);
+    if (!run->o.dry_run) {
+        double t = ingest_now();
+        if (rc == 0)
+            rc = kb_vec_sync(kb, run->o.index);
+        if (rc == 0)
+            rc = kb_vec_commit(kb);
+        else
+            kb_vec_abort(kb);
+        run->stats.commit_seconds = ingest_now() - t;
+        kb_store_unlock(kb->store);
+    }
     run->stats.embedded = kb->vec.n_embedded;
     run->stats.reused = kb->vec.n_reused;
     run->stats.tokens = kb->vec.n_tokens;
     run->stats.notice = kb->vec.notice;
+    run->stats.seconds = ingest_now() - t0;
+    free(run->moved);
+    run->moved = NULL;
+    return rc;
 }
 
 int kb_ingest(kb *kb, const char *const *paths, size_t n_paths,
               const kb_ingest_options *opts, kb_ingest_stats *stats)
 {
-    static const kb_ingest_options defaults = KB_INGEST_OPTIONS_INIT;
-    int rc = ingest_begin_run(kb, opts);
+    struct ingest_run run;
+    double t0 = ingest_now();
+    int rc = ingest_begin_run(kb, opts, &run);
     if (rc)
         return rc;
-    struct ingest_run run = { kb, opts ? opts : &defaults, { 0 }, 0, 0 };
-    double t0 = ingest_now();
     if ((rc = (paths || !n_paths) ? ingest_check_roots(kb, paths, n_paths)
                                   : kb_fail(kb, KB_EINVALID, "paths is NULL")))
         goto done;
     struct kb_walk_options wopts = {
-        run.opts->include, run.opts->n_include, run.opts->exclude, run.opts->n_exclude,
-        run.opts->include_hidden, run.opts->follow_symlinks, 0,
+        run.o.include, run.o.n_include, run.o.exclude, run.o.n_exclude,
+        run.o.include_hidden, run.o.follow_symlinks, 0,
     };
-    for (size_t i = 0; i < n_paths && rc == 0; i++) {
+    for (size_t i = 0; i < n_paths && rc == 0 && !run.canceled; i++) {
         char *root = kb_path_absolute(paths[i]);
         if (!root)
             rc = kb_fail(kb, KB_ENOMEM, "%s: out of memory", paths[i]);
         else if ((rc = kb_walk(paths[i], &wopts, ingest_walk_cb, &run, &kb->err)) == 0)
             rc = ingest_remove_gone(&run, root, paths[i]);
         free(root);
+        if (run.canceled && rc == KB_ECANCELED)
+            rc = 0; /* keep what is complete; remove nothing: the walk did not finish */
     }
-    rc = rc ? rc : kb_vec_sync(kb, run.opts->index);
 done:
-    ingest_end_run(kb, &run);
-    run.stats.seconds = ingest_now() - t0;
+    rc = ingest_end_run(kb, &run, rc, t0);
     if (stats)
         *stats = run.stats;
-    if (rc == 0 && run.stats.skipped)
+    if (rc == 0 && run.canceled)
+        rc = kb_fail(kb, KB_ECANCELED, "interrupted: the files done so far are kept (%zu "
+                     "changed); the next run goes on from there", run.stats.added +
+                     run.stats.updated + run.stats.moved);
+    else if (rc == 0 && run.stats.skipped)
         rc = kb_fail(kb, KB_EPARTIAL, "%zu file%s skipped", run.stats.skipped,
                      run.stats.skipped == 1 ? "" : "s");
     return rc;
 }
 
-/* One in-memory document inside the caller's transaction. */
+/* One in-memory document inside the run's transaction. */
 static int ingest_add_document(struct ingest_run *run, const kb_document *d)
 {
     kb *kb = run->kb;
@@ -388,6 +520,10 @@ static int ingest_add_document(struct ingest_run *run, const kb_document *d)
         ingest_emit(run, KB_EVENT_UNCHANGED, d->id, NULL, 0);
         return 0;
     }
+    if (run->o.dry_run) {
+        ingest_emit(run, found ? KB_EVENT_UPDATED : KB_EVENT_ADDED, d->id, NULL, 0);
+        return 0;
+    }
     size_t n_chunks = 0;
     if ((rc = ingest_store_text(kb, &doc, found ? old.id : 0, d->text, d->text_len, NULL,
                                 run->opts, &n_chunks)))
@@ -400,30 +536,50 @@ static int ingest_add_document(struct ingest_run *run, const kb_document *d)
 int kb_add_documents(kb *kb, const kb_document *docs, size_t n_docs,
                      const kb_ingest_options *opts, kb_ingest_stats *stats)
 {
-    static const kb_ingest_options defaults = KB_INGEST_OPTIONS_INIT;
-    int rc = ingest_begin_run(kb, opts);
+    struct ingest_run run;
+    double t0 = ingest_now();
+    int rc = ingest_begin_run(kb, opts, &run);
     if (rc)
         return rc;
-    struct ingest_run run = { kb, opts ? opts : &defaults, { 0 }, 0, 0 };
-    double t0 = ingest_now();
     if (!docs && n_docs)
         rc = kb_fail(kb, KB_EINVALID, "docs is NULL");
-    else if ((rc = kb_store_begin(kb->store, &kb->err)) == 0) {
-        for (size_t i = 0; i < n_docs && rc == 0; i++)
-            rc = ingest_add_document(&run, &docs[i]);
-        rc = rc ? rc : kb_vec_flush(kb);
-        rc = rc ? rc : kb_store_commit(kb->store, &kb->err);
-        if (rc) {
-            kb_store_rollback(kb->store);
-            kb_vec_discard(kb);
-        }
-    }
-    rc = rc ? rc : kb_vec_sync(kb, run.opts->index);
-    ingest_end_run(kb, &run);
-    run.stats.seconds = ingest_now() - t0;
+    for (size_t i = 0; i < n_docs && rc == 0; i++)
+        rc = ingest_add_document(&run, &docs[i]);
+    rc = rc ? rc : ingest_flush(&run);
+    rc = ingest_end_run(kb, &run, rc, t0);
     if (rc)
         memset(&run.stats, 0, sizeof run.stats);
     if (stats)
         *stats = run.stats;
+    return rc;
+}
+
+int kb_delete_documents(kb *kb, const char *const *ids, size_t n_ids, int lock_wait_ms,
+                        size_t *n_deleted)
+{
+    kb_ingest_options opts = KB_INGEST_OPTIONS_INIT;
+    opts.lock_wait_ms = lock_wait_ms;
+    struct ingest_run run;
+    double t0 = ingest_now();
+    size_t n = 0;
+    if (n_deleted)
+        *n_deleted = 0;
+    int rc = ingest_begin_run(kb, &opts, &run);
+    if (rc)
+        return rc;
+    if (!ids && n_ids)
+        rc = kb_fail(kb, KB_EINVALID, "ids is NULL");
+    for (size_t i = 0; i < n_ids && rc == 0; i++) {
+        struct kb_store_doc doc;
+        if (!ids[i] || !*ids[i])
+            rc = kb_fail(kb, KB_EINVALID, "empty document id");
+        else if ((rc = kb_store_doc_find(kb->store, ids[i], &doc, &kb->err)) == 1 &&
+                 (rc = kb_store_doc_delete(kb->store, doc.id, &kb->err)) == 0)
+            n++;
+        rc = rc < 0 ? rc : 0;
+    }
+    rc = ingest_end_run(kb, &run, rc, t0);
+    if (rc == 0 && n_deleted)
+        *n_deleted = n;
     return rc;
 }

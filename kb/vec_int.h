@@ -43,6 +43,8 @@ struct kb_vec {
     size_t n_tokens;           /* model tokens embedded (for progress) */
     struct kb_vindex *vi;      /* for searching */
     int64_t vi_rev;
+    char *published;           /* the generation file this run put in place (not committed) */
+    char *superseded;          /* the file it replaces, removed once the run commits */
     struct kb_err err;
 };
 
@@ -65,8 +67,18 @@ int kb_vec_queue(kb *kb, int64_t chunk_id, const char *title, const char *headin
 int kb_vec_flush(kb *kb);
 /* Drops the queue and stash (after a rollback). */
 void kb_vec_discard(kb *kb);
-/* After a run: publishes a FAISS generation matching the vectors (spec_text forces a type). */
+/* At the end of a run, inside its transaction: writes a FAISS generation matching the vectors
+ * (spec_text forces a type) and records it, so it commits with the data it indexes. */
 int kb_vec_sync(kb *kb, const char *spec_text);
+/* Commits the run's transaction; then removes the generation file it superseded. On failure
+ * rolls back as kb_vec_abort does. */
+int kb_vec_commit(kb *kb);
+/* Rolls the run's transaction back, removes the generation file it had put in place, drops
+ * queued vectors, and forgets cached state read inside the transaction. */
+void kb_vec_abort(kb *kb);
+/* With the writer lock held: removes vectors.*.faiss files (and .tmp) other than the
+ * recorded generation, left by a run that crashed before committing or cleaning up. */
+void kb_vec_collect_garbage(kb *kb);
 int kb_vec_open_generation(kb *kb, const struct kb_vindex_record *rec, struct kb_vindex **out);
 
 /* Search: 1 when the KB has a model and vectors. */

@@ -3,6 +3,7 @@
 #include "kb/kb_int.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -437,18 +438,20 @@ static int vec_build_all(kb *kb, const char *spec_text, struct kb_vindex **out, 
     return rc;
 }
 
-/* Writes vi as generation gen: a new file, fsynced, renamed into place, directory fsynced,
- * then recorded with its sha256 in one transaction. The previous file is removed after. */
+/* Writes vi as the next generation: a new file, fsynced, renamed into place, directory
+ * fsynced, then recorded with its sha256 inside the caller's transaction. The file it
+ * replaces is removed only once that commits (kb_vec_commit). */
 static int vec_publish(kb *kb, struct kb_vindex *vi, const struct kb_vindex_record *old,
                        int64_t rev)
 {
+    struct kb_vec *v = &kb->vec;
     struct kb_vindex_record rec = { 0 };
     rec.generation = old ? old->generation + 1 : 1;
     snprintf(rec.file, sizeof rec.file, "vectors.%lld.faiss", (long long)rec.generation);
     char tmp_name[160];
     snprintf(tmp_name, sizeof tmp_name, "%s.tmp", rec.file);
     char *tmp = vec_file_path(kb, tmp_name), *dst = vec_file_path(kb, rec.file);
-    int rc = tmp && dst ? 0 : kb_fail(kb, KB_ENOMEM, "out of memory");
+    int rc = tmp && dst ? 0 : kb_fail(kb, KB_ENOMEM, "out of memory"), renamed = 0;
     if (!rc)
         rc = kb_vindex_write(vi, tmp, &kb->err);
     if (!rc)
@@ -459,6 +462,7 @@ static int vec_publish(kb *kb, struct kb_vindex *vi, const struct kb_vindex_reco
         kb_test_crash_point("before-rename");
     if (!rc && rename(tmp, dst) != 0)
         rc = kb_fail(kb, KB_EIO, "%s: %s", dst, strerror(errno));
+    renamed = !rc;
     if (!rc)
         rc = vec_fsync_dir(kb);
     if (!rc)
@@ -469,29 +473,76 @@ static int vec_publish(kb *kb, struct kb_vindex *vi, const struct kb_vindex_reco
     rec.n_vectors = (int64_t)kb_vindex_count(vi);
     rec.dim = kb->vec.dim;
     rec.vectors_rev = rev;
-    if (!rc && !(rc = kb_store_begin(kb->store, &kb->err))) {
+    if (!rc)
         rc = kb_vindex_record_put(kb->store, &rec, &kb->err);
-        if (!rc)
-            kb_test_crash_point("before-commit");
-        rc = rc ? rc : kb_store_commit(kb->store, &kb->err);
-        if (rc)
-            kb_store_rollback(kb->store);
-        else
-            kb_test_crash_point("after-commit");
-    }
     if (rc) {
         if (tmp)
             unlink(tmp);
-        /* dst stays unreferenced if the record failed; the next run overwrites it. */
-    } else if (old && strcmp(old->file, rec.file)) {
-        char *prev = vec_file_path(kb, old->file);
-        if (prev)
-            unlink(prev);
-        free(prev);
+        if (renamed)
+            unlink(dst);
+        free(dst);
+    } else {
+        free(v->published);
+        v->published = dst;
+        free(v->superseded);
+        v->superseded = old && strcmp(old->file, rec.file) ? vec_file_path(kb, old->file) : NULL;
     }
     free(tmp);
-    free(dst);
     return rc;
+}
+
+int kb_vec_commit(kb *kb)
+{
+    struct kb_vec *v = &kb->vec;
+    kb_test_crash_point("before-commit");
+    int rc = kb_store_commit(kb->store, &kb->err);
+    if (rc) {
+        kb_vec_abort(kb);
+        return rc;
+    }
+    kb_test_crash_point("after-commit");
+    if (v->superseded)
+        unlink(v->superseded);
+    free(v->superseded);
+    free(v->published);
+    v->superseded = v->published = NULL;
+    return 0;
+}
+
+void kb_vec_abort(kb *kb)
+{
+    struct kb_vec *v = &kb->vec;
+    kb_store_rollback(kb->store);
+    if (v->published)
+        unlink(v->published);
+    free(v->superseded);
+    free(v->published);
+    v->superseded = v->published = NULL;
+    kb_vec_discard(kb);
+    v->record_loaded = 0; /* the model record may have been written inside the transaction */
+}
+
+void kb_vec_collect_garbage(kb *kb)
+{
+    struct kb_vindex_record rec;
+    struct kb_err err;
+    int has = kb_vindex_record_get(kb->store, &rec, &err);
+    if (has < 0)
+        return;
+    DIR *d = opendir(kb_store_dir(kb->store));
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *dot = strstr(e->d_name, ".faiss");
+        if (strncmp(e->d_name, "vectors.", 8) || !dot || (strcmp(dot, ".faiss") &&
+                                                           strcmp(dot, ".faiss.tmp")))
+            continue;
+        if (has && !strcmp(e->d_name, rec.file))
+            continue;
+        unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
 }
 
 /* Brings the recorded FAISS index in line with the vectors table: loads the current
@@ -684,6 +735,7 @@ int kb_reindex(kb *kb, const char *model, const char *index, kb_ingest_stats *st
         return kb_fail(kb, KB_EINVALID, "kb_reindex: no model given");
     if ((rc = kb_store_lock(kb->store, &kb->err)))
         return rc;
+    kb_vec_collect_garbage(kb);
     struct kb_vec *v = &kb->vec;
     kb_vec_close(kb);
     v->n_embedded = v->n_reused = 0;
@@ -710,13 +762,13 @@ int kb_reindex(kb *kb, const char *model, const char *index, kb_ingest_stats *st
     memcpy(v->identity, v->open_identity, sizeof v->identity);
     rc = rc ? rc : vec_queue_all(kb);
     rc = rc ? rc : kb_vec_flush(kb);
-    rc = rc ? rc : kb_store_commit(kb->store, &kb->err);
+    rc = rc ? rc : kb_vec_sync(kb, index);
     if (rc) {
-        kb_store_rollback(kb->store);
-        kb_vec_discard(kb);
+        kb_vec_abort(kb);
         goto done;
     }
-    rc = kb_vec_sync(kb, index);
+    if ((rc = kb_vec_commit(kb)))
+        goto done;
     if (stats) {
         stats->embedded = v->n_embedded;
         stats->reused = v->n_reused;
@@ -734,10 +786,16 @@ int kb_rebuild_index(kb *kb, const char *index)
         return rc;
     if ((rc = kb_store_lock(kb->store, &kb->err)))
         return rc;
+    kb_vec_collect_garbage(kb);
     kb->vec.record_loaded = 0;
     if (!(rc = vec_load_record(kb)) && !kb->vec.model_name)
         rc = kb_fail(kb, KB_EINVALID, "this knowledge base has no vectors to index");
-    rc = rc ? rc : kb_vec_sync(kb, index && *index ? index : "auto");
+    if (!rc && !(rc = kb_store_begin(kb->store, &kb->err))) {
+        if ((rc = kb_vec_sync(kb, index && *index ? index : "auto")))
+            kb_vec_abort(kb);
+        else
+            rc = kb_vec_commit(kb);
+    }
     kb_store_unlock(kb->store);
     return rc;
 }
@@ -960,6 +1018,8 @@ void kb_vec_close(kb *kb)
     struct kb_vec *v = &kb->vec;
     kb_vec_discard(kb);
     free(v->queue);
+    free(v->published);
+    free(v->superseded);
     kb_model_close(v->model);
     kb_vindex_free(v->vi);
     free(v->model_name);

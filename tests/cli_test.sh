@@ -70,7 +70,7 @@ ok "$(sha256sum newer/kb.sqlite)" "$before" "a refused KB is left untouched"
 echo 'not sqlite' > fake.sqlite; mkdir fakekb; mv fake.sqlite fakekb/kb.sqlite
 $KB --kb fakekb search x 2>/dev/null; ok $? 66 "a kb.sqlite that is not a database is not a KB"
 $KB --kb kbdir search -k 2>/dev/null; ok $? 2 "usage error exits 2"
-for c in ingest search status check eval; do $KB $c --help | grep -q 'example:'; ok $? 0 "$c --help has an example"; done
+for c in ingest search status check eval; do $KB $c --help | grep -q 'examples\?:'; ok $? 0 "$c --help has an example"; done
 $KB --version | grep -q '^kb [0-9]'; ok $? 0 "--version"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

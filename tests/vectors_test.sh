@@ -498,6 +498,94 @@ PY
     $KB --kb k search --modified-after yesterday x >/dev/null 2>err; ok $? 2 "a bad date is a usage error"
 }
 
+# dump KBDIR: the KB's content (documents, chunks, vectors, the recorded index), no timestamps.
+dump() {
+    $PY -c '
+import hashlib, sqlite3, sys
+c = sqlite3.connect("file:" + sys.argv[1] + "/kb.sqlite?mode=ro", uri=True)
+for r in c.execute("SELECT path, size, mtime_ns, inode, hash, format, title FROM documents ORDER BY path"): print("doc", r)
+for r in c.execute("SELECT c.id, d.path, c.ordinal, c.hash, c.heading_path, c.line_start, c.line_end FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.id"): print("chunk", r)
+for r in c.execute("SELECT chunk_id, input_hash, vector FROM vectors ORDER BY chunk_id"): print("vec", r[0], r[1], hashlib.sha256(r[2]).hexdigest())
+for r in c.execute("SELECT generation, file, sha256, n_vectors FROM vector_index"): print("index", r)' "$1"
+    ls "$1" | grep faiss
+}
+
+case_a_renamed_file_moves_without_re_embedding() {
+    mkdir -p docs/sub
+    $GEN "$A/vocab.txt" docs 6 61 --sections 4 --words 25
+    $KB --kb k ingest --model "$A" docs >/dev/null; ok $? 0 "first ingest exits 0"
+    local ids_before; ids_before=$(sql k "SELECT group_concat(c.id) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.path LIKE '%/doc0002.md'")
+    mv docs/doc0002.md docs/sub/renamed.md
+    $KB --kb k --json ingest docs > out; ok $? 0 "ingest after a rename exits 0"
+    ok "$(jget 'd["moved"], d["added"], d["removed"], d["embedded"]' < out)" "1 0 0 0" \
+       "a renamed file is one move: nothing added, removed or embedded"
+    ok "$(sql k "SELECT group_concat(c.id) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.path LIKE '%/sub/renamed.md'")" \
+       "$ids_before" "the moved document keeps its chunks (same ids)"
+    ok "$(sql k "SELECT count(*) FROM documents WHERE path LIKE '%/doc0002.md'")" 0 "the old path is gone"
+    local q; q=$(sql k "SELECT text FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.path LIKE '%/sub/renamed.md' ORDER BY c.id DESC LIMIT 1")
+    ok "$($KB --kb k --json search --mode bm25 -k 1 "$q" | jget "d['results'][0]['path'].endswith('/sub/renamed.md')")" True \
+       "search finds the passage under its new path"
+    ok "$($KB --kb k check >/dev/null; echo $?)" 0 "kb check passes after the move"
+    # Renamed and edited: the old document goes, the new one reuses the unchanged chunks' vectors.
+    mv docs/doc0003.md docs/edited.md
+    echo "A closing paragraph added after the rename." >> docs/edited.md
+    $KB --kb k --json ingest docs > out
+    ok "$(jget 'd["moved"], d["added"], d["removed"]' < out)" "0 1 1" "renamed and edited: added and removed"
+    local e; e=$(jget 'd["embedded"]' < out)
+    ok "$([ "$e" -ge 1 ] && [ "$e" -le 2 ] && echo yes)" yes "renamed and edited: only the changed chunk is embedded (got $e)"
+    # A copy (the original still there) is an addition that reuses every vector.
+    cp docs/doc0004.md docs/copy.md
+    $KB --kb k --json ingest docs > out
+    ok "$(jget 'd["moved"], d["added"], d["embedded"]' < out)" "0 1 0" "a copy is added and embeds nothing"
+}
+
+case_dry_run_changes_nothing() {
+    mkdir docs
+    $GEN "$A/vocab.txt" docs 8 71 --sections 3 --words 20
+    $KB --kb k ingest --model "$A" docs >/dev/null; ok $? 0 "first ingest exits 0"
+    mv docs/doc0001.md docs/moved.md; rm docs/doc0002.md
+    echo "An added sentence." >> docs/doc0003.md
+    $GEN "$A/vocab.txt" docs 1 72 --prefix fresh
+    dump k > before
+    $KB --kb k --json ingest --dry-run docs > dry; ok $? 0 "a dry run exits 0"
+    dump k > after
+    ok "$(cmp -s before after && echo same)" same "a dry run leaves the KB byte for byte as it was"
+    ok "$(jget 'd["dry_run"], d["added"], d["updated"], d["moved"], d["removed"], d["embedded"]' < dry)" \
+       "True 1 1 1 1 0" "the dry run reports one of each change and embeds nothing"
+    ok "$(jget "sorted(c['change'] for c in d['changes'])" < dry)" "['added', 'moved', 'removed', 'updated']" \
+       "the dry run lists each change"
+    $KB --kb k --dry-run ingest docs >/dev/null 2>&1; ok $? 2 "--dry-run is an ingest option, not a global one"
+    $KB --kb k --json ingest docs > real; ok $? 0 "the real run exits 0"
+    ok "$(jget 'd["added"], d["updated"], d["moved"], d["removed"]' < real)" "1 1 1 1" \
+       "the real run does what the dry run said"
+    $KB --kb missing ingest --dry-run docs >/dev/null 2>&1; ok $? 66 "a dry run never creates a KB"
+    ok "$([ -e missing ] && echo created || echo absent)" absent "no KB folder appears"
+}
+
+case_an_interrupted_ingest_keeps_completed_files() {
+    local B; B=$(model bge_f16_cls)
+    mkdir docs
+    $GEN "$B/vocab.txt" docs 300 81 --sections 3 --words 40
+    # -v prints a line per file as it is stored; stop the run after some files with SIGINT.
+    $KB --kb k -v ingest --model "$B" docs > out 2> events &
+    local pid=$! n=0
+    while kill -0 $pid 2>/dev/null && [ "$(grep -c '^added' events)" -lt 20 ]; do sleep 0.05; done
+    kill -INT $pid 2>/dev/null; wait $pid; local rc=$?
+    n=$(sql k "SELECT count(*) FROM documents")
+    echo "interrupted after $n of 300 files (exit $rc)"
+    ok "$rc" 130 "an interrupted ingest exits 130"
+    ok "$(grep -c '^kb: interrupted: the files done so far are kept' events)" 1 "it says so in one line"
+    ok "$([ "$n" -ge 20 ] && [ "$n" -lt 300 ] && echo yes)" yes "the files completed before the signal are committed ($n)"
+    ok "$($KB --kb k check >/dev/null; echo $?)" 0 "kb check passes after the interruption"
+    ok "$(sql k "SELECT count(*) FROM chunks") $(sql k "SELECT count(*) FROM vectors")" \
+       "$(sql k "SELECT count(*) FROM chunks") $(sql k "SELECT count(*) FROM chunks")" "every committed chunk has its vector"
+    local first; first=$(sql k "SELECT count(*) FROM vectors")
+    $KB --kb k --json ingest docs > out2; ok $? 0 "the next run completes"
+    ok "$(jget 'd["unchanged"], d["added"]' < out2)" "$n $((300 - n))" "the next run goes on from where it stopped"
+    ok "$(( first + $(jget 'd["embedded"]' < out2) ))" "$(sql k "SELECT count(*) FROM chunks")" \
+       "no chunk is embedded twice across the two runs"
+}
+
 type "case_$CASE" >/dev/null 2>&1 || { echo "unknown case $CASE"; exit 2; }
 "case_$CASE"
 echo "$CASE: $pass passed, $fail failed"

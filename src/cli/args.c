@@ -102,7 +102,7 @@ int cli_parse(struct cli *cli, const char *cmd, const struct cli_opt *opts, int 
             cli_usage_error(cmd, "unknown option '%s'", arg);
             return CLI_EXIT_USAGE;
         }
-        if (opt->has_arg && !value) {
+        if (opt->has_arg == 1 && !value) { /* 2: the value is optional, given only as --x=v */
             if (i + 1 >= argc) {
                 cli_usage_error(cmd, "%s needs a value", arg);
                 return CLI_EXIT_USAGE;

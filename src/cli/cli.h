@@ -19,6 +19,7 @@ enum cli_exit {
     CLI_EXIT_CANTCREAT = 73,
     CLI_EXIT_IOERR = 74,
     CLI_EXIT_TEMPFAIL = 75,
+    CLI_EXIT_INTERRUPTED = 130, /* SIGINT/SIGTERM: stopped at a safe point, work kept */
     CLI_EXIT_CONFIG = 78
 };
 
@@ -34,7 +35,7 @@ struct cli {
 struct cli_opt {
     const char *name;     /* long name without "--" */
     char short_name;      /* 0 for none */
-    int has_arg;
+    int has_arg;          /* 0 none, 1 required, 2 optional (only as --name=VALUE) */
     int id;
 };
 

@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,19 +32,35 @@ static const char ingest_help[] =
     "                         its model: change it with 'kb reindex --model'\n"
     "  --index TYPE           vector index: flat, ivf, hnsw, or e.g. ivf:nlist=1024,nprobe=32\n"
     "                         (default: chosen by size)\n"
-    "  --json                 print a JSON summary\n"
+    "  --dry-run              report what would change (added, updated, moved, removed)\n"
+    "                         and change nothing\n"
+    "  --wait[=SECONDS]       when another kb is writing, wait for it (as long as it takes,\n"
+    "                         or up to SECONDS) instead of exiting with code 75\n"
+    "  --skipped-exit N       exit code when some files were skipped (default 1; 0 for\n"
+    "                         jobs that only care about failures)\n"
+    "  -q, --quiet            print nothing but errors\n"
+    "  --json                 print a JSON summary (counts and durations)\n"
     "\n"
-    "example:\n"
-    "  kb ingest --exclude 'drafts' ~/notes docs/handbook.md\n";
+    "A run is one transaction: searches see the previous state until it commits. Ctrl-C or\n"
+    "SIGTERM stops it after the current file and keeps the files done (exit 130); the\n"
+    "next run goes on from there. Exit codes: 0 done, 1 files skipped (see --skipped-exit),\n"
+    "2 usage, 66 a PATH is missing, 74 I/O error (e.g. disk full), 75 locked by another\n"
+    "writer, 130 interrupted.\n"
+    "\n"
+    "examples:\n"
+    "  kb ingest --exclude 'drafts' ~/notes docs/handbook.md\n"
+    "  kb ingest --quiet --wait=600 /srv/shared/docs     # from cron\n";
 
 enum { OPT_INCLUDE = 1, OPT_EXCLUDE, OPT_HIDDEN, OPT_FOLLOW, OPT_MAXSIZE, OPT_CHUNK, OPT_OVERLAP,
-       OPT_MODEL, OPT_INDEX };
+       OPT_MODEL, OPT_INDEX, OPT_DRY_RUN, OPT_WAIT, OPT_SKIPPED_EXIT };
 
 static const struct cli_opt ingest_opts[] = {
     { "include", 0, 1, OPT_INCLUDE }, { "exclude", 0, 1, OPT_EXCLUDE },
     { "hidden", 0, 0, OPT_HIDDEN }, { "follow-symlinks", 0, 0, OPT_FOLLOW },
     { "max-file-size", 0, 1, OPT_MAXSIZE }, { "chunk-tokens", 0, 1, OPT_CHUNK },
     { "overlap", 0, 1, OPT_OVERLAP }, { "model", 0, 1, OPT_MODEL }, { "index", 0, 1, OPT_INDEX },
+    { "dry-run", 0, 0, OPT_DRY_RUN }, { "wait", 0, 2, OPT_WAIT },
+    { "skipped-exit", 0, 1, OPT_SKIPPED_EXIT },
     { NULL, 0, 0, 0 },
 };
 
@@ -53,6 +70,8 @@ struct ingest_cmd {
     const char **include, **exclude;
     size_t n_include, n_exclude;
     cJSON *json_skipped;
+    cJSON *json_changes;     /* --dry-run --json: what would change */
+    int skipped_exit;        /* exit code when files were skipped */
     int progress;            /* a progress line on stderr (a terminal, not -q/--json/-v) */
     size_t total;            /* files found by a quick count first (for the ETA) */
     size_t files, chunks, embedded, tokens;
@@ -139,13 +158,63 @@ static const char *ingest_opt(int id, const char *value, void *payload)
         if (!(msg = cli_parse_size(value, 0, 4095, &n)))
             c->opts.overlap_tokens = (unsigned)n;
         break;
+    case OPT_DRY_RUN: c->opts.dry_run = 1; break;
+    case OPT_WAIT:
+        c->opts.lock_wait_ms = -1;
+        if (value && !(msg = cli_parse_size(value, 0, 86400 * 7, &n)))
+            c->opts.lock_wait_ms = n ? (int)n * 1000 : 0;
+        break;
+    case OPT_SKIPPED_EXIT:
+        if (!(msg = cli_parse_size(value, 0, 125, &n)))
+            c->skipped_exit = (int)n;
+        break;
     }
     return msg;
 }
 
 static const char *const ingest_event_names[] = {
-    "", "added", "updated", "unchanged", "removed", "skipped", "ignored",
+    "", "added", "updated", "unchanged", "removed", "skipped", "ignored", "moved",
 };
+
+/* Set by SIGINT/SIGTERM: the run stops after the current file (kb_ingest_options.cancel). */
+static volatile sig_atomic_t ingest_interrupted;
+
+static void ingest_on_signal(int sig)
+{
+    (void)sig;
+    ingest_interrupted = 1;
+}
+
+/* The first Ctrl-C or SIGTERM asks the run to stop at a safe point; a second one (the
+ * handler resets itself) ends the process at once, which the KB also survives. */
+static void ingest_catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = ingest_on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* --dry-run: each change is reported, as a line or in the JSON summary. */
+static void ingest_show_change(struct ingest_cmd *c, const kb_event *ev)
+{
+    static const char *const verbs[] = { "", "add", "update", "", "remove", "", "", "move" };
+    if (c->cli->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "change", ingest_event_names[ev->type]);
+        cJSON_AddStringToObject(o, "path", ev->path);
+        if (ev->old_path)
+            cJSON_AddStringToObject(o, "old_path", ev->old_path);
+        cJSON_AddItemToArray(c->json_changes, o);
+    } else if (ev->type == KB_EVENT_MOVED) {
+        printf("would move   %s (from %s)\n", ev->path, ev->old_path);
+    } else {
+        printf("would %-6s %s\n", verbs[ev->type], ev->path);
+    }
+}
 
 static void ingest_on_event(const kb_event *ev, void *payload)
 {
@@ -157,6 +226,9 @@ static void ingest_on_event(const kb_event *ev, void *payload)
         c->tokens += ev->n_tokens;
         ingest_show_progress(c, 0);
     }
+    if (c->opts.dry_run && (ev->type == KB_EVENT_ADDED || ev->type == KB_EVENT_UPDATED ||
+                            ev->type == KB_EVENT_REMOVED || ev->type == KB_EVENT_MOVED))
+        ingest_show_change(c, ev);
     if (c->cli->json) {
         if (ev->type == KB_EVENT_SKIPPED) {
             cJSON *o = cJSON_CreateObject();
@@ -172,18 +244,24 @@ static void ingest_on_event(const kb_event *ev, void *payload)
         cli_warn(c->cli, "skipped %s: %s", ev->path, ev->reason);
     else if (ev->type == KB_EVENT_UNCHANGED || ev->type == KB_EVENT_IGNORED
              ? c->cli->verbose >= 2 : c->cli->verbose >= 1)
-        fprintf(stderr, "%-9s %s%s\n", ingest_event_names[ev->type], ev->path,
-                ev->type == KB_EVENT_IGNORED ? " (not a format kb reads)" : "");
+        fprintf(stderr, "%-9s %s%s%s%s\n", ingest_event_names[ev->type], ev->path,
+                ev->type == KB_EVENT_IGNORED ? " (not a format kb reads)" : "",
+                ev->old_path ? " (from " : "", ev->old_path ? ev->old_path : "");
 }
 
-static int ingest_report(const struct ingest_cmd *c, const kb_ingest_stats *st)
+static int ingest_report(const struct ingest_cmd *c, const kb_ingest_stats *st, int interrupted)
 {
     if (c->cli->json) {
         cJSON *o = cJSON_CreateObject();
+        if (c->opts.dry_run)
+            cJSON_AddBoolToObject(o, "dry_run", 1);
+        if (interrupted)
+            cJSON_AddBoolToObject(o, "interrupted", 1);
         cJSON_AddNumberToObject(o, "added", (double)st->added);
         cJSON_AddNumberToObject(o, "updated", (double)st->updated);
         cJSON_AddNumberToObject(o, "unchanged", (double)st->unchanged);
         cJSON_AddNumberToObject(o, "removed", (double)st->removed);
+        cJSON_AddNumberToObject(o, "moved", (double)st->moved);
         cJSON_AddNumberToObject(o, "skipped", (double)st->skipped);
         cJSON_AddNumberToObject(o, "ignored", (double)st->ignored);
         cJSON_AddNumberToObject(o, "chunks", (double)st->chunks);
@@ -191,14 +269,21 @@ static int ingest_report(const struct ingest_cmd *c, const kb_ingest_stats *st)
         cJSON_AddNumberToObject(o, "reused_vectors", (double)st->reused);
         cJSON_AddNumberToObject(o, "embedded_tokens", (double)st->tokens);
         cJSON_AddNumberToObject(o, "seconds", st->seconds);
+        cJSON_AddNumberToObject(o, "embed_seconds", st->embed_seconds);
+        cJSON_AddNumberToObject(o, "commit_seconds", st->commit_seconds);
         if (st->notice)
             cJSON_AddStringToObject(o, "notice", st->notice);
         cJSON_AddItemReferenceToObject(o, "skipped_files", c->json_skipped);
+        if (c->opts.dry_run)
+            cJSON_AddItemReferenceToObject(o, "changes", c->json_changes);
         return cli_print_json(o);
     }
-    printf("added %zu, updated %zu, unchanged %zu, removed %zu, skipped %zu"
+    if (c->cli->quiet)
+        return 0;
+    printf("%s%zu, updated %zu, unchanged %zu, %s %zu, moved %zu, skipped %zu"
            " (%zu chunks written, %zu embedded, in %.2f s)\n",
-           st->added, st->updated, st->unchanged, st->removed, st->skipped, st->chunks,
+           c->opts.dry_run ? "dry run: would add " : "added ", st->added, st->updated,
+           st->unchanged, "removed", st->removed, st->moved, st->skipped, st->chunks,
            st->embedded, st->seconds);
     if (st->notice && !c->cli->quiet)
         fprintf(stderr, "kb: note: %s\n", st->notice);
@@ -207,14 +292,16 @@ static int ingest_report(const struct ingest_cmd *c, const kb_ingest_stats *st)
 
 int cmd_ingest(struct cli *cli, int argc, char **argv)
 {
-    struct ingest_cmd c = { cli, KB_INGEST_OPTIONS_INIT, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0 };
+    struct ingest_cmd c = { cli, KB_INGEST_OPTIONS_INIT, NULL, NULL, 0, 0, NULL, NULL,
+                            CLI_EXIT_PARTIAL, 0, 0, 0, 0, 0, 0, 0, 0 };
     char **paths = calloc((size_t)argc + 1, sizeof *paths);
     c.include = calloc((size_t)argc + 1, sizeof *c.include);
     c.exclude = calloc((size_t)argc + 1, sizeof *c.exclude);
     c.json_skipped = cJSON_CreateArray();
+    c.json_changes = cJSON_CreateArray();
     int n_paths = 0, help = 0, rc;
     kb *kb = NULL;
-    if (!paths || !c.include || !c.exclude || !c.json_skipped) {
+    if (!paths || !c.include || !c.exclude || !c.json_skipped || !c.json_changes) {
         cli_error("out of memory");
         rc = CLI_EXIT_IOERR;
         goto done;
@@ -237,8 +324,10 @@ int cmd_ingest(struct cli *cli, int argc, char **argv)
     c.opts.n_exclude = c.n_exclude;
     c.opts.on_event = ingest_on_event;
     c.opts.payload = &c;
-    if ((rc = cli_open(cli, &kb, KB_OPEN_CREATE)))
+    c.opts.cancel = &ingest_interrupted;
+    if ((rc = cli_open(cli, &kb, c.opts.dry_run ? KB_OPEN_READONLY : KB_OPEN_CREATE)))
         goto done;
+    ingest_catch_signals();
     c.progress = isatty(STDERR_FILENO) && !cli->quiet && !cli->json && !cli->verbose;
     if (c.progress) {
         c.total = ingest_count_files(paths, n_paths);
@@ -248,16 +337,23 @@ int cmd_ingest(struct cli *cli, int argc, char **argv)
     int status = kb_ingest(kb, (const char *const *)paths, (size_t)n_paths, &c.opts, &st);
     if (c.progress)
         ingest_show_progress(&c, 1);
+    if (status == KB_ECANCELED) {
+        ingest_report(&c, &st, 1);
+        cli_error("%s", kb_errmsg(kb));
+        rc = CLI_EXIT_INTERRUPTED;
+        goto done;
+    }
     if (status && status != KB_EPARTIAL) {
         rc = cli_fail(cli, kb, status);
         goto done;
     }
-    rc = ingest_report(&c, &st);
+    rc = ingest_report(&c, &st, 0);
     if (rc == 0 && status == KB_EPARTIAL)
-        rc = CLI_EXIT_PARTIAL;
+        rc = c.skipped_exit;
 done:
     kb_close(kb);
     cJSON_Delete(c.json_skipped);
+    cJSON_Delete(c.json_changes);
     free(paths);
     free(c.include);
     free(c.exclude);

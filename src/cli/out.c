@@ -63,6 +63,7 @@ int cli_exit_code(int status)
     case KB_ECANTCREATE: return CLI_EXIT_CANTCREAT;
     case KB_EIO: case KB_ENOMEM: return CLI_EXIT_IOERR;
     case KB_ELOCKED: return CLI_EXIT_TEMPFAIL;
+    case KB_ECANCELED: return CLI_EXIT_INTERRUPTED;
     case KB_EUNAVAILABLE: return CLI_EXIT_UNAVAILABLE;
     case KB_EAUTH: case KB_ECONFIG: return CLI_EXIT_CONFIG;
     default: return CLI_EXIT_SOFTWARE;
