@@ -112,13 +112,15 @@ static int store_check_dir(struct kb_store *store, unsigned flags, int *create,
     return 0;
 }
 
+/* WAL, so readers never wait for the writer; synchronous=FULL, so a committed run survives a
+ * power cut too (one fsync per run, which is one transaction), not only a killed process. */
 static int store_configure(struct kb_store *store, int created, struct kb_err *err)
 {
     sqlite3_busy_timeout(store->db, 5000);
     sqlite3_extended_result_codes(store->db, 1);
     const char *pragmas = (store->flags & KB_STORE_READONLY)
         ? "PRAGMA foreign_keys=ON;"
-        : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;";
+        : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
     /* A 64 MiB page cache per connection: searches revisit the same FTS5 and chunk pages, and
      * re-reading them from the OS cost a fifth of a BM25 query. */
     if (sqlite3_exec(store->db, "PRAGMA cache_size=-65536;", NULL, NULL, NULL) != SQLITE_OK)
