@@ -45,6 +45,7 @@ struct kb_vec {
     int64_t vi_rev;
     char *published;           /* the generation file this run put in place (not committed) */
     char *superseded;          /* the file it replaces, removed once the run commits */
+    struct kb_pending *pending; /* this run's new embeddings, kept across a crash (writer) */
     struct kb_err err;
 };
 

@@ -14,6 +14,7 @@
 
 #include "encoder/encoder.h"
 #include "encoder/wordpiece.h"
+#include "index/pending.h"
 #include "index/vectors.h"
 #include "index/vindex.h"
 #include "ingest/tokcount.h"
@@ -341,18 +342,33 @@ static void vec_queue_clear(struct kb_vec *v)
     v->n_queue = 0;
 }
 
+/* The side file of this run's embeddings (opened on first use), or NULL when it cannot be
+ * had: it only saves time, so its failures never fail a run. */
+static struct kb_pending *vec_pending(kb *kb)
+{
+    struct kb_vec *v = &kb->vec;
+    struct kb_err err;
+    if (!v->pending && v->model_name)
+        kb_pending_open(&v->pending, kb_store_dir(kb->store), v->identity, v->dim, &err);
+    return v->pending;
+}
+
 /* Embeds queue[first, last) and stores the vectors, reusing any stored embedding of the same
- * input found in the store. */
+ * input found in the store, or kept from an earlier run that did not commit. */
 static int vec_flush_range(kb *kb, size_t first, size_t last, float *vecs)
 {
     struct kb_vec *v = &kb->vec;
     const char *texts[VEC_EMBED_BATCH];
     size_t slot[VEC_EMBED_BATCH], n = 0;
+    struct kb_pending *pending = vec_pending(kb);
+    struct kb_err perr;
     int rc = 0;
     for (size_t i = first; i < last && !rc; i++) {
         int found = kb_vectors_find_input(kb->store, v->queue[i].hash, vecs, v->dim, &kb->err);
         if (found < 0)
             return found;
+        if (!found && pending)
+            found = kb_pending_get(pending, v->queue[i].hash, vecs, &perr) == 1;
         if (found) {
             rc = kb_vectors_put(kb->store, v->queue[i].chunk_id, v->queue[i].hash, vecs, v->dim,
                                 &kb->err);
@@ -370,9 +386,15 @@ static int vec_flush_range(kb *kb, size_t first, size_t last, float *vecs)
     for (size_t j = 0; j < n; j++)
         v->n_tokens += vec_count_tokens(texts[j], strlen(texts[j]),
                                         (void *)kb_encoder_tokenizer(kb_model_encoder(v->model))) + 2;
-    for (size_t j = 0; j < n && !rc; j++)
+    for (size_t j = 0; j < n && !rc; j++) {
         rc = kb_vectors_put(kb->store, v->queue[slot[j]].chunk_id, v->queue[slot[j]].hash,
                             vecs + j * (size_t)v->dim, v->dim, &kb->err);
+        if (pending && kb_pending_put(pending, v->queue[slot[j]].hash, vecs + j * (size_t)v->dim,
+                                      &perr) != 0) {
+            kb_pending_close(v->pending); /* e.g. disk full: go on without it */
+            v->pending = pending = NULL;
+        }
+    }
     return rc;
 }
 
@@ -501,6 +523,10 @@ int kb_vec_commit(kb *kb)
         return rc;
     }
     kb_test_crash_point("after-commit");
+    if (v->pending) { /* its vectors are in the KB now */
+        kb_pending_remove(v->pending, kb_store_dir(kb->store));
+        v->pending = NULL;
+    }
     if (v->superseded)
         unlink(v->superseded);
     free(v->superseded);
@@ -513,6 +539,9 @@ void kb_vec_abort(kb *kb)
 {
     struct kb_vec *v = &kb->vec;
     kb_store_rollback(kb->store);
+    struct kb_err perr;
+    if (v->pending)
+        kb_pending_save(v->pending, &perr); /* the next run can use what was embedded */
     if (v->published)
         unlink(v->published);
     free(v->superseded);
@@ -1020,6 +1049,7 @@ void kb_vec_close(kb *kb)
     free(v->queue);
     free(v->published);
     free(v->superseded);
+    kb_pending_close(v->pending);
     kb_model_close(v->model);
     kb_vindex_free(v->vi);
     free(v->model_name);

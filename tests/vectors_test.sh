@@ -586,6 +586,35 @@ case_an_interrupted_ingest_keeps_completed_files() {
        "no chunk is embedded twice across the two runs"
 }
 
+case_a_killed_run_keeps_its_embeddings_for_the_next() {
+    local B; B=$(model bge_f16_cls)
+    mkdir docs
+    $GEN "$B/vocab.txt" docs 300 91 --sections 3 --words 40
+    $KB --kb k -v ingest --model "$B" docs > out 2> events &
+    local pid=$!
+    # Past the pending file's 2-second save interval, then kill -9: the run never commits.
+    while kill -0 $pid 2>/dev/null && [ "$(grep -c '^added' events)" -lt 60 ]; do sleep 0.05; done
+    sleep 2.5
+    kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+    local done_files; done_files=$(grep -c '^added' events)
+    echo "killed after $done_files files had been embedded"
+    ok "$(sql k "SELECT count(*) FROM documents")" 0 "a killed run commits nothing"
+    ok "$($KB --kb k check >/dev/null; echo $?)" 0 "kb check passes after the kill"
+    ok "$([ -s k/pending-vectors.sqlite ] && echo kept)" kept "the run's embeddings are in the side file"
+    $KB --kb k --json ingest --model "$B" docs > out2; ok $? 0 "the next run completes"
+    local n; n=$(sql k "SELECT count(*) FROM chunks")
+    local e; e=$(jget 'd["embedded"]' < out2)
+    echo "the next run embedded $e of $n chunks"
+    ok "$([ "$e" -lt "$n" ] && echo yes)" yes "the next run embeds fewer chunks than the KB has ($e < $n)"
+    ok "$(sql k "SELECT count(*) FROM vectors")" "$n" "every chunk has its vector"
+    ok "$([ -e k/pending-vectors.sqlite ] && echo left || echo removed)" removed "the side file is removed once the run commits"
+    # The reused vectors equal what embedding afresh gives (same model, same input).
+    $KB --kb fresh --json ingest --model "$B" docs > /dev/null
+    ok "$(diff <(sql k "SELECT input_hash, hex(vector) FROM vectors ORDER BY input_hash") \
+                <(sql fresh "SELECT input_hash, hex(vector) FROM vectors ORDER BY input_hash") >/dev/null && echo same)" same \
+       "kept embeddings are byte-identical to a fresh run's"
+}
+
 type "case_$CASE" >/dev/null 2>&1 || { echo "unknown case $CASE"; exit 2; }
 "case_$CASE"
 echo "$CASE: $pass passed, $fail failed"
