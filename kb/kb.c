@@ -49,7 +49,12 @@ int kb_open(kb **out, const char *dir, unsigned flags)
         return kb_fail(kb, KB_EINVALID, "KB_OPEN_CREATE and KB_OPEN_READONLY exclude each other");
     unsigned sflags = ((flags & KB_OPEN_CREATE) ? KB_STORE_CREATE : 0) |
                       ((flags & KB_OPEN_READONLY) ? KB_STORE_READONLY : 0);
-    return kb_store_open(&kb->store, dir, sflags, &kb->err);
+    int rc = kb_store_open(&kb->store, dir, sflags, &kb->err);
+    /* The service's bearer tokens are made with the KB (kb serve reports any problem with
+     * them; a KB is usable without). */
+    if (rc == 0 && (flags & KB_OPEN_CREATE))
+        kb_service_tokens(dir, 1, NULL, NULL);
+    return rc;
 }
 
 void kb_close(kb *kb)

@@ -505,6 +505,19 @@ int kb_stat(kb *kb, kb_status_info *out);
  * Returns 0 when sound, KB_ECORRUPT with kb_errmsg() naming the first problem otherwise. */
 int kb_check(kb *kb);
 
+/* ---- Service tokens (kb serve) ---------------------------------------------------------- */
+
+/* The bearer tokens of `kb serve`: KBDIR/tokens/read and KBDIR/tokens/admin, each 64 lowercase
+ * hex characters (32 bytes from getrandom()). Copies them, NUL-terminated, into read_token and
+ * admin_token (either may be NULL). When `create` is non-zero, missing files are created with
+ * mode 0600 in a folder of mode 0700 (an existing file is never replaced). A token file or
+ * folder that group or others may access is refused with KB_ECONFIG, as is a file that does
+ * not hold exactly 64 hex characters (a trailing newline is allowed); a missing file without
+ * `create` is KB_ENOTFOUND; KB_EIO / KB_ECANTCREATE when they cannot be read or written.
+ * Thread-safe; needs no kb handle. */
+int kb_service_tokens(const char *kb_dir, int create, char read_token[65],
+                      char admin_token[65]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -117,5 +117,6 @@ int cmd_ask(struct cli *cli, int argc, char **argv);
 int cmd_prompt(struct cli *cli, int argc, char **argv);
 int cmd_chat(struct cli *cli, int argc, char **argv);
 int cmd_model(struct cli *cli, int argc, char **argv);
+int cmd_serve(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ static const char main_usage[] =
     "  tokenize TEXT    the encoder model's WordPiece tokens for a text\n"
     "  embed TEXT...    the encoder model's embedding vectors\n"
     "  model pull|list  get encoder models from the Hugging Face hub / list them\n"
+    "  serve            the HTTP API and a web page for asking questions\n"
     "  help COMMAND     help for one command\n"
     "\n"
     "global options:\n"
@@ -53,6 +54,7 @@ static const struct {
     { "chat", cmd_chat },
     { "tokenize", cmd_tokenize }, { "embed", cmd_embed }, { "reindex", cmd_reindex },
     { "model", cmd_model },
+    { "serve", cmd_serve },
 };
 
 /* The default KB: $XDG_DATA_HOME/kb/default, else ~/.local/share/kb/default. */

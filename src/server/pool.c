@@ -1,0 +1,166 @@
+/* pool.c — kb serve's kb handles (read-only ones lent per request, one writer) and the
+ * shared encoder model, opened once. */
+#include "server/server_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+
+static void pool_deadline(struct timespec *ts, unsigned ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+int srv_pool_open(struct srv *s, char *errbuf, size_t errbuf_size)
+{
+    size_t n = s->cfg->threads;
+    s->readers = calloc(n, sizeof *s->readers);
+    s->busy = calloc(n, sizeof *s->busy);
+    if (!s->readers || !s->busy) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        return KB_ENOMEM;
+    }
+    s->n_readers = n;
+    /* The first reader is opened now, so a missing or unreadable KB fails at start; the
+     * model name it records is what /v1/embeddings serves. */
+    int rc = kb_open(&s->readers[0], s->cfg->kb_dir, KB_OPEN_READONLY);
+    kb_status_info info;
+    if (!rc)
+        rc = kb_stat(s->readers[0], &info);
+    if (rc) {
+        snprintf(errbuf, errbuf_size, "%s", s->readers[0] ? kb_errmsg(s->readers[0])
+                                                          : kb_strerror(rc));
+        return rc;
+    }
+    snprintf(s->model_name, sizeof s->model_name, "%s", info.model);
+    return 0;
+}
+
+void srv_pool_close(struct srv *s)
+{
+    for (size_t i = 0; i < s->n_readers; i++)
+        kb_close(s->readers[i]);
+    free(s->readers);
+    free(s->busy);
+    kb_close(s->writer);
+    kb_model_close(s->model);
+}
+
+/* The index of a free handle, marked busy; waits on s->cond. -1 on timeout. */
+static long pool_take(struct srv *s)
+{
+    struct timespec deadline;
+    pool_deadline(&deadline, s->cfg->timeout_s * 1000u);
+    long slot = -1;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        for (size_t i = 0; i < s->n_readers && slot < 0; i++)
+            if (!s->busy[i])
+                slot = (long)i;
+        if (slot >= 0 || s->stopping)
+            break;
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    if (slot >= 0)
+        s->busy[slot] = 1;
+    pthread_mutex_unlock(&s->lock);
+    return slot;
+}
+
+kb *srv_pool_get(struct srv *s, int *status, char *msg, size_t msg_size)
+{
+    long slot = pool_take(s);
+    *status = 0;
+    if (slot < 0)
+        return NULL;
+    if (!s->readers[slot]) {
+        int rc = kb_open(&s->readers[slot], s->cfg->kb_dir, KB_OPEN_READONLY);
+        if (rc) {
+            snprintf(msg, msg_size, "%s",
+                     s->readers[slot] ? kb_errmsg(s->readers[slot]) : kb_strerror(rc));
+            kb_close(s->readers[slot]);
+            s->readers[slot] = NULL;
+            pthread_mutex_lock(&s->lock);
+            s->busy[slot] = 0;
+            pthread_cond_broadcast(&s->cond);
+            pthread_mutex_unlock(&s->lock);
+            *status = rc;
+            return NULL;
+        }
+    }
+    return s->readers[slot];
+}
+
+void srv_pool_put(struct srv *s, kb *kb)
+{
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; kb && i < s->n_readers; i++)
+        if (s->readers[i] == kb)
+            s->busy[i] = 0;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+kb *srv_pool_get_writer(struct srv *s, int *status)
+{
+    struct timespec deadline;
+    pool_deadline(&deadline, SRV_LOCK_WAIT_MS);
+    if (pthread_mutex_timedlock(&s->write_lock, &deadline) != 0) {
+        *status = KB_ELOCKED;
+        return NULL;
+    }
+    if (!s->writer) {
+        int rc = kb_open(&s->writer, s->cfg->kb_dir, 0);
+        if (rc) {
+            kb_close(s->writer);
+            s->writer = NULL;
+            pthread_mutex_unlock(&s->write_lock);
+            *status = rc;
+            return NULL;
+        }
+    }
+    *status = 0;
+    return s->writer;
+}
+
+void srv_pool_put_writer(struct srv *s)
+{
+    pthread_mutex_unlock(&s->write_lock);
+}
+
+kb_model *srv_model_get(struct srv *s, int *status)
+{
+    pthread_mutex_lock(&s->model_lock);
+    if (s->model_state == 0 && !*s->model_name) {
+        s->model_state = KB_ENOTFOUND;
+    } else if (s->model_state == 0) {
+        int rc = kb_model_open(&s->model, s->model_name);
+        if (rc) {
+            kb_model_close(s->model);
+            s->model = NULL;
+        }
+        s->model_state = rc ? rc : 1;
+    }
+    if (s->model_state == 1) {
+        *status = 0;
+        return s->model; /* model_lock stays held until srv_model_put */
+    }
+    *status = s->model_state;
+    pthread_mutex_unlock(&s->model_lock);
+    return NULL;
+}
+
+void srv_model_put(struct srv *s)
+{
+    pthread_mutex_unlock(&s->model_lock);
+}

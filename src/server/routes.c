@@ -1,0 +1,311 @@
+/* routes.c — kb serve's endpoints: search, prompt, status, embeddings, documents (ask.c has
+ * /v1/ask). Request and response fields follow `kb ... --json` (docs/SERVE.md). */
+#include "server/server_int.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROUTES_MAX_DOCUMENTS 1000
+#define ROUTES_MAX_HISTORY 64
+
+static cJSON *routes_result_json(const kb_result *r, size_t rank)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "rank", (double)rank);
+    cJSON_AddNumberToObject(o, "score", r->score);
+    cJSON_AddStringToObject(o, "path", r->path);
+    if (*r->title) cJSON_AddStringToObject(o, "title", r->title);
+    if (*r->heading_path) cJSON_AddStringToObject(o, "heading_path", r->heading_path);
+    cJSON_AddStringToObject(o, "format", r->format);
+    cJSON_AddNumberToObject(o, "line_start", r->line_start);
+    cJSON_AddNumberToObject(o, "line_end", r->line_end);
+    if (r->location && *r->location) cJSON_AddStringToObject(o, "location", r->location);
+    if (r->page) cJSON_AddNumberToObject(o, "page", r->page);
+    cJSON_AddNumberToObject(o, "chunk_id", (double)r->chunk_id);
+    cJSON_AddNumberToObject(o, "document_id", (double)r->doc_id);
+    cJSON_AddStringToObject(o, "snippet", r->snippet);
+    cJSON_AddStringToObject(o, "text", r->text);
+    return o;
+}
+
+static const char *routes_mode_name(kb_mode mode)
+{
+    return mode == KB_MODE_BM25 ? "bm25" : mode == KB_MODE_VECTOR ? "vector" : "hybrid";
+}
+
+static int routes_search_opts(struct srv *s, const cJSON *body, struct srv_reply *out,
+                              const char **query, kb_search_options *o)
+{
+    int docs = 0;
+    double after = 0;
+    const cJSON *ma = cJSON_GetObjectItemCaseSensitive(body, "modified_after");
+    if (ma && !cJSON_IsNumber(ma))
+        return srv_error(out, 400, "invalid_request", "'modified_after' must be Unix seconds");
+    after = ma ? ma->valuedouble : 0;
+    o->modified_after = (int64_t)after;
+    if (srv_get_string(out, body, "query", 1, query) ||
+        srv_get_size(out, body, "k", 1, s->cfg->max_k, &o->k) ||
+        srv_get_mode(out, body, &o->mode) || srv_get_bool(out, body, "documents", &docs) ||
+        srv_get_string(out, body, "path", 0, &o->path_glob) ||
+        srv_get_string(out, body, "format", 0, &o->format))
+        return -1;
+    o->group_by_document = docs;
+    return 0;
+}
+
+int srv_route_search(struct srv *s, const cJSON *body, struct srv_reply *out)
+{
+    kb_search_options o = KB_SEARCH_OPTIONS_INIT;
+    const char *query = NULL;
+    char msg[512] = "";
+    int status;
+    if (routes_search_opts(s, body, out, &query, &o))
+        return -1;
+    kb *kb = srv_pool_get(s, &status, msg, sizeof msg);
+    if (!kb)
+        return status ? srv_fail(out, status, msg)
+                      : srv_error(out, 503, "busy", "every kb handle is in use; retry");
+    kb_results *res = NULL;
+    status = kb_search(kb, query, &o, &res);
+    if (status) {
+        srv_fail(out, status, kb_errmsg(kb));
+        srv_pool_put(s, kb);
+        return -1;
+    }
+    srv_pool_put(s, kb);
+    cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "results");
+    cJSON_AddStringToObject(doc, "mode", routes_mode_name(kb_results_mode(res)));
+    for (size_t i = 0; i < kb_results_count(res); i++)
+        cJSON_AddItemToArray(arr, routes_result_json(kb_results_get(res, i), i + 1));
+    kb_results_free(res);
+    return srv_json(out, 200, doc);
+}
+
+cJSON *srv_sources_json(const kb_source *src, size_t n, int with_text)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+        const kb_source *x = &src[i];
+        cJSON *o = cJSON_CreateObject();
+        if (x->number) cJSON_AddNumberToObject(o, "number", x->number);
+        cJSON_AddStringToObject(o, "path", x->path);
+        if (*x->title) cJSON_AddStringToObject(o, "title", x->title);
+        if (*x->heading_path) cJSON_AddStringToObject(o, "heading_path", x->heading_path);
+        cJSON_AddNumberToObject(o, "line_start", x->line_start);
+        cJSON_AddNumberToObject(o, "line_end", x->line_end);
+        cJSON_AddNumberToObject(o, "score", x->score);
+        if (x->note && *x->note) cJSON_AddStringToObject(o, "note", x->note);
+        if (with_text) cJSON_AddStringToObject(o, "text", x->text);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+static int routes_history(struct srv_reply *out, const cJSON *body, kb_message **history,
+                          size_t *n)
+{
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(body, "history"), *m;
+    if (!h || cJSON_IsNull(h))
+        return 0;
+    if (!cJSON_IsArray(h))
+        return srv_error(out, 400, "invalid_request", "'history' must be an array of messages");
+    size_t count = (size_t)cJSON_GetArraySize(h);
+    if (count > ROUTES_MAX_HISTORY)
+        return srv_error(out, 400, "limit_exceeded", "'history' holds more than %d messages",
+                         ROUTES_MAX_HISTORY);
+    if (count && !(*history = calloc(count, sizeof **history)))
+        return srv_error(out, 500, "internal", "out of memory");
+    cJSON_ArrayForEach(m, h) {
+        kb_message *msg = &(*history)[(*n)++];
+        if (!cJSON_IsObject(m) || srv_get_string(out, m, "role", 1, &msg->role) ||
+            srv_get_string(out, m, "content", 1, &msg->content))
+            return out->resp ? -1 : srv_error(out, 400, "invalid_request",
+                                              "'history' entries are {role, content}");
+        if (strcmp(msg->role, "user") && strcmp(msg->role, "assistant"))
+            return srv_error(out, 400, "invalid_request", "history roles are user or assistant");
+    }
+    return 0;
+}
+
+int srv_ask_options(struct srv *s, struct srv_reply *out, const cJSON *body,
+                    const char **question, kb_ask_options *opts, kb_message **history)
+{
+    size_t max_tokens = 0, window = 0;
+    *history = NULL;
+    if (srv_get_string(out, body, "question", 1, question) ||
+        srv_get_size(out, body, "k", 1, s->cfg->max_k, &opts->k) ||
+        srv_get_mode(out, body, &opts->mode) ||
+        srv_get_string(out, body, "template", 0, &opts->template_name) ||
+        srv_get_size(out, body, "max_tokens", 1, 100000, &max_tokens) ||
+        srv_get_size(out, body, "context_window", 2, 10000000, &window) ||
+        routes_history(out, body, history, &opts->n_history))
+        return -1;
+    /* A template with a slash is a path for kb ask; over HTTP only names are accepted, so a
+     * client cannot make the server read its files. */
+    if (opts->template_name && strpbrk(opts->template_name, "/\\."))
+        return srv_error(out, 400, "invalid_request", "'template' must be a template name");
+    opts->max_tokens = (unsigned)max_tokens;
+    opts->context_window = (unsigned)window;
+    opts->history = *history;
+    return 0;
+}
+
+static cJSON *routes_messages_json(const kb_prompt_result *p)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < p->n_messages; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", p->messages[i].role);
+        cJSON_AddStringToObject(m, "content", p->messages[i].content);
+        cJSON_AddItemToArray(arr, m);
+    }
+    return arr;
+}
+
+int srv_route_prompt(struct srv *s, const cJSON *body, struct srv_reply *out)
+{
+    kb_ask_options opts = KB_ASK_OPTIONS_INIT;
+    kb_message *history = NULL;
+    kb_prompt_result *p = NULL;
+    const char *question = NULL;
+    char msg[512] = "";
+    int status, rc = -1;
+    if (srv_ask_options(s, out, body, &question, &opts, &history))
+        goto done;
+    kb *kb = srv_pool_get(s, &status, msg, sizeof msg);
+    if (!kb) {
+        rc = status ? srv_fail(out, status, msg)
+                    : srv_error(out, 503, "busy", "every kb handle is in use; retry");
+        goto done;
+    }
+    status = kb_prompt(kb, question, &opts, &p);
+    if (status)
+        srv_fail(out, status, kb_errmsg(kb));
+    srv_pool_put(s, kb);
+    if (status)
+        goto done;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddItemToObject(doc, "messages", routes_messages_json(p));
+    cJSON_AddItemToObject(doc, "sources", srv_sources_json(p->sources, p->n_sources, 1));
+    cJSON_AddItemToObject(doc, "dropped", srv_sources_json(p->dropped, p->n_dropped, 0));
+    cJSON_AddStringToObject(doc, "template", p->template_name);
+    cJSON_AddNumberToObject(doc, "prompt_tokens", (double)p->prompt_tokens);
+    cJSON_AddNumberToObject(doc, "budget_tokens", (double)p->budget_tokens);
+    rc = srv_json(out, 200, doc);
+done:
+    kb_prompt_free(p);
+    free(history);
+    return rc;
+}
+
+int srv_route_status(struct srv *s, struct srv_reply *out)
+{
+    kb_status_info info;
+    char msg[512] = "";
+    int status;
+    kb *kb = srv_pool_get(s, &status, msg, sizeof msg);
+    if (!kb)
+        return status ? srv_fail(out, status, msg)
+                      : srv_error(out, 503, "busy", "every kb handle is in use; retry");
+    status = kb_stat(kb, &info);
+    if (status)
+        srv_fail(out, status, kb_errmsg(kb));
+    srv_pool_put(s, kb);
+    if (status)
+        return -1;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "version", kb_version());
+    cJSON_AddNumberToObject(doc, "documents", (double)info.n_documents);
+    cJSON_AddNumberToObject(doc, "chunks", (double)info.n_chunks);
+    cJSON_AddNumberToObject(doc, "text_bytes", (double)info.text_bytes);
+    cJSON_AddNumberToObject(doc, "schema_version", info.schema_version);
+    if (*info.model) cJSON_AddStringToObject(doc, "model", info.model);
+    if (info.dim) cJSON_AddNumberToObject(doc, "dim", info.dim);
+    cJSON_AddNumberToObject(doc, "vectors", (double)info.n_vectors);
+    if (*info.index) cJSON_AddStringToObject(doc, "index", info.index);
+    cJSON_AddNumberToObject(doc, "handles", (double)s->n_readers);
+    return srv_json(out, 200, doc);
+}
+
+/* ---- /v1/documents ---- */
+
+static int routes_document(struct srv_reply *out, const cJSON *item, kb_document *d)
+{
+    d->format = "text";
+    if (!cJSON_IsObject(item))
+        return srv_error(out, 400, "invalid_request", "each document is an object");
+    if (srv_get_string(out, item, "id", 1, &d->id) ||
+        srv_get_string(out, item, "title", 0, &d->title) ||
+        srv_get_string(out, item, "text", 1, &d->text) ||
+        srv_get_string(out, item, "format", 0, &d->format))
+        return -1;
+    if (strcmp(d->format, "text") && strcmp(d->format, "markdown"))
+        return srv_error(out, 400, "invalid_request", "'format' must be text or markdown");
+    d->text_len = strlen(d->text);
+    return 0;
+}
+
+int srv_route_add_documents(struct srv *s, const cJSON *body, struct srv_reply *out)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(body, "documents"), *item;
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0)
+        return srv_error(out, 400, "invalid_request", "'documents' must be a non-empty array");
+    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
+    if (n > ROUTES_MAX_DOCUMENTS)
+        return srv_error(out, 400, "limit_exceeded", "more than %d documents in one request",
+                         ROUTES_MAX_DOCUMENTS);
+    kb_document *docs = calloc(n, sizeof *docs);
+    if (!docs)
+        return srv_error(out, 500, "internal", "out of memory");
+    int rc = -1, status;
+    cJSON_ArrayForEach(item, arr)
+        if (routes_document(out, item, &docs[i++]))
+            goto done;
+    kb_ingest_options opts = KB_INGEST_OPTIONS_INIT;
+    kb_ingest_stats stats = { 0 };
+    opts.lock_wait_ms = SRV_LOCK_WAIT_MS;
+    kb *kb = srv_pool_get_writer(s, &status);
+    if (!kb) {
+        rc = srv_fail(out, status, status == KB_ELOCKED ? "another write is in progress" : NULL);
+        goto done;
+    }
+    status = kb_add_documents(kb, docs, n, &opts, &stats);
+    if (status)
+        srv_fail(out, status, kb_errmsg(kb));
+    srv_pool_put_writer(s);
+    if (status)
+        goto done;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "added", (double)stats.added);
+    cJSON_AddNumberToObject(doc, "updated", (double)stats.updated);
+    cJSON_AddNumberToObject(doc, "unchanged", (double)stats.unchanged);
+    cJSON_AddNumberToObject(doc, "chunks", (double)stats.chunks);
+    cJSON_AddNumberToObject(doc, "embedded", (double)stats.embedded);
+    rc = srv_json(out, 200, doc);
+done:
+    free(docs);
+    return rc;
+}
+
+int srv_route_delete_document(struct srv *s, const char *id, struct srv_reply *out)
+{
+    int status;
+    size_t n_deleted = 0;
+    if (!*id || !srv_utf8_valid(id, strlen(id)))
+        return srv_error(out, 400, "invalid_request", "the document id is empty or not UTF-8");
+    kb *kb = srv_pool_get_writer(s, &status);
+    if (!kb)
+        return srv_fail(out, status, status == KB_ELOCKED ? "another write is in progress" : NULL);
+    status = kb_delete_documents(kb, &id, 1, SRV_LOCK_WAIT_MS, &n_deleted);
+    if (status)
+        srv_fail(out, status, kb_errmsg(kb));
+    srv_pool_put_writer(s);
+    if (status)
+        return -1;
+    if (!n_deleted)
+        return srv_error(out, 404, "not_found", "no document '%s'", id);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "deleted", (double)n_deleted);
+    return srv_json(out, 200, doc);
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# serve_test.sh — kb serve over real sockets: a KB embedded with a random-weight model, a
+# loopback LLM (tests/llm_server.py) for answers, kb serve on a free port, and
+# tests/serve_client.py (or headless Chromium for the page) checking one CASE:
+#   auth limits sse concurrent embeddings  (serve_client.py cases)
+#   tokens     token files: 0600, stable, refused when readable by others
+#   shutdown   SIGTERM during a streamed answer stops the server cleanly
+#   page       the page at / asks a question in headless Chromium (DOM + screenshot PNG)
+# Usage: serve_test.sh PATH_TO_KB MODELS_DIR TESTS_DIR CASE
+set -u
+KB=$(realpath "$1") MODELS=$2 SRC=$(realpath "$3") CASE=$4
+PY=/usr/bin/python3 DATA=$SRC/data/llm
+T=$(mktemp -d)
+SERVER_PID= LLM_PID=
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    [ -n "$LLM_PID" ] && kill "$LLM_PID" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+pass=0 fail=0
+ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
+skip() { echo "skip: $*"; exit 77; }
+finish() { echo "$pass passed, $fail failed"; [ "$fail" = 0 ]; exit $?; }
+
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+unset KB_LLM_BACKEND KB_LLM_URL KB_LLM_MODEL KB_API_KEY OPENAI_API_KEY ANTHROPIC_API_KEY KB_MODEL
+export HOME=$T/home XDG_CACHE_HOME=$T/cache XDG_DATA_HOME=$T/data XDG_CONFIG_HOME=$T/config
+export HF_HOME=$T/hf KB_DIR=$T/kb
+mkdir -p "$HOME"
+[ -x "$PY" ] || skip "$PY is needed for the test client"
+MODEL=$MODELS/tiny_f16_mean
+[ -f "$MODEL/model.safetensors" ] || skip "model $MODEL is missing (run the encoder_models fixture)"
+
+# The KB: the LLM test documents, embedded with the random-weight model.
+$KB ingest -q --model "$MODEL" "$DATA/docs" >/dev/null 2>"$T/ingest.err"
+ok $? 0 "the test KB is ingested with a model"
+mkdir -p "$T/extra"
+for i in 1 2 3 4 5 6; do printf '# Wombats %s\n\nThe wombat %s digs burrows.\n' $i $i > "$T/extra/w$i.md"; done
+
+start_llm() {
+    $PY "$SRC/llm_server.py" --port-file "$T/llm_port" --log "$T/llm.jsonl" --data "$DATA" &
+    LLM_PID=$!
+    for _ in $(seq 100); do [ -s "$T/llm_port" ] && break; sleep 0.05; done
+    export KB_LLM_BACKEND=openai KB_LLM_MODEL=m KB_LLM_URL=http://127.0.0.1:$(cat "$T/llm_port")/s/${1:-ok}
+}
+
+# start_server [FLAGS...]: kb serve on a free port; sets PORT, SERVE_READ, SERVE_ADMIN.
+start_server() {
+    : > "$T/serve.out"
+    $KB serve --port 0 "$@" >"$T/serve.out" 2>"$T/serve.err" &
+    SERVER_PID=$!
+    for _ in $(seq 200); do grep -q '^listening on ' "$T/serve.out" && break; sleep 0.05; done
+    PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)/$|\1|p' "$T/serve.out")
+    [ -n "$PORT" ] || { echo "kb serve did not start:"; cat "$T/serve.err"; exit 1; }
+    export SERVE_PORT=$PORT SERVE_READ=$($KB serve --print-token read) SERVE_ADMIN=$($KB serve --print-token admin)
+}
+
+stop_server() { # stops with SIGTERM; sets STOP_RC to the exit status
+    kill -TERM "$SERVER_PID"
+    STOP_RC=0
+    wait "$SERVER_PID" || STOP_RC=$?
+    SERVER_PID=
+}
+
+client() { $PY "$SRC/serve_client.py" "$1"; ok $? 0 "serve_client.py $1"; }
+
+export KB ANSWER=$DATA/answer.txt MODEL EXTRA_DOCS=$T/extra
+case $CASE in
+auth)
+    start_llm; start_server; client auth
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+limits)
+    export MAX_BODY=65536 MAX_CONNECTIONS=4
+    start_server --max-body $MAX_BODY --max-connections $MAX_CONNECTIONS --timeout 2
+    client limits
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM after every limit was hit" ;;
+sse)
+    start_llm; start_server --threads 2; client sse
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+concurrent)
+    start_server --threads 4; client concurrent
+    $KB -q check; ok $? 0 "kb check passes after concurrent API and CLI writes"
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+embeddings)
+    start_server; client embeddings
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+tokens)
+    $KB serve --print-token read > "$T/r1"; ok $? 0 "--print-token read exits 0"
+    $KB serve --print-token admin > "$T/a1"
+    grep -Eqx '[0-9a-f]{64}' "$T/r1"; ok $? 0 "the read token is 64 hex characters"
+    ok "$(stat -c %a "$KB_DIR/tokens")" 700 "the tokens folder is mode 0700"
+    ok "$(stat -c %a "$KB_DIR/tokens/read") $(stat -c %a "$KB_DIR/tokens/admin")" "600 600" "token files are mode 0600"
+    ok "$(cat "$KB_DIR/tokens/read")" "$(cat "$T/r1")" "--print-token prints the stored token"
+    [ "$(cat "$T/r1")" != "$(cat "$T/a1")" ]; ok $? 0 "read and admin tokens differ"
+    ok "$($KB serve --print-token read)" "$(cat "$T/r1")" "tokens stay the same from run to run"
+    chmod 0644 "$KB_DIR/tokens/admin"
+    $KB serve --port 0 >/dev/null 2>"$T/err"; ok $? 78 "a token file readable by others is refused (exit 78)"
+    grep -q 'tokens.*0600' "$T/err"; ok $? 0 "the error names the tokens folder and the mode"
+    chmod 0600 "$KB_DIR/tokens/admin"
+    rm -rf "$KB_DIR/tokens"
+    start_server
+    [ -f "$KB_DIR/tokens/read" ]; ok $? 0 "kb serve creates missing tokens (older KBs)"
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM"
+    $KB --kb "$T/none" serve --port 0 >/dev/null 2>&1; ok $? 66 "a missing KB exits 66"
+    $KB serve --listen 999.1.1.1 --port 0 >/dev/null 2>"$T/err"; ok $? 2 "a bad --listen address is a usage error"
+    $KB serve --port 0 --cors nope >/dev/null 2>&1; ok $? 2 "--cors needs an origin" ;;
+shutdown)
+    start_llm slow; start_server
+    $PY - <<'PYEOF' &
+import http.client, json, os
+c = http.client.HTTPConnection("127.0.0.1", int(os.environ["SERVE_PORT"]), timeout=30)
+c.request("POST", "/v1/ask", json.dumps({"question": "logs", "stream": True}),
+          {"Authorization": "Bearer " + os.environ["SERVE_READ"]})
+r = c.getresponse()
+try:
+    r.read()
+except http.client.IncompleteRead:
+    pass  # the server cut the stream as it stopped
+PYEOF
+    CLIENT=$!
+    sleep 1
+    t0=$(date +%s%N)
+    stop_server; ok "$STOP_RC" 0 "SIGTERM during a streamed answer exits 0"
+    t1=$(date +%s%N)
+    [ $(( (t1 - t0) / 1000000 )) -lt 8000 ]; ok $? 0 "the server stops within 8 s, ending the open stream"
+    wait "$CLIENT" ;;
+page)
+    command -v chromium >/dev/null || skip "chromium is not installed (Debian package chromium)"
+    start_llm; start_server
+    Q="how are the logs rotated"
+    URL="http://127.0.0.1:$PORT/#token=$SERVE_READ&q=$(printf %s "$Q" | sed 's/ /%20/g')"
+    PAGE_URL=$URL DOM_OUT=$T/dom.html PNG_OUT=$T/shot.png PROFILE=$T/chrome timeout 120 $PY "$SRC/serve_client.py" page
+    rc=$?
+    # KB_KEEP_SCREENSHOT=FILE keeps the screenshot for a look by eye.
+    if [ -n "${KB_KEEP_SCREENSHOT:-}" ]; then cp "$T/shot.png" "$KB_KEEP_SCREENSHOT"; fi
+    ok "$rc" 0 "headless chromium loads the page, which asks the question from its fragment"
+    $PY - "$T/dom.html" "$ANSWER" <<'PYEOF'
+import html, re, sys
+dom = open(sys.argv[1], encoding="utf-8").read()
+answer = open(sys.argv[2], encoding="utf-8").read()
+m = re.search(r'<div id="answer"[^>]*>(.*?)</div>', dom, re.S)
+assert m and html.unescape(m.group(1)) == answer, (m and m.group(1)[:200])
+assert 'data-state="done"' in dom, "the page never finished"
+src = re.search(r'<ol id="sources">(.*?)</ol>', dom, re.S).group(1)
+assert re.search(r'<li value="1"><span class="path">[^<]*logs\.md', src), src[:300]
+PYEOF
+    ok $? 0 "the DOM shows the streamed answer and its numbered sources"
+    $PY - "$T/shot.png" <<'PYEOF'
+import struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+pos, idat, w = 8, b"", 0
+while pos < len(data):
+    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    body = data[pos + 8:pos + 8 + n]
+    if kind == b"IHDR":
+        w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
+    elif kind == b"IDAT":
+        idat += body
+    pos += 12 + n
+assert (w, h) == (1000, 800) and depth == 8 and ctype in (2, 6), (w, h, depth, ctype)
+bpp = 3 if ctype == 2 else 4
+raw = zlib.decompress(idat)
+stride = w * bpp
+rows, prev = [], bytearray(stride)
+for y in range(h):  # undo the PNG filters (RFC 2083 6.3)
+    f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+    for i in range(stride):
+        a = line[i - bpp] if i >= bpp else 0
+        b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+        if f == 1: line[i] = (line[i] + a) & 255
+        elif f == 2: line[i] = (line[i] + b) & 255
+        elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
+        elif f == 4:
+            p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    rows.append(bytes(line)); prev = line
+colours = {row[x:x + 3] for row in rows[::4] for x in range(0, stride, bpp * 4)}
+dark = sum(1 for row in rows for x in range(0, stride, bpp) if sum(row[x:x + 3]) < 200)
+assert len(colours) > 20, f"only {len(colours)} colours: a blank page"
+assert dark > 2000, f"only {dark} dark pixels: no text drawn"
+PYEOF
+    ok $? 0 "the screenshot is 1000x800 and shows text, not a blank page" ;;
+*) echo "unknown case $CASE"; exit 2 ;;
+esac
+finish
