@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,11 @@ int kb_store_sql_error(struct kb_store *store, const char *what, struct kb_err *
     case SQLITE_CORRUPT: status = KB_ECORRUPT; break;
     case SQLITE_NOTADB: status = KB_ENOTKB; break;
     }
+    /* "disk I/O error" alone does not say the disk is full: add the system's reason. */
+    int sys = sqlite3_system_errno(store->db);
+    if (sys && status == KB_EIO)
+        return kb_err_set(err, status, "%s: %s: %s (%s)", store->db_path, what,
+                          sqlite3_errmsg(store->db), strerror(sys));
     return kb_err_set(err, status, "%s: %s: %s", store->db_path, what, sqlite3_errmsg(store->db));
 }
 
@@ -120,11 +126,17 @@ static int store_configure(struct kb_store *store, int created, struct kb_err *e
     sqlite3_extended_result_codes(store->db, 1);
     const char *pragmas = (store->flags & KB_STORE_READONLY)
         ? "PRAGMA foreign_keys=ON;"
-        : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
+        : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+          "PRAGMA journal_size_limit=0;"; /* the kept -wal is emptied at close */
     /* A 64 MiB page cache per connection: searches revisit the same FTS5 and chunk pages, and
      * re-reading them from the OS cost a fifth of a BM25 query. */
     if (sqlite3_exec(store->db, "PRAGMA cache_size=-65536;", NULL, NULL, NULL) != SQLITE_OK)
         return kb_store_sql_error(store, "configuring", err);
+    /* Keep -wal and -shm when the writer closes, so a reader never has to create them — which
+     * fails on a full disk and would leave the KB unreadable until space is freed. */
+    int persist = 1;
+    if (!(store->flags & KB_STORE_READONLY))
+        sqlite3_file_control(store->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     if (sqlite3_exec(store->db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
         return kb_store_sql_error(store, "configuring", err);
     if (created)
@@ -214,19 +226,32 @@ int kb_store_lock(struct kb_store *store, struct kb_err *err)
     if (fd < 0) {
         rc = kb_err_set(err, KB_EIO, "%s: %s", path, strerror(errno));
     } else if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int flock_errno = errno;
+        /* The holder writes its pid just after taking the lock (until then the file is empty or
+         * names an earlier, finished writer): give it a moment. */
         char pid[32] = "";
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        ssize_t n = 0;
+        for (int tries = 0; tries < 20; tries++) {
+            n = pread(fd, pid, sizeof pid - 1, 0);
+            long holder = n > 1 ? strtol(pid, NULL, 10) : 0;
+            if (holder > 0 && memchr(pid, '\n', (size_t)n) &&
+                (kill((pid_t)holder, 0) == 0 || errno == EPERM))
+                break;
+            struct timespec nap = { 0, 10 * 1000 * 1000 };
+            nanosleep(&nap, NULL);
+        }
         pid[n > 0 ? n : 0] = '\0';
         pid[strcspn(pid, "\n")] = '\0';
-        rc = errno == EWOULDBLOCK
+        rc = flock_errno == EWOULDBLOCK
              ? kb_err_set(err, KB_ELOCKED, "%s: locked by pid %s (another kb is writing)",
                           store->dir, *pid ? pid : "?")
-             : kb_err_set(err, KB_EIO, "%s: %s", path, strerror(errno));
+             : kb_err_set(err, KB_EIO, "%s: %s", path, strerror(flock_errno));
         close(fd);
     } else {
         char pid[32];
         int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-        if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        /* Write over the old pid, then cut: the file never reads as empty. */
+        if (pwrite(fd, pid, (size_t)len, 0) != len || ftruncate(fd, len) != 0)
             rc = kb_err_set(err, KB_EIO, "%s: %s", path, strerror(errno));
         if (rc)
             close(fd);

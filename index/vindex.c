@@ -139,6 +139,25 @@ int kb_vindex_spec_format(const struct kb_vindex_spec *spec, char *buf, size_t s
 
 /* Turns the failed FAISS call's exception (rc < 0) into one kb_err line with code, or when code
  * is 0 with KB_ENOMEM (FAISS ran out of memory) or KB_ERROR. */
+/* What a user can act on in a FAISS message, which names C++ functions and source lines
+ * ("Error in void faiss::write_index(...) at ./faiss/impl/index_write.cpp:401: Error: 'ret ==
+ * (size * 4)' failed: write error in F: 4014 != 245760 (No space left on device)"): the system's
+ * reason when there is one, else the text after the failed condition. */
+static const char *vindex_faiss_reason(const char *line, int *is_errno)
+{
+    static const int errnos[] = { ENOSPC, EDQUOT, EFBIG, EIO, EACCES, EROFS, ENOENT };
+    *is_errno = 1;
+    for (size_t i = 0; i < sizeof errnos / sizeof *errnos; i++)
+        if (strstr(line, strerror(errnos[i])))
+            return strerror(errnos[i]);
+    *is_errno = 0;
+    const char *p = strstr(line, "failed: ");
+    if (p)
+        return p + 8;
+    p = strstr(line, "Error: ");
+    return p ? p + 7 : line;
+}
+
 static int vindex_faiss_fail(struct kb_err *err, int code, int rc, const char *what)
 {
     const char *msg = faiss_get_last_error();
@@ -151,7 +170,9 @@ static int vindex_faiss_fail(struct kb_err *err, int code, int rc, const char *w
     line[n] = '\0';
     if (code == 0)
         code = rc == STD_EXCEPT && strstr(line, "bad_alloc") ? KB_ENOMEM : KB_ERROR;
-    return kb_err_set(err, code, "%s: FAISS: %s", what, line);
+    int is_errno;
+    const char *reason = vindex_faiss_reason(line, &is_errno);
+    return kb_err_set(err, code, is_errno ? "%s: %s" : "%s: FAISS: %s", what, reason);
 }
 
 static int vindex_faiss_err(struct kb_err *err, int rc, const char *what)

@@ -567,6 +567,7 @@ case_an_interrupted_ingest_keeps_completed_files() {
     mkdir docs
     $GEN "$B/vocab.txt" docs 300 81 --sections 3 --words 40
     # -v prints a line per file as it is stored; stop the run after some files with SIGINT.
+    : > events  # exists before the loop below reads it (the job creates it asynchronously)
     $KB --kb k -v ingest --model "$B" docs > out 2> events &
     local pid=$! n=0
     while kill -0 $pid 2>/dev/null && [ "$(grep -c '^added' events)" -lt 20 ]; do sleep 0.05; done
@@ -590,6 +591,7 @@ case_a_killed_run_keeps_its_embeddings_for_the_next() {
     local B; B=$(model bge_f16_cls)
     mkdir docs
     $GEN "$B/vocab.txt" docs 300 91 --sections 3 --words 40
+    : > events  # exists before the loop below reads it (the job creates it asynchronously)
     $KB --kb k -v ingest --model "$B" docs > out 2> events &
     local pid=$!
     # Past the pending file's 2-second save interval, then kill -9: the run never commits.

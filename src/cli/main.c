@@ -1,6 +1,7 @@
 /* main.c — the kb command: global options, then one of the commands. Uses only kb/kb.h. */
 #include "cli.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -108,6 +109,9 @@ int main(int argc, char **argv)
     struct cli cli = { 0 };
     const char *color = "auto";
     char *default_kb = NULL;
+    /* Over a file size limit (ulimit -f) a write then fails with EFBIG and kb reports it and
+     * rolls back, instead of being killed half-way. */
+    signal(SIGXFSZ, SIG_IGN);
     int i = main_globals(&cli, argc, argv, &color);
     if (i <= 0)
         return -i;
