@@ -163,8 +163,9 @@ int kb_ask(kb *kb, const char *question, const kb_ask_options *opts, kb_answer *
     struct kb_llm_config cfg;
     kb_prompt_result *prompt = NULL;
     double t0 = kb_llm_now_ms();
-    if (out)
-        *out = NULL;
+    if (!out) /* ask_prepare checks its own out, not this one */
+        return kb_usable(kb, 0) ? KB_EINVALID : kb_fail(kb, KB_EINVALID, "kb_ask: out is NULL");
+    *out = NULL;
     opts = opts ? opts : &defaults;
     int rc = ask_prepare(kb, question, opts, &cfg, &prompt);
     if (rc)

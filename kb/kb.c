@@ -1,7 +1,9 @@
-/* kb.c — the facade's handle: open, close, errors, status, check. */
+/* kb.c — the facade's handle: open, close, errors, status, check, live-handle registry. */
 #include "kb/kb_int.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,113 @@
 #ifndef KB_VERSION_STRING
 #define KB_VERSION_STRING "0.0.0"
 #endif
+
+/* The registry of live handles: an open-addressing set of (pointer, kind), linear probing,
+ * at most half full, emptied slots closed by shifting back (Knuth 6.4 Algorithm R). It is
+ * freed when the last handle goes, so a program that closes everything leaks nothing. */
+struct handle_slot {
+    const void *ptr;          /* NULL: empty */
+    enum kb_handle_kind kind;
+};
+
+static pthread_mutex_t handle_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct handle_slot *handle_slots;
+static size_t handle_cap, handle_count; /* cap: 0 or a power of two */
+
+static size_t handle_home(const void *ptr, size_t cap)
+{
+    uint64_t h = (uint64_t)(uintptr_t)ptr * 0x9E3779B97F4A7C15u; /* Fibonacci hashing */
+    return (size_t)(h >> 32) & (cap - 1);
+}
+
+/* The slot holding ptr, or the empty slot where it would go. Needs cap > count. */
+static size_t handle_find(const void *ptr)
+{
+    size_t i = handle_home(ptr, handle_cap);
+    while (handle_slots[i].ptr && handle_slots[i].ptr != ptr)
+        i = (i + 1) & (handle_cap - 1);
+    return i;
+}
+
+static int handle_grow(void)
+{
+    size_t cap = handle_cap ? handle_cap * 2 : 16;
+    struct handle_slot *slots = calloc(cap, sizeof *slots), *old = handle_slots;
+    if (!slots)
+        return KB_ENOMEM;
+    size_t old_cap = handle_cap;
+    handle_slots = slots;
+    handle_cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].ptr)
+            handle_slots[handle_find(old[i].ptr)] = old[i];
+    free(old);
+    return 0;
+}
+
+int kb_handle_add(const void *ptr, enum kb_handle_kind kind)
+{
+    int rc = 0;
+    pthread_mutex_lock(&handle_lock);
+    if (2 * (handle_count + 1) > handle_cap)
+        rc = handle_grow();
+    if (rc == 0) {
+        size_t i = handle_find(ptr);
+        if (!handle_slots[i].ptr)
+            handle_count++;
+        handle_slots[i] = (struct handle_slot){ ptr, kind };
+    }
+    pthread_mutex_unlock(&handle_lock);
+    return rc;
+}
+
+/* Empties slot i and moves later members of its probe run back into the gap. */
+static void handle_delete_at(size_t i)
+{
+    size_t mask = handle_cap - 1, j = i;
+    handle_slots[i].ptr = NULL;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!handle_slots[j].ptr)
+            return;
+        size_t home = handle_home(handle_slots[j].ptr, handle_cap);
+        /* j's entry may fill the gap at i unless its home lies cyclically in (i, j]. */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            handle_slots[i] = handle_slots[j];
+            handle_slots[j].ptr = NULL;
+            i = j;
+        }
+    }
+}
+
+int kb_handle_remove(const void *ptr, enum kb_handle_kind kind)
+{
+    int found = 0;
+    pthread_mutex_lock(&handle_lock);
+    if (ptr && handle_count) {
+        size_t i = handle_find(ptr);
+        found = handle_slots[i].ptr == ptr && handle_slots[i].kind == kind;
+        if (found && (handle_delete_at(i), --handle_count == 0)) {
+            free(handle_slots);
+            handle_slots = NULL;
+            handle_cap = 0;
+        }
+    }
+    pthread_mutex_unlock(&handle_lock);
+    return found;
+}
+
+int kb_handle_live(const void *ptr, enum kb_handle_kind kind)
+{
+    int found = 0;
+    pthread_mutex_lock(&handle_lock);
+    if (ptr && handle_count) {
+        size_t i = handle_find(ptr);
+        found = handle_slots[i].ptr == ptr && handle_slots[i].kind == kind;
+    }
+    pthread_mutex_unlock(&handle_lock);
+    return found;
+}
 
 int kb_fail(kb *kb, int code, const char *fmt, ...)
 {
@@ -24,8 +133,8 @@ int kb_fail(kb *kb, int code, const char *fmt, ...)
 
 int kb_usable(kb *kb, int need_write)
 {
-    if (!kb)
-        return KB_EINVALID;
+    if (!kb || !kb_handle_live(kb, KB_HANDLE_KB))
+        return KB_EINVALID; /* NULL, closed or never opened: nowhere to keep a message */
     if (!kb->store)
         return kb_fail(kb, KB_EINVALID, "knowledge base is not open");
     if (need_write && (kb->flags & KB_OPEN_READONLY))
@@ -39,9 +148,14 @@ int kb_open(kb **out, const char *dir, unsigned flags)
     if (!out)
         return KB_EINVALID;
     kb *kb = calloc(1, sizeof *kb);
-    *out = kb;
+    *out = NULL;
     if (!kb)
         return KB_ENOMEM;
+    if (kb_handle_add(kb, KB_HANDLE_KB)) {
+        free(kb);
+        return KB_ENOMEM;
+    }
+    *out = kb;
     kb->flags = flags;
     if (!dir || !*dir)
         return kb_fail(kb, KB_EINVALID, "no knowledge base directory given");
@@ -59,8 +173,8 @@ int kb_open(kb **out, const char *dir, unsigned flags)
 
 void kb_close(kb *kb)
 {
-    if (!kb)
-        return;
+    if (!kb_handle_remove(kb, KB_HANDLE_KB))
+        return; /* NULL, already closed, or not a handle kb_open gave */
     kb_vec_close(kb);
     kb_store_close(kb->store);
     free(kb);
@@ -68,7 +182,11 @@ void kb_close(kb *kb)
 
 const char *kb_errmsg(const kb *kb)
 {
-    return kb ? kb->err.msg : "no knowledge base handle";
+    if (!kb)
+        return "no knowledge base handle";
+    if (!kb_handle_live(kb, KB_HANDLE_KB))
+        return "not an open knowledge base handle (closed already?)";
+    return kb->err.msg;
 }
 
 const char *kb_strerror(int status)

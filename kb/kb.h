@@ -9,21 +9,46 @@
  *  - Fallible functions return 0 on success or a negative kb_status. On failure the handle
  *    keeps a one-line message naming the file, line or field: kb_errmsg(). kb_strerror()
  *    describes a code.
- *  - A `**out` result belongs to the caller and is released with its matching _free();
- *    getters return borrowed pointers that live as long as their parent.
+ *  - Ownership: a `**out` result belongs to the caller and is released with its matching
+ *    _free() (kb_results_free, kb_prompt_free, kb_answer_free, kb_model_list_free, kb_free),
+ *    never with free(); getters return borrowed pointers that live as long as their parent;
+ *    strings passed to callbacks live only during the call; the library copies what it is
+ *    given (paths, documents, options) and keeps no caller pointer after a call returns.
  *  - kb_close(NULL) and every *_free(NULL) are no-ops.
+ *  - Misuse is an error, never a crash: a NULL, closed or never-opened kb or kb_model handle
+ *    is refused with KB_EINVALID (kb_errmsg() then gives a static message), and closing a
+ *    handle or freeing a kb_results twice does nothing. (The library keeps a registry of live
+ *    handles; a freed address that a later open happens to reuse is live again.)
  *  - Option structs carry a `version` field; initialise them with their *_INIT macro so
  *    that fields added later get their defaults. Passing NULL options means defaults.
  *  - Threading: a kb handle must not be used by two threads at once; one handle per thread
- *    (each opening the same directory) is always safe. Results are independent of their
- *    handle once returned.
+ *    (each opening the same directory) is always safe, for reading and writing (writers take
+ *    turns: KB_ELOCKED). A kb_model likewise, one call at a time. Results, prompts, answers
+ *    and model lists are independent of their handle once returned and may be read by several
+ *    threads at once, but freed only when no thread reads them. Functions without a handle
+ *    (kb_strerror, kb_version, kb_model_pull, kb_model_list, kb_service_tokens) are
+ *    thread-safe. Callbacks run on the calling thread, inside the call.
  *  - Library code never exits or aborts the process.
+ *  - Linking: libkb.so (-lkb, `pkg-config kb`, CMake's kb::kb) or libkb.a (define KB_STATIC;
+ *    `pkg-config --static kb`); docs/LIBRARY.md.
  */
 #ifndef KB_KB_H
 #define KB_KB_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* KB_API marks the functions libkb exports. The library is compiled with hidden visibility, so
+ * these are the only symbols libkb.so exports. Define KB_STATIC when linking libkb.a
+ * (`pkg-config --static kb` adds it) so that a shared object embedding the static library does
+ * not re-export them. */
+#if defined(KB_STATIC)
+#define KB_API
+#elif defined(__GNUC__) || defined(__clang__)
+#define KB_API __attribute__((visibility("default")))
+#else
+#define KB_API
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,19 +89,19 @@ typedef struct kb kb;
  * older one is migrated forward on a writable open. On failure *out is still set to a handle
  * that only serves kb_errmsg() and kb_close(), so the message can be read; it may be NULL
  * when memory ran out. */
-int kb_open(kb **out, const char *dir, unsigned flags);
+KB_API int kb_open(kb **out, const char *dir, unsigned flags);
 
 /* Closes the handle and releases everything it holds. kb_close(NULL) is a no-op. */
-void kb_close(kb *kb);
+KB_API void kb_close(kb *kb);
 
 /* The message of the last failure on this handle ("" when none). Borrowed. */
-const char *kb_errmsg(const kb *kb);
+KB_API const char *kb_errmsg(const kb *kb);
 
 /* A static description of a status code. */
-const char *kb_strerror(int status);
+KB_API const char *kb_strerror(int status);
 
 /* The library version, "MAJOR.MINOR.PATCH". */
-const char *kb_version(void);
+KB_API const char *kb_version(void);
 
 /* ---- Ingesting files ------------------------------------------------------------------- */
 
@@ -167,8 +192,8 @@ typedef struct kb_ingest_stats {
  * (opts->cancel), or an error, after which the KB is as it was before the run; a missing
  * root is KB_ENOTFOUND and nothing is changed. Needs a writable handle; a second writer gets
  * KB_ELOCKED (see opts->lock_wait_ms). `stats` may be NULL. */
-int kb_ingest(kb *kb, const char *const *paths, size_t n_paths,
-              const kb_ingest_options *opts, kb_ingest_stats *stats);
+KB_API int kb_ingest(kb *kb, const char *const *paths, size_t n_paths,
+                     const kb_ingest_options *opts, kb_ingest_stats *stats);
 
 /* An in-memory document. `id` names it (used as its path in results); `text` must be valid
  * UTF-8 of `text_len` bytes; `title` may be NULL; `format` is "text" or "markdown". */
@@ -182,15 +207,15 @@ typedef struct kb_document {
 
 /* Stores `n_docs` in-memory documents in one transaction, replacing documents with the same
  * id. Either all are stored or, on error, none. */
-int kb_add_documents(kb *kb, const kb_document *docs, size_t n_docs,
-                     const kb_ingest_options *opts, kb_ingest_stats *stats);
+KB_API int kb_add_documents(kb *kb, const kb_document *docs, size_t n_docs,
+                            const kb_ingest_options *opts, kb_ingest_stats *stats);
 
 /* Deletes the documents with these ids (an in-memory document's id, or a file's stored
  * absolute path) and their chunks and vectors, in one transaction with the matching vector
  * index. Ids not stored are not an error; *n_deleted (may be NULL) counts those that were.
  * Waits for another writer as kb_ingest_options.lock_wait_ms says (`lock_wait_ms`). */
-int kb_delete_documents(kb *kb, const char *const *ids, size_t n_ids, int lock_wait_ms,
-                        size_t *n_deleted);
+KB_API int kb_delete_documents(kb *kb, const char *const *ids, size_t n_ids, int lock_wait_ms,
+                               size_t *n_deleted);
 
 /* Re-embeds every chunk with `model` (hub name or folder) and makes it the KB's model, in
  * one transaction (searches see the old vectors until it commits), then rebuilds the vector
@@ -198,11 +223,11 @@ int kb_delete_documents(kb *kb, const char *const *ids, size_t n_ids, int lock_w
  * chunk longer than the new model takes is embedded truncated, so re-ingest the folders
  * when moving to a model with a shorter maximum. `stats` (may be NULL) gets embedded and
  * reused counts. */
-int kb_reindex(kb *kb, const char *model, const char *index, kb_ingest_stats *stats);
+KB_API int kb_reindex(kb *kb, const char *model, const char *index, kb_ingest_stats *stats);
 
 /* Rebuilds the vector index from the stored vectors, as `index` ("flat", "ivf", "hnsw" with
  * optional parameters; NULL or "auto" = chosen by size), and publishes it. */
-int kb_rebuild_index(kb *kb, const char *index);
+KB_API int kb_rebuild_index(kb *kb, const char *index);
 
 /* ---- Searching -------------------------------------------------------------------------- */
 
@@ -263,14 +288,14 @@ typedef struct kb_results kb_results;
 /* Searches the KB. `query` is plain user text, never query syntax: quotes, operators and
  * unbalanced parentheses are treated as text. A query with no searchable words gives an empty
  * result list, not an error. */
-int kb_search(kb *kb, const char *query, const kb_search_options *opts, kb_results **out);
+KB_API int kb_search(kb *kb, const char *query, const kb_search_options *opts, kb_results **out);
 
-size_t kb_results_count(const kb_results *results);
+KB_API size_t kb_results_count(const kb_results *results);
 /* The mode that produced the results (the default resolves to hybrid or BM25). */
-kb_mode kb_results_mode(const kb_results *results);
+KB_API kb_mode kb_results_mode(const kb_results *results);
 /* Borrowed; NULL when i is out of range. */
-const kb_result *kb_results_get(const kb_results *results, size_t i);
-void kb_results_free(kb_results *results);
+KB_API const kb_result *kb_results_get(const kb_results *results, size_t i);
+KB_API void kb_results_free(kb_results *results);
 
 /* ---- Answers ---------------------------------------------------------------------------- */
 
@@ -356,8 +381,9 @@ typedef struct kb_prompt_result {
 /* Retrieves passages for `question` and renders the prompt without contacting any backend.
  * Reads the config file and environment (never the API key). Errors: KB_ECONFIG (config
  * file, with file:line), KB_ENOTFOUND (unknown template), KB_EFORMAT (bad template). */
-int kb_prompt(kb *kb, const char *question, const kb_ask_options *opts, kb_prompt_result **out);
-void kb_prompt_free(kb_prompt_result *prompt);
+KB_API int kb_prompt(kb *kb, const char *question, const kb_ask_options *opts,
+                     kb_prompt_result **out);
+KB_API void kb_prompt_free(kb_prompt_result *prompt);
 
 typedef struct kb_answer {
     const char *text;         /* the whole answer, NUL-terminated; "" when no backend is set */
@@ -380,8 +406,8 @@ typedef struct kb_answer {
  * model), KB_EFORMAT (unparseable reply); the message names the backend and URL and quotes
  * the server's own error text. Like kb_open, on a backend failure *out is still set (the
  * sources and any part of the answer that arrived); free it with kb_answer_free. */
-int kb_ask(kb *kb, const char *question, const kb_ask_options *opts, kb_answer **out);
-void kb_answer_free(kb_answer *answer);
+KB_API int kb_ask(kb *kb, const char *question, const kb_ask_options *opts, kb_answer **out);
+KB_API void kb_answer_free(kb_answer *answer);
 
 /* ---- Encoder models --------------------------------------------------------------------- */
 
@@ -400,9 +426,9 @@ typedef struct kb_model kb_model;
  * handle that serves kb_model_errmsg() and kb_model_close() (NULL only when memory ran out).
  * A folder holding only tokenizer files (no config.json or model.safetensors) opens for
  * kb_model_tokenize alone; kb_model_embed then fails with KB_ENOTFOUND. */
-int kb_model_open(kb_model **out, const char *name_or_dir);
-void kb_model_close(kb_model *model);
-const char *kb_model_errmsg(const kb_model *model);
+KB_API int kb_model_open(kb_model **out, const char *name_or_dir);
+KB_API void kb_model_close(kb_model *model);
+KB_API const char *kb_model_errmsg(const kb_model *model);
 
 typedef struct kb_model_info {
     const char *name;           /* hub name or folder as given to kb_model_open */
@@ -419,27 +445,27 @@ typedef struct kb_model_info {
 
 /* Fills *out with borrowed strings that live as long as the model (KB_EINVALID for a
  * tokenizer-only folder). */
-int kb_model_get_info(const kb_model *model, kb_model_info *out);
+KB_API int kb_model_get_info(const kb_model *model, kb_model_info *out);
 
 #define KB_TOKENIZE_NO_SPECIAL 0x1u  /* no [CLS]/[SEP] */
 
 /* Tokenizes UTF-8 text with the model's WordPiece tokenizer, without truncation. *ids
  * (n entries) is malloc'ed and freed with kb_free(); token strings come from
  * kb_model_token(). Invalid UTF-8 is KB_EFORMAT. */
-int kb_model_tokenize(kb_model *model, const char *text, unsigned flags, int32_t **ids,
-                      size_t *n_ids);
+KB_API int kb_model_tokenize(kb_model *model, const char *text, unsigned flags, int32_t **ids,
+                             size_t *n_ids);
 /* The vocabulary entry of an id (borrowed), NULL when out of range. */
-const char *kb_model_token(const kb_model *model, int32_t id);
+KB_API const char *kb_model_token(const kb_model *model, int32_t id);
 
 #define KB_EMBED_QUERY 0x1u  /* texts are queries: the model's query prefix is used */
 
 /* Embeds n_texts UTF-8 texts (each truncated to max_tokens) into out[n_texts * dim],
  * passages unless KB_EMBED_QUERY. */
-int kb_model_embed(kb_model *model, const char *const *texts, size_t n_texts, unsigned flags,
-                   float *out);
+KB_API int kb_model_embed(kb_model *model, const char *const *texts, size_t n_texts, unsigned flags,
+                          float *out);
 
 /* Releases memory the library allocated for the caller (kb_model_tokenize's ids, ...). */
-void kb_free(void *p);
+KB_API void kb_free(void *p);
 
 /* Getting models from the Hugging Face hub into kb's model cache ($XDG_CACHE_HOME/kb/models,
  * one folder per model, ORG--NAME/). kb_model_open() finds what kb_model_pull() fetched. */
@@ -467,8 +493,8 @@ typedef struct kb_pull_options {
  * refused, gated model, HTTP 403), KB_EFORMAT (no model.safetensors, checksum mismatch),
  * KB_EUNAVAILABLE (hub unreachable, transfer broke off, HTTP 429/5xx), KB_EIO (write failed),
  * KB_ECANTCREATE, KB_ELOCKED (pulled by another process), KB_EINVALID (not ORG/NAME). */
-int kb_model_pull(const char *name, const kb_pull_options *opts, char **out_dir, char *errbuf,
-                  size_t errbuf_size);
+KB_API int kb_model_pull(const char *name, const kb_pull_options *opts, char **out_dir,
+                         char *errbuf, size_t errbuf_size);
 
 typedef struct kb_model_entry {
     const char *name;           /* hub name, "ORG/NAME" */
@@ -480,8 +506,8 @@ typedef struct kb_model_entry {
 
 /* The models in kb's cache and the Hugging Face cache, sorted by name then source; *out
  * (n entries, NULL when none) is freed with kb_model_list_free. Missing caches are empty. */
-int kb_model_list(kb_model_entry **out, size_t *n);
-void kb_model_list_free(kb_model_entry *entries, size_t n);
+KB_API int kb_model_list(kb_model_entry **out, size_t *n);
+KB_API void kb_model_list_free(kb_model_entry *entries, size_t n);
 
 /* ---- Status and checking ---------------------------------------------------------------- */
 
@@ -499,11 +525,11 @@ typedef struct kb_status_info {
                                  index in memory until the next ingest publishes one) */
 } kb_status_info;
 
-int kb_stat(kb *kb, kb_status_info *out);
+KB_API int kb_stat(kb *kb, kb_status_info *out);
 
 /* Verifies the KB: SQLite integrity, full-text index consistency, orphan rows, chunk ranges.
  * Returns 0 when sound, KB_ECORRUPT with kb_errmsg() naming the first problem otherwise. */
-int kb_check(kb *kb);
+KB_API int kb_check(kb *kb);
 
 /* ---- Service tokens (kb serve) ---------------------------------------------------------- */
 
@@ -515,8 +541,8 @@ int kb_check(kb *kb);
  * not hold exactly 64 hex characters (a trailing newline is allowed); a missing file without
  * `create` is KB_ENOTFOUND; KB_EIO / KB_ECANTCREATE when they cannot be read or written.
  * Thread-safe; needs no kb handle. */
-int kb_service_tokens(const char *kb_dir, int create, char read_token[65],
-                      char admin_token[65]);
+KB_API int kb_service_tokens(const char *kb_dir, int create, char read_token[65],
+                             char admin_token[65]);
 
 #ifdef __cplusplus
 }

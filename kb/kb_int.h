@@ -17,7 +17,20 @@ struct kb {
 /* Records a failure on the handle and returns its code. */
 int kb_fail(kb *kb, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Checks a handle at the API boundary: KB_EINVALID (message kept) when unusable. */
+/* Checks a handle at the API boundary: KB_EINVALID (message kept) when unusable, and
+ * KB_EINVALID without touching it when it is not a live handle (NULL, closed, never opened). */
 int kb_usable(kb *kb, int need_write);
+
+/* The registry of live handles (kb/kb.c), so that misuse of a closed or foreign pointer is
+ * an error rather than a use after free: open adds, close removes (a close of an unregistered
+ * pointer does nothing), entry points check. Thread-safe. */
+enum kb_handle_kind { KB_HANDLE_KB = 1, KB_HANDLE_MODEL, KB_HANDLE_RESULTS };
+
+/* 0, or KB_ENOMEM. */
+int kb_handle_add(const void *ptr, enum kb_handle_kind kind);
+/* 1 when ptr was registered as kind (and now is not), else 0. */
+int kb_handle_remove(const void *ptr, enum kb_handle_kind kind);
+/* 1 when ptr is registered as kind. */
+int kb_handle_live(const void *ptr, enum kb_handle_kind kind);
 
 #endif

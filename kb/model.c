@@ -1,6 +1,7 @@
 /* model.c — the public encoder-model handle: find a model folder, open it, tokenize, embed. */
 #include "kb/kb.h"
 #include "kb/model_int.h"
+#include "kb/kb_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,9 +79,14 @@ int kb_model_open(kb_model **out, const char *name_or_dir)
     if (!out)
         return KB_EINVALID;
     kb_model *model = calloc(1, sizeof *model);
-    *out = model;
+    *out = NULL;
     if (!model)
         return KB_ENOMEM;
+    if (kb_handle_add(model, KB_HANDLE_MODEL)) {
+        free(model);
+        return KB_ENOMEM;
+    }
+    *out = model;
     if (!name_or_dir || !*name_or_dir)
         return model_fail(model, KB_EINVALID, "no model given");
     if (!(model->name = strdup(name_or_dir)))
@@ -95,8 +101,8 @@ int kb_model_open(kb_model **out, const char *name_or_dir)
 
 void kb_model_close(kb_model *model)
 {
-    if (!model)
-        return;
+    if (!kb_handle_remove(model, KB_HANDLE_MODEL))
+        return; /* NULL, already closed, or not a handle kb_model_open gave */
     kb_encoder_free(model->enc);
     kb_wordpiece_free(model->wp);
     free(model->name);
@@ -106,14 +112,18 @@ void kb_model_close(kb_model *model)
 
 const char *kb_model_errmsg(const kb_model *model)
 {
-    return model ? model->err.msg : "no model handle";
+    if (!model)
+        return "no model handle";
+    if (!kb_handle_live(model, KB_HANDLE_MODEL))
+        return "not an open model handle (closed already?)";
+    return model->err.msg;
 }
 
 /* Checks a handle at the API boundary; need_weights: not just a tokenizer. */
 static int model_usable(kb_model *model, int need_weights)
 {
-    if (!model)
-        return KB_EINVALID;
+    if (!model || !kb_handle_live(model, KB_HANDLE_MODEL))
+        return KB_EINVALID; /* NULL, closed or never opened: nowhere to keep a message */
     if (!model->enc && !(model->wp && !need_weights))
         return model_fail(model, model->wp ? KB_ENOTFOUND : KB_EINVALID,
                           model->wp ? "model '%s' has a tokenizer but no weights "
@@ -126,7 +136,7 @@ static int model_usable(kb_model *model, int need_weights)
 
 int kb_model_get_info(const kb_model *model, kb_model_info *out)
 {
-    if (!model || !model->enc || !out)
+    if (!model || !kb_handle_live(model, KB_HANDLE_MODEL) || !model->enc || !out)
         return KB_EINVALID; /* tokenizer-only folders have no info to give */
     const struct kb_encoder_info *info = kb_encoder_info(model->enc);
     *out = (kb_model_info){
@@ -180,7 +190,8 @@ int kb_model_tokenize(kb_model *model, const char *text, unsigned flags, int32_t
 
 const char *kb_model_token(const kb_model *model, int32_t id)
 {
-    const struct kb_wordpiece *wp = model ? model_tokenizer(model) : NULL;
+    int live = model && kb_handle_live(model, KB_HANDLE_MODEL);
+    const struct kb_wordpiece *wp = live ? model_tokenizer(model) : NULL;
     return wp ? kb_wordpiece_token(wp, id) : NULL;
 }
 

@@ -23,30 +23,41 @@ struct kb_results {
     kb_mode mode;                 /* the mode that produced them */
 };
 
+/* Results are registered while the caller holds them (kb/kb.c), so that a freed or foreign
+ * pointer reads as empty and a second kb_results_free does nothing. */
+static int results_live(const kb_results *results)
+{
+    return results && kb_handle_live(results, KB_HANDLE_RESULTS);
+}
+
 size_t kb_results_count(const kb_results *results)
 {
-    return results ? results->count : 0;
+    return results_live(results) ? results->count : 0;
 }
 
 const kb_result *kb_results_get(const kb_results *results, size_t i)
 {
-    return results && i < results->count ? &results->items[i] : NULL;
+    return results_live(results) && i < results->count ? &results->items[i] : NULL;
 }
 
 kb_mode kb_results_mode(const kb_results *results)
 {
-    return results ? results->mode : (kb_mode)0;
+    return results_live(results) ? results->mode : (kb_mode)0;
 }
 
-void kb_results_free(kb_results *results)
+static void results_release(kb_results *results)
 {
-    if (!results)
-        return;
     for (size_t i = 0; i < results->count; i++)
         kb_lexical_row_free(&results->rows[i]);
     free(results->rows);
     free(results->items);
     free(results);
+}
+
+void kb_results_free(kb_results *results)
+{
+    if (kb_handle_remove(results, KB_HANDLE_RESULTS))
+        results_release(results);
 }
 
 /* A ranked chunk before its fields are read. */
@@ -290,8 +301,10 @@ int kb_search(kb *kb, const char *query, const kb_search_options *opts, kb_resul
         rc = search_run(kb, query, opts, k, res);
         kb_store_read_end(kb->store);
     }
+    if (rc == 0 && kb_handle_add(res, KB_HANDLE_RESULTS))
+        rc = kb_fail(kb, KB_ENOMEM, "out of memory");
     if (rc) {
-        kb_results_free(res);
+        results_release(res);
         return rc;
     }
     *out = res;

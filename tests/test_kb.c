@@ -1,8 +1,10 @@
 /* test_kb.c — the public API (kb/kb.h) used as a C program would: in-memory documents, misuse. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -76,12 +78,242 @@ static void open__readonly_handle_refuses_writes(void **state)
     free(dir);
 }
 
+/* Every call that takes a kb handle, on `kb`: each must refuse it with KB_EINVALID. */
+static void misuse_expect_refused(kb *kb)
+{
+    const char *paths[] = { "/tmp" };
+    const char *ids[] = { "doc-1" };
+    kb_document doc = { "d", NULL, "text", 4, "text" };
+    kb_results *res = NULL;
+    kb_prompt_result *prompt = NULL;
+    kb_answer *answer = NULL;
+    kb_status_info st;
+    size_t n = 7;
+    assert_int_equal(kb_ingest(kb, paths, 1, NULL, NULL), KB_EINVALID);
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), KB_EINVALID);
+    assert_int_equal(kb_delete_documents(kb, ids, 1, 0, &n), KB_EINVALID);
+    assert_int_equal(kb_reindex(kb, "none", NULL, NULL), KB_EINVALID);
+    assert_int_equal(kb_rebuild_index(kb, NULL), KB_EINVALID);
+    assert_int_equal(kb_search(kb, "x", NULL, &res), KB_EINVALID);
+    assert_null(res);
+    assert_int_equal(kb_prompt(kb, "x", NULL, &prompt), KB_EINVALID);
+    assert_null(prompt);
+    assert_int_equal(kb_ask(kb, "x", NULL, &answer), KB_EINVALID);
+    assert_null(answer);
+    assert_int_equal(kb_stat(kb, &st), KB_EINVALID);
+    assert_int_equal(kb_check(kb), KB_EINVALID);
+    assert_non_null(kb_errmsg(kb));
+}
+
+static void misuse__closed_handles_are_refused_and_double_close_is_a_no_op(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    kb *kb = NULL;
+    assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
+    kb_document doc = { "doc-1", NULL, "The keeper trims the wick.", 26, "text" };
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), 0);
+    kb_close(kb);
+    /* The pointer now dangles: the library must not read through it (ASan would say so). */
+    misuse_expect_refused(kb);
+    assert_non_null(strstr(kb_errmsg(kb), "not an open knowledge base handle"));
+    kb_close(kb);
+    kb_close(kb);
+    /* A pointer kb never gave out is refused the same way. */
+    misuse_expect_refused((struct kb *)(void *)&doc);
+    kb_close((struct kb *)(void *)&doc);
+    /* The KB itself is untouched by the misuse. */
+    assert_int_equal(kb_open(&kb, dir, KB_OPEN_READONLY), 0);
+    kb_status_info st;
+    assert_int_equal(kb_stat(kb, &st), 0);
+    assert_int_equal(st.n_documents, 1);
+    kb_close(kb);
+    th_rmtree(dir);
+    free(dir);
+}
+
+static void misuse__a_failed_open_handle_serves_only_errmsg_and_close(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    char *missing = th_path(dir, "missing");
+    kb *kb = NULL;
+    assert_int_equal(kb_open(&kb, missing, 0), KB_ENOTFOUND);
+    assert_non_null(kb);
+    assert_non_null(strstr(kb_errmsg(kb), missing));
+    misuse_expect_refused(kb);
+    assert_non_null(strstr(kb_errmsg(kb), "not open"));
+    kb_close(kb);
+    kb_close(kb);
+    assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE | KB_OPEN_READONLY), KB_EINVALID);
+    misuse_expect_refused(kb);
+    kb_close(kb);
+    assert_int_equal(kb_open(&kb, NULL, 0), KB_EINVALID);
+    misuse_expect_refused(kb);
+    kb_close(kb);
+    th_rmtree(dir);
+    free(missing);
+    free(dir);
+}
+
+static void misuse__null_arguments_are_refused_everywhere(void **state)
+{
+    (void)state;
+    misuse_expect_refused(NULL);
+    assert_non_null(kb_strerror(12345));
+    assert_int_equal(kb_open(NULL, NULL, 0), KB_EINVALID);
+    kb_prompt_free(NULL);
+    kb_answer_free(NULL);
+    kb_free(NULL);
+    kb_model_list_free(NULL, 3);
+    assert_int_equal(kb_model_list(NULL, NULL), KB_EINVALID);
+    char *out_dir = NULL, errbuf[200];
+    assert_int_equal(kb_model_pull(NULL, NULL, &out_dir, errbuf, sizeof errbuf), KB_EINVALID);
+    assert_int_equal(kb_model_pull("org/name", NULL, NULL, NULL, 0), KB_EINVALID);
+    char read_token[65], admin_token[65];
+    assert_int_equal(kb_service_tokens(NULL, 0, read_token, admin_token), KB_EINVALID);
+
+    char *dir = th_tempdir();
+    kb *kb = NULL;
+    assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
+    kb_results *res = NULL;
+    kb_prompt_result *prompt = NULL;
+    kb_answer *answer = NULL;
+    const char *null_path[] = { NULL };
+    assert_int_equal(kb_search(kb, NULL, NULL, &res), KB_EINVALID);
+    assert_int_equal(kb_search(kb, "x", NULL, NULL), KB_EINVALID);
+    assert_int_equal(kb_ingest(kb, NULL, 1, NULL, NULL), KB_EINVALID);
+    assert_int_equal(kb_ingest(kb, null_path, 1, NULL, NULL), KB_EINVALID);
+    assert_int_equal(kb_add_documents(kb, NULL, 1, NULL, NULL), KB_EINVALID);
+    kb_document no_text = { "d", NULL, NULL, 4, "text" }, no_id = { NULL, NULL, "t", 1, "text" };
+    assert_int_equal(kb_add_documents(kb, &no_text, 1, NULL, NULL), KB_EINVALID);
+    assert_int_equal(kb_add_documents(kb, &no_id, 1, NULL, NULL), KB_EINVALID);
+    assert_int_equal(kb_delete_documents(kb, NULL, 1, 0, NULL), KB_EINVALID);
+    assert_int_equal(kb_delete_documents(kb, null_path, 1, 0, NULL), KB_EINVALID);
+    assert_int_equal(kb_prompt(kb, NULL, NULL, &prompt), KB_EINVALID);
+    assert_int_equal(kb_prompt(kb, "x", NULL, NULL), KB_EINVALID);
+    assert_int_equal(kb_ask(kb, NULL, NULL, &answer), KB_EINVALID);
+    assert_int_equal(kb_ask(kb, "x", NULL, NULL), KB_EINVALID);
+    assert_int_equal(kb_stat(kb, NULL), KB_EINVALID);
+    assert_int_equal(kb_check(kb), 0); /* the handle is still sound after all that */
+    kb_close(kb);
+    th_rmtree(dir);
+    free(dir);
+}
+
+static void misuse__closed_models_and_freed_results_are_refused(void **state)
+{
+    (void)state;
+    kb_model *model = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    float vec[4];
+    const char *texts[] = { "x" };
+    kb_model_info info;
+    assert_int_equal(kb_model_open(NULL, "x"), KB_EINVALID);
+    assert_int_equal(kb_model_open(&model, NULL), KB_EINVALID);
+    kb_model_close(model);
+    kb_model_close(NULL);
+    assert_non_null(kb_model_errmsg(NULL));
+    assert_int_equal(kb_model_get_info(NULL, &info), KB_EINVALID);
+    assert_int_equal(kb_model_tokenize(NULL, "x", 0, &ids, &n_ids), KB_EINVALID);
+    assert_null(kb_model_token(NULL, 0));
+    assert_int_equal(kb_model_embed(NULL, texts, 1, 0, vec), KB_EINVALID);
+    /* A tokenizer-only folder opens; after close every call is refused. */
+    const char *data = getenv("KB_TEST_DATA");
+    char vocab_dir[4096];
+    snprintf(vocab_dir, sizeof vocab_dir, "%s/wordpiece/vocab", data ? data : "tests/data");
+    assert_int_equal(kb_model_open(&model, vocab_dir), 0);
+    assert_int_equal(kb_model_tokenize(model, "hello", 0, &ids, &n_ids), 0);
+    assert_true(n_ids >= 2);
+    assert_non_null(kb_model_token(model, ids[0]));
+    kb_free(ids);
+    kb_model_close(model);
+    assert_int_equal(kb_model_tokenize(model, "hello", 0, &ids, &n_ids), KB_EINVALID);
+    assert_int_equal(kb_model_embed(model, texts, 1, 0, vec), KB_EINVALID);
+    assert_int_equal(kb_model_get_info(model, &info), KB_EINVALID);
+    assert_null(kb_model_token(model, 0));
+    assert_non_null(strstr(kb_model_errmsg(model), "not an open model handle"));
+    kb_model_close(model);
+
+    char *dir = th_tempdir();
+    kb *kb = NULL;
+    assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
+    kb_document doc = { "doc-1", NULL, "The keeper trims the wick.", 26, "text" };
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), 0);
+    kb_results *res = NULL;
+    assert_int_equal(kb_search(kb, "wick", NULL, &res), 0);
+    assert_int_equal(kb_results_count(res), 1);
+    kb_close(kb); /* results outlive their handle */
+    assert_string_equal(kb_results_get(res, 0)->path, "doc-1");
+    kb_results_free(res);
+    assert_int_equal(kb_results_count(res), 0);
+    assert_null(kb_results_get(res, 0));
+    assert_int_equal(kb_results_mode(res), 0);
+    kb_results_free(res);
+    th_rmtree(dir);
+    free(dir);
+}
+
+/* One handle per thread, all on the same KB, opened and closed over and over: the registry
+ * of live handles is shared, the handles are not. */
+struct misuse_thread {
+    const char *dir;
+    int failures;
+};
+
+static void *misuse_thread_run(void *arg)
+{
+    struct misuse_thread *t = arg;
+    for (int i = 0; i < 40; i++) {
+        kb *kb = NULL;
+        kb_results *res = NULL;
+        if (kb_open(&kb, t->dir, KB_OPEN_READONLY) || kb_search(kb, "wick", NULL, &res) ||
+            kb_results_count(res) != 1)
+            t->failures++;
+        kb_results_free(res);
+        kb_close(kb);
+        if (kb_check(kb) != KB_EINVALID)
+            t->failures++;
+    }
+    return NULL;
+}
+
+static void threads__a_handle_per_thread_is_safe(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    kb *kb = NULL;
+    assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
+    kb_document doc = { "doc-1", NULL, "The keeper trims the wick.", 26, "text" };
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), 0);
+    kb_close(kb);
+    enum { N_THREADS = 4 };
+    pthread_t tid[N_THREADS];
+    struct misuse_thread t[N_THREADS];
+    for (int i = 0; i < N_THREADS; i++) {
+        t[i] = (struct misuse_thread){ dir, 0 };
+        assert_int_equal(pthread_create(&tid[i], NULL, misuse_thread_run, &t[i]), 0);
+    }
+    for (int i = 0; i < N_THREADS; i++) {
+        pthread_join(tid[i], NULL);
+        assert_int_equal(t[i].failures, 0);
+    }
+    th_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(api__misuse_returns_errors_not_crashes),
         cmocka_unit_test(add_documents__is_all_or_nothing),
         cmocka_unit_test(open__readonly_handle_refuses_writes),
+        cmocka_unit_test(misuse__closed_handles_are_refused_and_double_close_is_a_no_op),
+        cmocka_unit_test(misuse__a_failed_open_handle_serves_only_errmsg_and_close),
+        cmocka_unit_test(misuse__null_arguments_are_refused_everywhere),
+        cmocka_unit_test(misuse__closed_models_and_freed_results_are_refused),
+        cmocka_unit_test(threads__a_handle_per_thread_is_safe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
