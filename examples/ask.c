@@ -16,11 +16,12 @@
 #include <string.h>
 
 /* Receives the answer as it arrives: `len` bytes of UTF-8, not NUL-terminated. */
-static void on_token(const char *text, size_t len, void *payload)
+static int on_token(const char *text, size_t len, void *payload)
 {
     (void)payload;
     fwrite(text, 1, len, stdout);
     fflush(stdout); /* show each piece at once: that is the point of streaming */
+    return 0;
 }
 
 /* Reports what ingesting did to each file (kb_ingest calls this once per file). */

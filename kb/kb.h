@@ -73,8 +73,8 @@ typedef enum kb_status {
                               stalled or still failing after retries */
     KB_EAUTH = -14,     /* a service refused the credentials (HTTP 401/403) */
     KB_ECONFIG = -15,   /* configuration invalid: config file, key file mode, missing model */
-    KB_ECANCELED = -16  /* stopped on request (kb_ingest_options.cancel); what was complete
-                           is kept */
+    KB_ECANCELED = -16  /* stopped on request (kb_ingest_options.cancel, or a kb_token_cb
+                           returning non-zero); what was complete is kept */
 } kb_status;
 
 typedef struct kb kb;
@@ -317,8 +317,10 @@ typedef struct kb_message {
     const char *content;
 } kb_message;
 
-/* Receives the answer as it arrives: `len` bytes of complete UTF-8 (not NUL-terminated). */
-typedef void (*kb_token_cb)(const char *text, size_t len, void *payload);
+/* Receives the answer as it arrives: `len` bytes of complete UTF-8 (not NUL-terminated).
+ * Return 0 to go on; non-zero stops the answer: kb closes the request to the backend and
+ * kb_ask returns KB_ECANCELED, with what arrived until then in the answer. */
+typedef int (*kb_token_cb)(const char *text, size_t len, void *payload);
 /* Receives diagnostics: level 1 (what kb decided: backend, retries, dropped passages) or 2
  * (request details; secrets are shown as "***"). `line` has no newline. */
 typedef void (*kb_log_cb)(int level, const char *line, void *payload);

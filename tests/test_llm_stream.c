@@ -19,7 +19,7 @@ struct collected {
     size_t pieces;
 };
 
-static void on_piece(const char *text, size_t len, void *payload)
+static int on_piece(const char *text, size_t len, void *payload)
 {
     struct collected *c = payload;
     size_t bad;
@@ -27,6 +27,7 @@ static void on_piece(const char *text, size_t len, void *payload)
         c->bad_utf8 = 1;
     c->pieces++;
     assert_int_equal(kb_buf_append(&c->text, text, len), 0);
+    return 0;
 }
 
 static char *read_data(const char *name, size_t *len)
@@ -158,6 +159,36 @@ static void stream__an_error_event_fails_with_the_server_message(void **state)
     free(data);
 }
 
+/* A reader that stops the answer after its second piece. */
+static int stop_after_two(const char *text, size_t len, void *payload)
+{
+    struct collected *c = payload;
+    assert_int_equal(kb_buf_append(&c->text, text, len), 0);
+    return ++c->pieces >= 2;
+}
+
+static void stream__a_callback_returning_non_zero_stops_the_answer(void **state)
+{
+    (void)state;
+    size_t len;
+    char *data = read_data("openai.sse", &len);
+    struct kb_llm_decoder dec;
+    struct kb_err err = { 0, "" };
+    struct collected c = { KB_BUF_INIT, 0, 0 };
+    kb_llm_decoder_init(&dec, KB_LLM_PROTO_OPENAI, stop_after_two, &c);
+    int rc = 0;
+    size_t at;
+    for (at = 0; at < len && rc == 0; at++) /* a byte at a time, as slow networks deliver */
+        rc = kb_llm_decoder_feed(&dec, data + at, 1, &err);
+    assert_int_equal(rc, KB_ECANCELED);
+    assert_int_equal(c.pieces, 2);            /* nothing after the reader said stop */
+    assert_true(at < len);                    /* and the rest of the stream was not read */
+    assert_int_equal(dec.n_emitted, c.text.len);
+    kb_llm_decoder_free(&dec);
+    kb_buf_free(&c.text);
+    free(data);
+}
+
 static void stream__a_reply_cut_short_is_an_error(void **state)
 {
     (void)state;
@@ -251,6 +282,7 @@ int main(void)
         cmocka_unit_test(stream__anthropic_sse_split_at_every_byte_gives_the_same_answer),
         cmocka_unit_test(stream__reports_the_usage_each_backend_sends),
         cmocka_unit_test(stream__an_error_event_fails_with_the_server_message),
+        cmocka_unit_test(stream__a_callback_returning_non_zero_stops_the_answer),
         cmocka_unit_test(stream__a_reply_cut_short_is_an_error),
         cmocka_unit_test(stream__non_json_record_is_a_format_error),
         cmocka_unit_test(stream__utf8_split_across_deltas_is_held_back_until_complete),

@@ -90,13 +90,14 @@ const char *cli_ask_opt(int id, const char *value, void *payload)
     return NULL;
 }
 
-static void ask_on_token(const char *text, size_t len, void *payload)
+static int ask_on_token(const char *text, size_t len, void *payload)
 {
     struct ask_cmd *c = payload;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     c->streamed = 1;
     c->last = text[len - 1];
+    return 0;
 }
 
 static void ask_add_turn(cJSON *obj, const struct ask_cmd *c)
@@ -105,7 +106,7 @@ static void ask_add_turn(cJSON *obj, const struct ask_cmd *c)
         cJSON_AddNumberToObject(obj, "turn", c->turn);
 }
 
-static void ask_on_json_token(const char *text, size_t len, void *payload)
+static int ask_on_json_token(const char *text, size_t len, void *payload)
 {
     struct ask_cmd *c = payload;
     cJSON *obj = cJSON_CreateObject();
@@ -120,6 +121,7 @@ static void ask_on_json_token(const char *text, size_t len, void *payload)
     free(piece);
     cli_ask_json_line(obj);
     c->streamed = 1;
+    return 0;
 }
 
 static void ask_on_log(int level, const char *line, void *payload)

@@ -35,15 +35,15 @@ static void chat_log(const struct kb_llm_call *call, int level, const char *fmt,
     call->on_log(level, line, call->payload);
 }
 
-static void chat_on_token(const char *text, size_t len, void *payload)
+/* Returns non-zero when the caller's callback asks to stop. */
+static int chat_on_token(const char *text, size_t len, void *payload)
 {
     struct chat_state *st = payload;
     if (st->first_token_ms < 0)
         st->first_token_ms = kb_llm_now_ms() - st->start_ms;
     if (kb_buf_append(st->answer, text, len) && !st->decode_rc)
         st->decode_rc = kb_err_set(st->err, KB_ENOMEM, "out of memory keeping the answer");
-    if (st->call->on_token)
-        st->call->on_token(text, len, st->call->payload);
+    return st->call->on_token ? st->call->on_token(text, len, st->call->payload) : 0;
 }
 
 static int chat_on_data(const char *data, size_t len, void *payload)
@@ -162,7 +162,7 @@ static int chat_attempt(struct chat_state *st, struct kb_llm_http_req *req,
     if (!st->decode_rc && (rc || res->status < 200 || res->status > 299))
         return -1;
     rc = st->decode_rc ? st->decode_rc : kb_llm_decoder_finish(&st->dec, st->err);
-    if (rc) {
+    if (rc && rc != KB_ECANCELED) {
         char prefix[600];
         snprintf(prefix, sizeof prefix, "%s at %s", st->call->cfg->backend, req->url);
         kb_err_prefix(st->err, prefix);

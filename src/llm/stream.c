@@ -53,13 +53,12 @@ static int dec_emit(struct kb_llm_decoder *dec, const char *text, size_t len)
         return kb_err_set(dec->err, KB_ENOMEM, "out of memory reading the reply");
     }
     size_t ok = kb_llm_utf8_complete(joined.data, joined.len);
-    if (ok && dec->on_token)
-        dec->on_token(joined.data, ok, dec->payload);
+    int stop = ok && dec->on_token && dec->on_token(joined.data, ok, dec->payload);
     dec->n_emitted += ok;
     dec->n_pending = joined.len - ok;
     memcpy(dec->pending, joined.data + ok, dec->n_pending);
     kb_buf_free(&joined);
-    return 0;
+    return stop ? kb_err_set(dec->err, KB_ECANCELED, "the answer was stopped by its reader") : 0;
 }
 
 static int dec_delta(struct kb_llm_decoder *dec, const cJSON *text)

@@ -73,7 +73,7 @@ static void ask_event(struct ask_stream *st, cJSON *obj)
     free(json);
 }
 
-static void ask_on_token(const char *text, size_t len, void *payload)
+static int ask_on_token(const char *text, size_t len, void *payload)
 {
     struct ask_stream *st = payload;
     char *piece = malloc(len + 1);
@@ -86,6 +86,11 @@ static void ask_on_token(const char *text, size_t len, void *payload)
     }
     free(piece);
     ask_event(st, obj);
+    /* The client went away: stop the answer (kb_ask then ends the LLM request). */
+    pthread_mutex_lock(&st->lock);
+    int stop = st->abandoned;
+    pthread_mutex_unlock(&st->lock);
+    return stop;
 }
 
 /* Usage and timings, or the notice that no backend is configured. */

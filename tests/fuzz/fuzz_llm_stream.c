@@ -16,7 +16,7 @@ struct fuzz_text {
     size_t pieces;
 };
 
-static void fuzz_on_token(const char *text, size_t len, void *payload)
+static int fuzz_on_token(const char *text, size_t len, void *payload)
 {
     struct fuzz_text *t = payload;
     if (len == 0)
@@ -24,6 +24,7 @@ static void fuzz_on_token(const char *text, size_t len, void *payload)
     t->pieces++;
     if (kb_buf_append(&t->text, text, len))
         abort();
+    return 0;
 }
 
 /* Decodes `reply` fed `stride` bytes at a time (0 = whole); returns the status. */
