@@ -58,7 +58,7 @@ static int fill(kb *kb, const char *const *paths, size_t n_paths)
     kb_document docs[3];
     for (size_t i = 0; i < 3; i++) /* the library copies what it stores */
         docs[i] = (kb_document){ texts[i][0], texts[i][0], texts[i][1], strlen(texts[i][1]),
-                                 "text" };
+                                 "text", NULL };
     return kb_add_documents(kb, docs, 3, NULL, &stats);
 }
 

@@ -253,14 +253,14 @@ static int lexical_fetch_one(struct kb_store *store, const char *match, int64_t 
     int rc = kb_store_prepare(store, match
         ? "SELECT d.path, c.title, c.heading_path, d.format, c.text,"
           " snippet(chunks_fts, 0, ?3, ?4, '…', 24),"
-          " c.byte_start, c.byte_end, c.line_start, c.line_end, c.doc_id, c.page, c.location"
-          " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
+          " c.byte_start, c.byte_end, c.line_start, c.line_end, c.doc_id, c.page, c.location,"
+          " d.meta FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
           " JOIN documents d ON d.id = c.doc_id"
           " WHERE chunks_fts MATCH ?1 AND chunks_fts.rowid = ?2"
         : "SELECT d.path, c.title, c.heading_path, d.format, c.text,"
           " CASE WHEN length(c.text) > 200 THEN substr(c.text, 1, 200) || '…' ELSE c.text END,"
-          " c.byte_start, c.byte_end, c.line_start, c.line_end, c.doc_id, c.page, c.location"
-          " FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ?2", &st, err);
+          " c.byte_start, c.byte_end, c.line_start, c.line_end, c.doc_id, c.page, c.location,"
+          " d.meta FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ?2", &st, err);
     if (rc)
         return rc;
     if (match)
@@ -289,6 +289,7 @@ static int lexical_fetch_one(struct kb_store *store, const char *match, int64_t 
         out->doc_id = sqlite3_column_int64(st, 10);
         out->page = (uint32_t)sqlite3_column_int64(st, 11);
         out->location = lexical_dup_column(st, 12);
+        out->meta = sqlite3_column_type(st, 13) == SQLITE_NULL ? NULL : lexical_dup_column(st, 13);
         if (!out->path || !out->title || !out->heading_path || !out->format || !out->text ||
             !out->snippet || !out->location) {
             kb_lexical_row_free(out);
@@ -323,5 +324,6 @@ void kb_lexical_row_free(struct kb_lexical_row *row)
     free(row->text);
     free(row->snippet);
     free(row->location);
+    free(row->meta);
     memset(row, 0, sizeof *row);
 }

@@ -34,6 +34,7 @@ int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int g
 /* A chunk's stored fields, for presenting a hit. Strings are malloc'ed (free each). */
 struct kb_lexical_row {
     char *path, *title, *heading_path, *format, *text, *snippet, *location;
+    char *meta;                 /* the document's metadata (JSON object text), NULL for none */
     uint64_t byte_start, byte_end;
     uint32_t line_start, line_end, page;
     int64_t doc_id;

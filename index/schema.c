@@ -66,6 +66,9 @@ static const char *const schema_migrations[KB_SCHEMA_VERSION] = {
     /* 3 -> 4: documents by content hash, so a renamed file is found and moved, not
      * re-ingested. */
     "CREATE INDEX documents_hash ON documents(hash);",
+    /* 4 -> 5: a document's metadata from the program that stored it (a JSON object as text,
+     * e.g. a URL or tags), returned with its search results. NULL for files. */
+    "ALTER TABLE documents ADD COLUMN meta TEXT;",
 };
 
 static int schema_version(struct kb_store *store, int *out, struct kb_err *err)

@@ -365,9 +365,9 @@ int kb_store_doc_put(struct kb_store *store, struct kb_store_doc *doc, struct kb
     sqlite3_stmt *st;
     rc = kb_store_prepare(store, exists
         ? "UPDATE documents SET size=?2, mtime_ns=?3, inode=?4, hash=?5, format=?6, title=?7,"
-          " ingested_at=?8 WHERE id=?1"
-        : "INSERT INTO documents(path, size, mtime_ns, inode, hash, format, title, ingested_at)"
-          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", &st, err);
+          " ingested_at=?8, meta=?9 WHERE id=?1"
+        : "INSERT INTO documents(path, size, mtime_ns, inode, hash, format, title, ingested_at,"
+          " meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", &st, err);
     if (rc)
         return rc;
     if (exists)
@@ -381,6 +381,8 @@ int kb_store_doc_put(struct kb_store *store, struct kb_store_doc *doc, struct kb
     sqlite3_bind_text(st, 6, doc->format, -1, SQLITE_STATIC);
     if (doc->title)
         sqlite3_bind_text(st, 7, doc->title, -1, SQLITE_STATIC);
+    if (doc->meta)
+        sqlite3_bind_text(st, 9, doc->meta, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, (int64_t)time(NULL));
     if ((rc = store_exec_stmt(store, st, "storing a document", err)))
         return rc;

@@ -42,6 +42,7 @@ struct kb_store_doc {
     char hash[65];
     const char *format;
     const char *title;    /* may be NULL */
+    const char *meta;     /* a JSON object as text, or NULL */
 };
 
 /* Looks a document up by path: 1 found (id, stat values and hash filled; format and title

@@ -1,6 +1,7 @@
 /* ingest.c — the facade's ingestion: walk -> read -> chunk -> store, with change detection. */
 #include "kb/kb_int.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -273,7 +274,7 @@ static int ingest_file(struct ingest_run *run, const char *path, const struct st
         goto done;
     }
     struct kb_store_doc doc = { 0, abs, st->st_size, ingest_mtime_ns(st), (int64_t)st->st_ino,
-                                "", kb_doc_kind_name(format), NULL };
+                                "", kb_doc_kind_name(format), NULL, NULL };
     memcpy(doc.hash, file.hash, sizeof doc.hash);
     size_t n_chunks = 0;
     rc = ingest_store_text(kb, &doc, found ? old.id : 0, file.text, file.len, &file, run->opts,
@@ -493,6 +494,25 @@ done:
     return rc;
 }
 
+/* A document's metadata as stored: a JSON object of at most 64 KiB, printed compactly into
+ * *out (malloc'ed; NULL without metadata). */
+static int ingest_metadata(kb *kb, const kb_document *d, char **out)
+{
+    *out = NULL;
+    if (!d->metadata)
+        return 0;
+    if (strlen(d->metadata) > 65536)
+        return kb_fail(kb, KB_EINVALID, "%s: metadata is over 64 KiB", d->id);
+    cJSON *obj = cJSON_Parse(d->metadata);
+    if (!cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        return kb_fail(kb, KB_EINVALID, "%s: metadata is not a JSON object", d->id);
+    }
+    *out = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    return *out ? 0 : kb_fail(kb, KB_ENOMEM, "out of memory");
+}
+
 /* One in-memory document inside the run's transaction. */
 static int ingest_add_document(struct ingest_run *run, const kb_document *d)
 {
@@ -506,31 +526,40 @@ static int ingest_add_document(struct ingest_run *run, const kb_document *d)
         kb_err_prefix(&kb->err, d->id);
         return KB_EFORMAT;
     }
+    char *meta = NULL;
     struct kb_store_doc old;
-    int rc = kb_store_doc_find(kb->store, d->id, &old, &kb->err);
-    if (rc < 0)
+    int rc = ingest_metadata(kb, d, &meta);
+    if (rc || (rc = kb_store_doc_find(kb->store, d->id, &old, &kb->err)) < 0) {
+        free(meta);
         return rc;
+    }
     int found = rc == 1;
-    struct kb_store_doc doc = { 0, d->id, (int64_t)d->text_len, 0, 0, "", format, d->title };
-    /* The title is part of what is indexed, so it is part of the identity hash too. */
-    const void *parts[] = { d->title ? d->title : "", "\n", d->text ? d->text : "" };
-    size_t lens[] = { d->title ? strlen(d->title) : 0, 1, d->text_len };
-    kb_sha256_hex_parts(parts, lens, 3, doc.hash);
+    struct kb_store_doc doc = { 0, d->id, (int64_t)d->text_len, 0, 0, "", format, d->title,
+                                meta };
+    /* Title and metadata are stored with the text, so they are part of the identity hash. */
+    const void *parts[] = { d->title ? d->title : "", "\n", d->text ? d->text : "", "\n",
+                            meta ? meta : "" };
+    size_t lens[] = { d->title ? strlen(d->title) : 0, 1, d->text_len, 1,
+                      meta ? strlen(meta) : 0 };
+    kb_sha256_hex_parts(parts, lens, meta ? 5 : 3, doc.hash);
+    rc = 0;
     if (found && !strcmp(old.hash, doc.hash)) {
         ingest_emit(run, KB_EVENT_UNCHANGED, d->id, NULL, 0);
-        return 0;
+        goto done;
     }
     if (run->o.dry_run) {
         ingest_emit(run, found ? KB_EVENT_UPDATED : KB_EVENT_ADDED, d->id, NULL, 0);
-        return 0;
+        goto done;
     }
     size_t n_chunks = 0;
     if ((rc = ingest_store_text(kb, &doc, found ? old.id : 0, d->text, d->text_len, NULL,
                                 run->opts, &n_chunks)))
-        return rc;
+        goto done;
     run->stats.chunks += n_chunks;
     ingest_emit(run, found ? KB_EVENT_UPDATED : KB_EVENT_ADDED, d->id, NULL, n_chunks);
-    return 0;
+done:
+    free(meta);
+    return rc;
 }
 
 int kb_add_documents(kb *kb, const kb_document *docs, size_t n_docs,

@@ -196,13 +196,17 @@ KB_API int kb_ingest(kb *kb, const char *const *paths, size_t n_paths,
                      const kb_ingest_options *opts, kb_ingest_stats *stats);
 
 /* An in-memory document. `id` names it (used as its path in results); `text` must be valid
- * UTF-8 of `text_len` bytes; `title` may be NULL; `format` is "text" or "markdown". */
+ * UTF-8 of `text_len` bytes; `title` may be NULL; `format` is "text" or "markdown";
+ * `metadata` (may be NULL) is a JSON object as text (at most 64 KiB), e.g.
+ * {"url": "https://…", "tags": ["vpn"]}: stored with the document and returned with its
+ * search results (kb_result.metadata); not searched. */
 typedef struct kb_document {
     const char *id;
     const char *title;
     const char *text;
     size_t text_len;
     const char *format;
+    const char *metadata;
 } kb_document;
 
 /* Stores `n_docs` in-memory documents in one transaction, replacing documents with the same
@@ -281,6 +285,8 @@ typedef struct kb_result {
     const char *location;     /* beyond the line range: "page 3", "pages 3-4", "chapter 2: Winter",
                                * "row 2 – row 9"; NULL or "" when the lines say it all */
     uint32_t page;            /* PDF page the passage starts on; 0 when not paged */
+    const char *metadata;     /* the document's metadata (a JSON object as text) as given to
+                                 kb_add_documents; NULL for files and documents without */
 } kb_result;
 
 typedef struct kb_results kb_results;

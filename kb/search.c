@@ -85,6 +85,7 @@ static void search_fill(kb_result *item, const struct search_hit *hit,
     item->byte_end = row->byte_end;
     item->location = row->location;
     item->page = row->page;
+    item->metadata = row->meta;
 }
 
 /* Turns ranked hits into results with their stored fields; with group_by_document, only each

@@ -118,6 +118,18 @@ def case_auth():
           and "content-security-policy" in h, "the page at / is served without a token, with a CSP")
     s, _, d = request("DELETE", "/v1/documents/no/such/doc", token=ADMIN)
     check(s == 404 and is_error(d, "not_found"), f"deleting an unknown document is 404 (got {s})")
+    meta = {"url": "https://help.example/42", "tags": ["printer"]}
+    s, _, d = request("POST", "/v1/documents", {"documents": [{"id": "mem/meta", "title": "Printer jam",
+                      "text": "The quokka printer jams on recycled paper.", "metadata": meta}]}, token=ADMIN)
+    check(s == 200 and d.get("added") == 1, f"a document with metadata is added (got {s} {d})")
+    s, _, d = request("POST", "/v1/search", {"query": "quokka printer", "mode": "bm25"}, token=READ)
+    hit = next((r for r in (d or {}).get("results", []) if r.get("path") == "mem/meta"), None)
+    check(s == 200 and hit is not None and hit.get("metadata") == meta,
+          f"search returns the document's metadata as given (got {hit and hit.get('metadata')})")
+    s, _, d = request("POST", "/v1/documents", {"documents": [{"id": "mem/x", "text": "t", "metadata": [1]}]},
+                      token=ADMIN)
+    check(s == 400 and is_error(d, "invalid_request"), f"metadata that is not an object is 400 (got {s})")
+    request("DELETE", "/v1/documents/mem/meta", token=ADMIN)
 
 
 def raw_exchange(data, read_first=False):

@@ -38,8 +38,8 @@ static void add_documents__is_all_or_nothing(void **state)
     kb *kb = NULL;
     assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
     kb_document docs[] = {
-        { "doc-1", "Lighthouses", "The lighthouse keeper trims the wick at dusk.", 45, "text" },
-        { "doc-2", NULL, "bad \xff byte", 10, "text" },
+        { "doc-1", "Lighthouses", "The lighthouse keeper trims the wick at dusk.", 45, "text", NULL },
+        { "doc-2", NULL, "bad \xff byte", 10, "text", NULL },
     };
     assert_int_equal(kb_add_documents(kb, docs, 2, NULL, NULL), KB_EFORMAT);
     assert_non_null(strstr(kb_errmsg(kb), "doc-2"));
@@ -71,7 +71,7 @@ static void open__readonly_handle_refuses_writes(void **state)
     assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
     kb_close(kb);
     assert_int_equal(kb_open(&kb, dir, KB_OPEN_READONLY), 0);
-    kb_document doc = { "d", NULL, "text", 4, "text" };
+    kb_document doc = { "d", NULL, "text", 4, "text", NULL };
     assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), KB_EINVALID);
     kb_close(kb);
     th_rmtree(dir);
@@ -83,7 +83,7 @@ static void misuse_expect_refused(kb *kb)
 {
     const char *paths[] = { "/tmp" };
     const char *ids[] = { "doc-1" };
-    kb_document doc = { "d", NULL, "text", 4, "text" };
+    kb_document doc = { "d", NULL, "text", 4, "text", NULL };
     kb_results *res = NULL;
     kb_prompt_result *prompt = NULL;
     kb_answer *answer = NULL;
@@ -111,7 +111,7 @@ static void misuse__closed_handles_are_refused_and_double_close_is_a_no_op(void 
     char *dir = th_tempdir();
     kb *kb = NULL;
     assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
-    kb_document doc = { "doc-1", NULL, "The keeper trims the wick.", 26, "text" };
+    kb_document doc = { "doc-1", NULL, "The keeper trims the wick.", 26, "text", NULL };
     assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), 0);
     kb_close(kb);
     /* The pointer now dangles: the library must not read through it (ASan would say so). */
@@ -185,7 +185,8 @@ static void misuse__null_arguments_are_refused_everywhere(void **state)
     assert_int_equal(kb_ingest(kb, NULL, 1, NULL, NULL), KB_EINVALID);
     assert_int_equal(kb_ingest(kb, null_path, 1, NULL, NULL), KB_EINVALID);
     assert_int_equal(kb_add_documents(kb, NULL, 1, NULL, NULL), KB_EINVALID);
-    kb_document no_text = { "d", NULL, NULL, 4, "text" }, no_id = { NULL, NULL, "t", 1, "text" };
+    kb_document no_text = { "d", NULL, NULL, 4, "text", NULL },
+                no_id = { NULL, NULL, "t", 1, "text", NULL };
     assert_int_equal(kb_add_documents(kb, &no_text, 1, NULL, NULL), KB_EINVALID);
     assert_int_equal(kb_add_documents(kb, &no_id, 1, NULL, NULL), KB_EINVALID);
     assert_int_equal(kb_delete_documents(kb, NULL, 1, 0, NULL), KB_EINVALID);
@@ -239,7 +240,7 @@ static void misuse__closed_models_and_freed_results_are_refused(void **state)
     char *dir = th_tempdir();
     kb *kb = NULL;
     assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
-    kb_document doc = { "doc-1", NULL, "The keeper trims the wick.", 26, "text" };
+    kb_document doc = { "doc-1", NULL, "The keeper trims the wick.", 26, "text", NULL };
     assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), 0);
     kb_results *res = NULL;
     assert_int_equal(kb_search(kb, "wick", NULL, &res), 0);
@@ -285,7 +286,7 @@ static void threads__a_handle_per_thread_is_safe(void **state)
     char *dir = th_tempdir();
     kb *kb = NULL;
     assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
-    kb_document doc = { "doc-1", NULL, "The keeper trims the wick.", 26, "text" };
+    kb_document doc = { "doc-1", NULL, "The keeper trims the wick.", 26, "text", NULL };
     assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), 0);
     kb_close(kb);
     enum { N_THREADS = 4 };
@@ -303,6 +304,49 @@ static void threads__a_handle_per_thread_is_safe(void **state)
     free(dir);
 }
 
+static void documents__metadata_is_stored_and_returned_with_results(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    kb *kb = NULL;
+    assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
+    kb_document doc = { "ticket-7", "VPN drops", "The VPN drops every hour on the dot.", 36, "text",
+                        "{ \"url\": \"https://help.example/7\", \"tags\": [\"vpn\"] }" };
+    kb_ingest_stats st;
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, &st), 0);
+    assert_int_equal(st.added, 1);
+    kb_results *res = NULL;
+    assert_int_equal(kb_search(kb, "vpn drops", NULL, &res), 0);
+    assert_int_equal(kb_results_count(res), 1);
+    assert_string_equal(kb_results_get(res, 0)->metadata,
+                        "{\"url\":\"https://help.example/7\",\"tags\":[\"vpn\"]}");
+    kb_results_free(res);
+    /* Same text, other metadata: an update (metadata is part of what is stored). */
+    doc.metadata = "{\"url\":\"https://help.example/7b\"}";
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, &st), 0);
+    assert_int_equal(st.updated, 1);
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, &st), 0);
+    assert_int_equal(st.unchanged, 1);
+    /* Not an object, or not JSON: refused, naming the document; nothing changes. */
+    doc.metadata = "[1, 2]";
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), KB_EINVALID);
+    assert_non_null(strstr(kb_errmsg(kb), "ticket-7: metadata is not a JSON object"));
+    doc.metadata = "{ broken";
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), KB_EINVALID);
+    /* Without metadata, results have none. */
+    kb_document plain = { "note", NULL, "A plain note about printers.", 28, "text", NULL };
+    assert_int_equal(kb_add_documents(kb, &plain, 1, NULL, NULL), 0);
+    assert_int_equal(kb_search(kb, "printers", NULL, &res), 0);
+    assert_null(kb_results_get(res, 0)->metadata);
+    kb_results_free(res);
+    assert_int_equal(kb_search(kb, "vpn", NULL, &res), 0);
+    assert_string_equal(kb_results_get(res, 0)->metadata, "{\"url\":\"https://help.example/7b\"}");
+    kb_results_free(res);
+    kb_close(kb);
+    th_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +358,7 @@ int main(void)
         cmocka_unit_test(misuse__null_arguments_are_refused_everywhere),
         cmocka_unit_test(misuse__closed_models_and_freed_results_are_refused),
         cmocka_unit_test(threads__a_handle_per_thread_is_safe),
+        cmocka_unit_test(documents__metadata_is_stored_and_returned_with_results),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

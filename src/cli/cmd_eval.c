@@ -135,7 +135,7 @@ static int eval_build(kb *kb, const struct beir *b, const struct eval_cmd *c)
             const char *text = strspn(d->text, " \t\r\n") < strlen(d->text) ? d->text : d->title;
             if (strspn(text, " \t\r\n") == strlen(text))
                 continue; /* nothing to index */
-            docs[n++] = (kb_document){ d->id, d->title, text, strlen(text), "text" };
+            docs[n++] = (kb_document){ d->id, d->title, text, strlen(text), "text", NULL };
         }
         rc = kb_add_documents(kb, docs, n, &opts, NULL);
     }

@@ -96,6 +96,9 @@ static int search_json(const kb_results *res)
         cJSON_AddNumberToObject(o, "byte_end", (double)r->byte_end);
         if (r->location && *r->location)
             cJSON_AddStringToObject(o, "location", r->location);
+        cJSON *meta = r->metadata ? cJSON_Parse(r->metadata) : NULL;
+        if (meta)
+            cJSON_AddItemToObject(o, "metadata", meta);
         if (r->page)
             cJSON_AddNumberToObject(o, "page", r->page);
         cJSON_AddNumberToObject(o, "chunk_id", (double)r->chunk_id);

@@ -21,6 +21,8 @@ static cJSON *routes_result_json(const kb_result *r, size_t rank)
     cJSON_AddNumberToObject(o, "line_start", r->line_start);
     cJSON_AddNumberToObject(o, "line_end", r->line_end);
     if (r->location && *r->location) cJSON_AddStringToObject(o, "location", r->location);
+    cJSON *meta = r->metadata ? cJSON_Parse(r->metadata) : NULL;
+    if (meta) cJSON_AddItemToObject(o, "metadata", meta);
     if (r->page) cJSON_AddNumberToObject(o, "page", r->page);
     cJSON_AddNumberToObject(o, "chunk_id", (double)r->chunk_id);
     cJSON_AddNumberToObject(o, "document_id", (double)r->doc_id);
@@ -243,6 +245,13 @@ static int routes_document(struct srv_reply *out, const cJSON *item, kb_document
     if (strcmp(d->format, "text") && strcmp(d->format, "markdown"))
         return srv_error(out, 400, "invalid_request", "'format' must be text or markdown");
     d->text_len = strlen(d->text);
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(item, "metadata");
+    if (meta && !cJSON_IsNull(meta)) {
+        if (!cJSON_IsObject(meta))
+            return srv_error(out, 400, "invalid_request", "'metadata' must be an object");
+        if (!(d->metadata = cJSON_PrintUnformatted(meta)))
+            return srv_error(out, 500, "internal", "out of memory");
+    }
     return 0;
 }
 
@@ -284,6 +293,8 @@ int srv_route_add_documents(struct srv *s, const cJSON *body, struct srv_reply *
     cJSON_AddNumberToObject(doc, "embedded", (double)stats.embedded);
     rc = srv_json(out, 200, doc);
 done:
+    for (size_t j = 0; j < n; j++)
+        cJSON_free((char *)docs[j].metadata);
     free(docs);
     return rc;
 }
