@@ -70,7 +70,7 @@ static int build(kb *kb, const char *model, const char *corpus, int copies)
     for (int c = 0; c < copies; c++) {
         for (size_t i = 0; i < n; i++) {
             snprintf(ids[i], sizeof ids[i], "c%d-%zu", c, i);
-            docs[i] = (kb_document){ ids[i], titles[i], texts[i], strlen(texts[i]), "text" };
+            docs[i] = (kb_document){ ids[i], titles[i], texts[i], strlen(texts[i]), "text", NULL };
         }
         kb_ingest_stats st;
         if (kb_add_documents(kb, docs, n, &opts, &st)) {

@@ -84,7 +84,11 @@ int cli_fail(const struct cli *cli, kb *kb, int status)
         cli_hint("retry when the other writer has finished");
         break;
     case KB_EVERSION:
-        cli_hint("upgrade kb to read this knowledge base");
+        if (strstr(msg, "needs migrating"))
+            cli_hint("a writing command (kb ingest, kb reindex) migrates it; reading ones "
+                     "never change a KB");
+        else
+            cli_hint("upgrade kb to read this knowledge base");
         break;
     case KB_ECORRUPT:
         if (strstr(msg, ".faiss"))

@@ -55,24 +55,54 @@ void srv_pool_close(struct srv *s)
     kb_model_close(s->model);
 }
 
-/* The index of a free handle, marked busy; waits on s->cond. -1 on timeout. */
+/* A request waiting for a read handle. Handles go to waiters in arrival order: a freed
+ * handle is handed to the oldest (srv_pool_put), so a request cannot lose the race to newer
+ * ones again and again while the server is saturated. */
+struct srv_waiter {
+    long slot;                   /* the handle handed over, or -1 */
+    struct srv_waiter *next;
+};
+
+static void pool_unqueue(struct srv *s, struct srv_waiter *w)
+{
+    struct srv_waiter **p = &s->wait_head, *prev = NULL;
+    while (*p && *p != w) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    if (*p) {
+        *p = w->next;
+        if (s->wait_tail == w)
+            s->wait_tail = prev;
+    }
+}
+
+/* The index of a free handle, marked busy; waits (in line) on s->cond. -1 on timeout. */
 static long pool_take(struct srv *s)
 {
     struct timespec deadline;
     pool_deadline(&deadline, s->cfg->timeout_s * 1000u);
     long slot = -1;
     pthread_mutex_lock(&s->lock);
-    for (;;) {
-        for (size_t i = 0; i < s->n_readers && slot < 0; i++)
-            if (!s->busy[i])
-                slot = (long)i;
-        if (slot >= 0 || s->stopping)
-            break;
-        if (pthread_cond_timedwait(&s->cond, &s->lock, &deadline) == ETIMEDOUT)
-            break;
-    }
-    if (slot >= 0)
+    for (size_t i = 0; i < s->n_readers && slot < 0 && !s->wait_head; i++)
+        if (!s->busy[i])
+            slot = (long)i;
+    if (slot >= 0) {
         s->busy[slot] = 1;
+    } else if (!s->stopping) {
+        struct srv_waiter w = { -1, NULL };
+        if (s->wait_tail)
+            s->wait_tail->next = &w;
+        else
+            s->wait_head = &w;
+        s->wait_tail = &w;
+        while (w.slot < 0 && !s->stopping)
+            if (pthread_cond_timedwait(&s->cond, &s->lock, &deadline) == ETIMEDOUT)
+                break;
+        if (w.slot < 0)
+            pool_unqueue(s, &w);
+        slot = w.slot; /* handed over still busy */
+    }
     pthread_mutex_unlock(&s->lock);
     return slot;
 }
@@ -104,9 +134,19 @@ kb *srv_pool_get(struct srv *s, int *status, char *msg, size_t msg_size)
 void srv_pool_put(struct srv *s, kb *kb)
 {
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; kb && i < s->n_readers; i++)
-        if (s->readers[i] == kb)
+    for (size_t i = 0; kb && i < s->n_readers; i++) {
+        if (s->readers[i] != kb)
+            continue;
+        struct srv_waiter *w = s->wait_head;
+        if (w) { /* straight to the oldest waiter, still marked busy */
+            s->wait_head = w->next;
+            if (!s->wait_head)
+                s->wait_tail = NULL;
+            w->slot = (long)i;
+        } else {
             s->busy[i] = 0;
+        }
+    }
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
 }

@@ -31,6 +31,7 @@ struct srv {
     int *busy;
     size_t n_readers;
     size_t n_workers;             /* streaming answers still running */
+    struct srv_waiter *wait_head, *wait_tail; /* requests waiting for a handle, oldest first */
     pthread_mutex_t write_lock;
     kb *writer;
     pthread_mutex_t model_lock;
