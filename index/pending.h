@@ -26,7 +26,8 @@ int kb_pending_put(struct kb_pending *p, const char *input_hash, const float *ve
                    struct kb_err *err);
 /* Commits what was put since the last save. */
 int kb_pending_save(struct kb_pending *p, struct kb_err *err);
-/* After the run committed (its vectors are in the KB now): closes p and deletes the file. */
+/* After the run committed (its vectors are in the KB now): closes p (may be NULL) and deletes
+ * the file, also one that a killed run left and this run never opened. */
 void kb_pending_remove(struct kb_pending *p, const char *kb_dir);
 
 #endif

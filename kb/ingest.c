@@ -439,7 +439,7 @@ static int ingest_end_run(kb *kb, struct ingest_run *run, int rc, double t0)
         if (rc == 0)
             rc = kb_vec_sync(kb, run->o.index);
         if (rc == 0)
-            rc = kb_vec_commit(kb);
+            rc = kb_vec_commit(kb, run->canceled);
         else
             kb_vec_abort(kb);
         run->stats.commit_seconds = ingest_now() - t;

@@ -71,9 +71,11 @@ void kb_vec_discard(kb *kb);
 /* At the end of a run, inside its transaction: writes a FAISS generation matching the vectors
  * (spec_text forces a type) and records it, so it commits with the data it indexes. */
 int kb_vec_sync(kb *kb, const char *spec_text);
-/* Commits the run's transaction; then removes the generation file it superseded. On failure
- * rolls back as kb_vec_abort does. */
-int kb_vec_commit(kb *kb);
+/* Commits the run's transaction; then removes the generation file it superseded and, unless
+ * keep_pending (a run stopped early, whose side file may still hold embeddings of files it
+ * did not reach), the side file of pending embeddings. On failure rolls back as kb_vec_abort
+ * does. */
+int kb_vec_commit(kb *kb, int keep_pending);
 /* Rolls the run's transaction back, removes the generation file it had put in place, drops
  * queued vectors, and forgets cached state read inside the transaction. */
 void kb_vec_abort(kb *kb);

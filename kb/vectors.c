@@ -513,7 +513,7 @@ static int vec_publish(kb *kb, struct kb_vindex *vi, const struct kb_vindex_reco
     return rc;
 }
 
-int kb_vec_commit(kb *kb)
+int kb_vec_commit(kb *kb, int keep_pending)
 {
     struct kb_vec *v = &kb->vec;
     kb_test_crash_point("before-commit");
@@ -523,7 +523,11 @@ int kb_vec_commit(kb *kb)
         return rc;
     }
     kb_test_crash_point("after-commit");
-    if (v->pending) { /* its vectors are in the KB now */
+    struct kb_err perr;
+    if (keep_pending) {
+        if (v->pending)
+            kb_pending_save(v->pending, &perr);
+    } else { /* its vectors are in the KB now (also one a killed run left, not opened here) */
         kb_pending_remove(v->pending, kb_store_dir(kb->store));
         v->pending = NULL;
     }
@@ -796,7 +800,7 @@ int kb_reindex(kb *kb, const char *model, const char *index, kb_ingest_stats *st
         kb_vec_abort(kb);
         goto done;
     }
-    if ((rc = kb_vec_commit(kb)))
+    if ((rc = kb_vec_commit(kb, 0)))
         goto done;
     if (stats) {
         stats->embedded = v->n_embedded;
@@ -823,7 +827,7 @@ int kb_rebuild_index(kb *kb, const char *index)
         if ((rc = kb_vec_sync(kb, index && *index ? index : "auto")))
             kb_vec_abort(kb);
         else
-            rc = kb_vec_commit(kb);
+            rc = kb_vec_commit(kb, 0);
     }
     kb_store_unlock(kb->store);
     return rc;

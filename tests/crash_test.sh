@@ -4,15 +4,26 @@
 # must converge to the KB an uninterrupted run builds over the same folder.
 # Each run is first timed uninterrupted on a copy of the KB, then run for real and killed after
 # a random share of that time (so most kills land mid-run, at any stage).
-# Usage: crash_test.sh [--creation] PATH_TO_KB RUNS [MODEL_DIR] [SEED]
+# Usage: crash_test.sh [--creation] [--files N] PATH_TO_KB RUNS [MODEL_DIR] [SEED]
+# --files N: a folder of about N files (default 308: 300 small, 8 large) generated from a seeded
+# vocabulary; between runs a share of it proportional to N is edited, appended to, renamed,
+# touched, deleted and added to (e.g. --files 3000 RUNS 200 for the soak, bench/crash_soak.sh).
 # --creation: instead, RUNS kills spread evenly over a new KB's first (small) ingest, so some
 # land while the database is being created; after each, ingest must complete and check pass.
-# Without MODEL_DIR the KB is keyword-only (no vectors). Prints "damaged KBs: N"; exits 0 only
-# when N is 0 and the final KB equals the reference.
+# Without MODEL_DIR the KB is keyword-only (no vectors). Prints "damaged KBs: N" and
+# "converged: yes|no"; exits 0 only when N is 0 and the final KB equals the reference.
 set -u
-CREATION=0
-[ "${1:-}" = --creation ] && { CREATION=1; shift; }
+CREATION=0 FILES=308
+while :; do
+    case "${1:-}" in
+    --creation) CREATION=1; shift ;;
+    --files) FILES=$2; shift 2 ;;
+    *) break ;;
+    esac
+done
+[ "$FILES" -ge 20 ] 2>/dev/null || { echo "usage: --files N needs N >= 20"; exit 2; }
 KB=$(realpath "$1") RUNS=$2 MODEL=${3:-} SEED=${4:-$$}
+[ -e "$MODEL" ] && MODEL=$(realpath "$MODEL")
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
 T=$(mktemp -d)
@@ -43,28 +54,39 @@ RANDOM=$SEED
 echo "seed $SEED"
 GEN="$PY $HERE/data/vectors/gen_docs.py"
 
-# A few hundred small files, some larger ones, in a few folders.
+# Small files in a few folders (FILES - 8 of them), and 8 larger ones.
 mkdir -p src/a src/b/c
-$GEN "$VOCAB" src/a 150 1 --sections 1 --words 15
-$GEN "$VOCAB" src/b 150 2 --sections 2 --words 20 --prefix note
+$GEN "$VOCAB" src/a $(((FILES - 8) / 2)) 1 --sections 1 --words 15
+$GEN "$VOCAB" src/b $(((FILES - 7) / 2)) 2 --sections 2 --words 20 --prefix note
 $GEN "$VOCAB" src/b/c 8 3 --sections 40 --words 60 --prefix big
 n_new=0
-# mutate: modify, add and delete a few files (a random share of the folder)
+# mutate: modify, append to, rename, touch, delete and add files: a random share of the
+# folder, up to a few dozen files per thousand (of FILES, so the folder keeps about its size:
+# as many files are deleted as added, on average).
+scale=$((FILES / 300 > 1 ? FILES / 300 : 1))
 mutate() {
     local files n i f
     mapfile -t files < <(find src -name '*.md' | sort)
     n=${#files[@]}
-    for i in $(seq $((RANDOM % 12 + 1))); do
+    for i in $(seq $((RANDOM % (12 * scale) + 1))); do
         f=${files[RANDOM % n]}
         [ -f "$f" ] && $GEN "$VOCAB" "$(dirname "$f")" 1 $RANDOM --sections $((RANDOM % 6 + 1)) --words 25 --prefix "m$RANDOM-" && rm -f "$f"
     done
-    for i in $(seq $((RANDOM % 8))); do
+    for i in $(seq $((RANDOM % (8 * scale)))); do
         f=${files[RANDOM % n]}
         [ -f "$f" ] && printf '\n## Appended %d\n\n%s\n' $RANDOM "$(head -c 300 "${files[RANDOM % n]}" 2>/dev/null | tr '#' ' ')" >> "$f"
     done
-    for i in $(seq $((RANDOM % 5))); do rm -f "${files[RANDOM % n]}"; done
     n_new=$((n_new + 1))
-    $GEN "$VOCAB" src/a $((RANDOM % 10 + 1)) $RANDOM --sections 2 --words 20 --prefix "new$n_new-"
+    for i in $(seq $((RANDOM % (3 * scale)))); do   # renames: same content, new path
+        f=${files[RANDOM % n]}
+        [ -f "$f" ] && mv "$f" "$(dirname "${files[RANDOM % n]}")/moved$n_new-$i-$(basename "$f")"
+    done
+    for i in $(seq $((RANDOM % (3 * scale)))); do   # a new mtime, the same content
+        f=${files[RANDOM % n]}
+        [ -f "$f" ] && touch "$f"
+    done
+    for i in $(seq $((RANDOM % (10 * scale) + 1))); do rm -f "${files[RANDOM % n]}"; done
+    $GEN "$VOCAB" src/a $((RANDOM % (10 * scale) + 1)) $RANDOM --sections 2 --words 20 --prefix "new$n_new-"
 }
 
 now() { date +%s.%N; }
@@ -96,7 +118,7 @@ $KB --kb probe ingest "${MODEL_ARGS[@]}" src >/dev/null 2>err || { echo "FAIL: a
 echo "files: $(find src -name '*.md' | wc -l), $(du -sk src | cut -f1) KB; uninterrupted first ingest: $($PY -c "print('%.2f' % ($(now) - $t0))")s"
 rm -rf probe
 
-damaged=0 killed=0 finished=0 kinds=""
+damaged=0 killed=0 finished=0 killed_ingest=0
 for run in $(seq "$RUNS"); do
     [ "$run" -gt 1 ] && [ $((RANDOM % 2)) = 0 ] && mutate
     cmd=(ingest "${MODEL_ARGS[@]}" src)
@@ -118,7 +140,12 @@ for run in $(seq "$RUNS"); do
     kill -9 "$PID" 2>/dev/null
     wait "$PID" 2>/dev/null; rc=$?
     PID=
-    if [ "$rc" = 137 ]; then killed=$((killed + 1)); else finished=$((finished + 1)); fi
+    if [ "$rc" = 137 ]; then
+        killed=$((killed + 1))
+        [ "${cmd[0]}" = ingest ] && killed_ingest=$((killed_ingest + 1))
+    else
+        finished=$((finished + 1))
+    fi
     if [ "$rc" != 137 ] && [ "$rc" != 0 ]; then
         echo "run $run: ${cmd[0]} exited $rc without being killed: $(head -1 run.err)"
     fi
@@ -129,7 +156,7 @@ for run in $(seq "$RUNS"); do
         cp -r kb "damaged.$run"
     fi
 done
-echo "runs: $RUNS (killed mid-run: $killed, finished before the kill: $finished)"
+echo "runs: $RUNS (killed mid-run: $killed, of them during ingest: $killed_ingest; finished before the kill: $finished)"
 echo "damaged KBs: $damaged"
 
 # Converge: finish, then compare with a KB built in one uninterrupted run.
@@ -184,18 +211,25 @@ if far:
     problems.append("%d chunks' vectors differ from the reference" % far)
 if a[3]:
     problems.append("%d vectors without a chunk" % a[3])
+# What a crashed run may leave (generation files, the side file of its embeddings) must be
+# gone once a run has completed.
 strays = sorted(f for f in os.listdir(sys.argv[1])
-                if f.startswith("vectors.") and f not in {r[0] for r in a[4]})
+                if (f.startswith("vectors.") and f not in {r[0] for r in a[4]})
+                or f.startswith("pending-vectors."))
 print("final KB: %d documents, %d chunks, %d vectors (%d bitwise equal to the reference, "
-      "%d within 1e-6); stray index files: %s" % (len(a[0]), len(a[1]), len(va), bitwise, close,
+      "%d within 1e-6); stray files: %s" % (len(a[0]), len(a[1]), len(va), bitwise, close,
       " ".join(strays) or "none"))
 for p in problems:
     print("FAIL: " + p)
-sys.exit(1 if problems else 0)
+if strays:
+    print("FAIL: files left by crashed runs are still there after a completed run")
+sys.exit((1 if problems else 0) + (2 if strays else 0))
 EOF
 same=$?
+strays=$((same & 2)) same=$((same & 1))
 if [ -n "$MODEL" ]; then
     stale=$($KB --kb kb --json status | $PY -c 'import json,sys; d=json.load(sys.stdin); print(d.get("index_stale"), d.get("index_vectors") == d.get("vectors") == d.get("chunks"))')
     [ "$stale" = "False True" ] || { echo "FAIL: the final index is stale or incomplete ($stale)"; same=1; }
 fi
-[ "$damaged" = 0 ] && [ $rc = 0 ] && [ $crc = 0 ] && [ $same = 0 ]
+[ $rc = 0 ] && [ $crc = 0 ] && [ $same = 0 ] && echo "converged: yes" || echo "converged: no"
+[ "$damaged" = 0 ] && [ $rc = 0 ] && [ $crc = 0 ] && [ $same = 0 ] && [ $strays = 0 ]
