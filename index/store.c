@@ -485,18 +485,20 @@ int kb_store_docs_under(struct kb_store *store, const char *root, kb_store_doc_c
     return rc;
 }
 
-int kb_store_docs_with_hash(struct kb_store *store, const char *hash, kb_store_doc_cb cb,
-                            void *payload, struct kb_err *err)
+int kb_store_docs_with_hash(struct kb_store *store, const char *hash,
+                            kb_store_titled_doc_cb cb, void *payload, struct kb_err *err)
 {
     sqlite3_stmt *st;
     int rc = kb_store_prepare(store,
-        "SELECT id, path FROM documents WHERE hash=?1 AND inode<>0 ORDER BY id", &st, err);
+        "SELECT id, path, title FROM documents WHERE hash=?1 AND inode<>0 ORDER BY id", &st,
+        err);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
     int step;
     while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW)
-        rc = cb(sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1), payload);
+        rc = cb(sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+                (const char *)sqlite3_column_text(st, 2), payload);
     if (rc == 0 && step != SQLITE_DONE)
         rc = kb_store_sql_error(store, "finding documents by content", err);
     sqlite3_finalize(st);

@@ -89,10 +89,12 @@ typedef int (*kb_store_doc_cb)(int64_t doc_id, const char *path, void *payload);
 int kb_store_docs_under(struct kb_store *store, const char *root, kb_store_doc_cb cb,
                         void *payload, struct kb_err *err);
 
-/* Calls cb for every file's document (not in-memory ones) whose content hash is `hash`;
- * stop by returning non-zero, which is passed back. */
-int kb_store_docs_with_hash(struct kb_store *store, const char *hash, kb_store_doc_cb cb,
-                            void *payload, struct kb_err *err);
+/* Calls cb for every file's document (not in-memory ones) whose content hash is `hash`,
+ * with its title (may be NULL); stop by returning non-zero, which is passed back. */
+typedef int (*kb_store_titled_doc_cb)(int64_t doc_id, const char *path, const char *title,
+                                      void *payload);
+int kb_store_docs_with_hash(struct kb_store *store, const char *hash,
+                            kb_store_titled_doc_cb cb, void *payload, struct kb_err *err);
 
 /* Which documents a search may return; every field optional (NULL / 0 = no condition). */
 struct kb_filter {

@@ -54,16 +54,25 @@ static void ingest_emit(struct ingest_run *run, kb_event_type type, const char *
     }
 }
 
+/* A file's name without its directory and extension, the title of last resort; its length
+ * in *len. */
+static const char *ingest_name_title(const char *path, size_t *len)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    *len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    return base;
+}
+
 /* The title a document is indexed under: its first level-1 heading, else its file name. */
 static char *ingest_title(const char *path, const struct kb_chunk_list *chunks)
 {
     if (chunks->title)
         return strdup(chunks->title);
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    const char *dot = strrchr(base, '.');
-    size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
-    return strndup(base, len);
+    size_t len;
+    const char *name = ingest_name_title(path, &len);
+    return strndup(name, len);
 }
 
 /* Where a chunk lies beyond its line range, from the parser's marks: "page 3", "pages 3-4",
@@ -170,14 +179,30 @@ static int ingest_flush(struct ingest_run *run)
 struct ingest_moved_from {
     int64_t id;
     char *path;
+    const char *new_path;
 };
 
-/* A document with the same content whose file is gone: the file was renamed. */
-static int ingest_note_moved_from(int64_t doc_id, const char *path, void *payload)
+/* 1 when `title` is the name of the file at `path` (without extension). */
+static int ingest_title_is_name(const char *title, const char *path)
+{
+    size_t len;
+    const char *name = ingest_name_title(path, &len);
+    return title && strlen(title) == len && !memcmp(title, name, len);
+}
+
+/* A document with the same content whose file is gone: the file was renamed. A document
+ * titled by its file name keeps its chunks and vectors only when the name stays (the title
+ * is part of every chunk's embedded text); else the new file is stored afresh. */
+static int ingest_note_moved_from(int64_t doc_id, const char *path, const char *title,
+                                  void *payload)
 {
     struct ingest_moved_from *m = payload;
     struct stat st;
+    if (!path)
+        return KB_ENOMEM; /* SQLite could not copy the value */
     if (lstat(path, &st) == 0 || errno != ENOENT)
+        return 0;
+    if (ingest_title_is_name(title, path) && !ingest_title_is_name(title, m->new_path))
         return 0;
     m->id = doc_id;
     m->path = strdup(path);
@@ -241,7 +266,7 @@ static int ingest_file(struct ingest_run *run, const char *path, const struct st
     struct kb_store_doc old;
     struct kb_doc file = { 0 };
     struct kb_err reason = { 0, "" };
-    struct ingest_moved_from from = { 0, NULL };
+    struct ingest_moved_from from = { 0, NULL, path };
     int rc = kb_store_doc_find(kb->store, abs, &old, &kb->err), found = rc == 1;
     if (rc < 0)
         goto done;

@@ -537,6 +537,20 @@ case_a_renamed_file_moves_without_re_embedding() {
     cp docs/doc0004.md docs/copy.md
     $KB --kb k --json ingest docs > out
     ok "$(jget 'd["moved"], d["added"], d["embedded"]' < out)" "0 1 0" "a copy is added and embeds nothing"
+    # A text file is titled by its name, and the title is in every chunk's embedded text: moved
+    # to another folder under the same name it keeps its vectors; renamed, it is stored afresh.
+    printf 'Plain notes without a heading.\n\nA second paragraph of the notes.\n' > docs/notes.txt
+    $KB --kb k ingest docs >/dev/null
+    mv docs/notes.txt docs/sub/notes.txt
+    $KB --kb k --json ingest docs > out
+    ok "$(jget 'd["moved"], d["embedded"]' < out)" "1 0" "a name-titled file moved to another folder is a move"
+    mv docs/sub/notes.txt docs/sub/minutes.txt
+    $KB --kb k --json ingest docs > out
+    ok "$(jget 'd["moved"], d["added"], d["removed"]' < out)" "0 1 1" "a name-titled file renamed is stored afresh"
+    ok "$(sql k "SELECT title FROM documents WHERE path LIKE '%/sub/minutes.txt'")" minutes \
+       "a renamed file's title follows its new name"
+    ok "$(sql k "SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.path LIKE '%/sub/minutes.txt' AND c.title <> 'minutes'")" 0 \
+       "and so do its chunks' titles"
 }
 
 case_dry_run_changes_nothing() {
