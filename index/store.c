@@ -296,6 +296,12 @@ int kb_store_begin(struct kb_store *store, struct kb_err *err)
 
 int kb_store_commit(struct kb_store *store, struct kb_err *err)
 {
+    /* SQLite rolls a transaction back by itself after some errors (out of memory, disk full);
+     * a COMMIT then says only "no transaction is active". Nothing was stored either way. */
+    if (sqlite3_get_autocommit(store->db))
+        return kb_err_set(err, KB_EIO, "%s: committing: the transaction was rolled back after "
+                          "an earlier error (out of memory or disk full); nothing was stored",
+                          store->db_path);
     if (sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         return kb_store_sql_error(store, "committing", err);
     return 0;

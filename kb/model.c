@@ -3,6 +3,7 @@
 #include "kb/model_int.h"
 #include "kb/kb_int.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,16 +233,24 @@ int kb_model_identity(const kb_model *model, char out[65])
     size_t lens[16], n = 0;
     for (size_t i = 0; i < n_files; i++) {
         char *path = kb_path_join(model->dir, files[i]);
-        if (path && kb_sha256_file(path, 0, 0, digests[n]) == 0) {
+        if (!path)
+            return KB_ENOMEM;
+        int rc = kb_sha256_file(path, 0, 0, digests[n]);
+        int missing = rc && errno == ENOENT;
+        free(path);
+        if (rc && !missing) /* a file that is there but unreadable must not change the identity */
+            return errno == ENOMEM ? KB_ENOMEM : KB_EIO;
+        if (!rc) {
             parts[n] = digests[n];
             lens[n] = 64;
             n++;
         }
-        free(path);
     }
     char *weights = kb_path_join(model->dir, "model.safetensors");
     struct stat st;
-    if (!weights || stat(weights, &st) != 0) {
+    if (!weights)
+        return KB_ENOMEM;
+    if (stat(weights, &st) != 0) {
         free(weights);
         return KB_ENOTFOUND;
     }

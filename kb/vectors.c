@@ -101,7 +101,9 @@ static int vec_open_model(kb *kb, const char *name)
     char identity[65];
     if ((rc = kb_model_identity(model, identity))) {
         kb_model_close(model);
-        return kb_fail(kb, rc, "model '%s': cannot read its files to identify it", name);
+        return rc == KB_ENOMEM ? kb_fail(kb, rc, "model '%s': out of memory", name)
+                               : kb_fail(kb, rc, "model '%s': cannot read its files to identify it",
+                                         name);
     }
     if (v->model_name && strcmp(identity, v->identity)) {
         kb_model_close(model);

@@ -192,8 +192,11 @@ static int read_file(char **out, size_t *out_len, const char *path, struct kb_er
     struct kb_buf buf = KB_BUF_INIT;
     buf.max = WP_FILE_MAX;
     int rc = kb_buf_read_file(&buf, path);
-    if (rc == KB_ENOMEM)
+    struct stat st;
+    if (rc == KB_ENOMEM && stat(path, &st) == 0 && (uint64_t)st.st_size > WP_FILE_MAX)
         rc = kb_err_set(err, KB_ENOMEM, "%s: larger than %zu MiB", path, WP_FILE_MAX >> 20);
+    else if (rc == KB_ENOMEM)
+        rc = kb_err_set(err, KB_ENOMEM, "%s: out of memory", path);
     else if (rc)
         rc = kb_err_set(err, errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "%s: %s", path,
                         strerror(errno));
