@@ -294,11 +294,16 @@ int kb_store_begin(struct kb_store *store, struct kb_err *err)
     return 0;
 }
 
+int kb_store_in_transaction(struct kb_store *store)
+{
+    return !sqlite3_get_autocommit(store->db);
+}
+
 int kb_store_commit(struct kb_store *store, struct kb_err *err)
 {
     /* SQLite rolls a transaction back by itself after some errors (out of memory, disk full);
      * a COMMIT then says only "no transaction is active". Nothing was stored either way. */
-    if (sqlite3_get_autocommit(store->db))
+    if (!kb_store_in_transaction(store))
         return kb_err_set(err, KB_EIO, "%s: committing: the transaction was rolled back after "
                           "an earlier error (out of memory or disk full); nothing was stored",
                           store->db_path);

@@ -653,11 +653,13 @@ int kb_vec_sync(kb *kb, const char *spec_text)
     if (spec_text && *spec_text) {
         if ((rc = kb_store_meta_set(kb->store, "index", spec_text, &kb->err)))
             return rc;
-    } else if (kb_store_meta_get(kb->store, "index", &recorded, &kb->err) == 0 &&
+    } else if ((rc = kb_store_meta_get(kb->store, "index", &recorded, &kb->err)) == 0 &&
                strcmp(recorded, "auto")) {
         rc = vec_sync_with(kb, recorded, 0);
         free(recorded);
         return rc;
+    } else if (rc && rc != KB_ENOTFOUND) {
+        return rc; /* an index type asked for must not silently become the automatic one */
     }
     free(recorded);
     kb_err_clear(&kb->err);
@@ -671,7 +673,7 @@ static int vec_sync_with(kb *kb, const char *spec_text, int force)
     int rc = 0;
     int64_t rev = 0;
     struct kb_vindex_record old;
-    int has_old = 0;
+    int has_old = 0, in_txn = kb_store_in_transaction(kb->store);
     if ((rc = kb_vectors_rev(kb->store, &rev, &kb->err)) ||
         (has_old = kb_vindex_record_get(kb->store, &old, &kb->err)) < 0)
         return has_old < 0 ? has_old : rc;
@@ -690,15 +692,25 @@ static int vec_sync_with(kb *kb, const char *spec_text, int force)
         kb_vindex_spec_parse(&want, v->dim, spec_text, &kb->err) != 0)
         kb_vindex_spec_auto(&want, v->dim, n);
     /* Incremental when the current file is sound and still the right type; else rebuild. */
-    if (has_old && !force && kb_vec_open_generation(kb, &old, &vi) == 0) {
+    if (has_old && !force && (rc = kb_vec_open_generation(kb, &old, &vi)) == 0) {
         struct kb_vindex_spec got;
         kb_vindex_get_spec(vi, &got);
         if (got.kind != want.kind || got.kind == KB_VINDEX_HNSW || old.dim != v->dim ||
-            vec_sync_apply(kb, &vi, ids, n) != 0) {
+            (rc = vec_sync_apply(kb, &vi, ids, n)) != 0) {
             kb_vindex_free(vi);
             vi = NULL;
         }
     }
+    /* A rebuild mends an unusable file, not a lack of memory or a transaction SQLite rolled
+     * back after an error (what follows would then commit piecemeal). */
+    if (rc == KB_ENOMEM || (in_txn && !kb_store_in_transaction(kb->store))) {
+        if (!rc)
+            rc = kb_fail(kb, KB_EIO, "%s: the transaction was rolled back after an error",
+                         kb_store_dir(kb->store));
+        free(ids);
+        return rc;
+    }
+    rc = 0;
     kb_err_clear(&kb->err);
     size_t n_built = n;
     if (!vi)
