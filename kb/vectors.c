@@ -35,14 +35,16 @@ static int vec_record_parse(struct kb_vec *v, const char *json, const char *db)
     const cJSON *dim = cJSON_GetObjectItemCaseSensitive(doc, "dim");
     int ok = cJSON_IsString(name) && cJSON_IsString(identity) && cJSON_IsNumber(dim) &&
              strlen(identity->valuestring) == 64 && dim->valueint > 0 && dim->valueint <= 65536;
-    if (ok) {
+    char *copy = ok ? strdup(name->valuestring) : NULL;
+    if (copy) {
         free(v->model_name);
-        v->model_name = strdup(name->valuestring);
+        v->model_name = copy;
         memcpy(v->identity, identity->valuestring, 65);
         v->dim = dim->valueint;
-        ok = v->model_name != NULL;
     }
     cJSON_Delete(doc);
+    if (ok && !copy)
+        return kb_err_set(&v->err, KB_ENOMEM, "%s: out of memory", db);
     if (!ok)
         return kb_err_set(&v->err, KB_ECORRUPT, "%s: the model record in kb_meta is damaged", db);
     return 0;
