@@ -36,9 +36,22 @@ int kb_store_sql_error(struct kb_store *store, const char *what, struct kb_err *
     return kb_err_set(err, status, "%s: %s: %s", store->db_path, what, sqlite3_errmsg(store->db));
 }
 
+/* SQLite rolls a transaction back by itself after some errors (out of memory, disk full); what
+ * followed would then run outside it, each statement committing alone. */
+static int store_lost_transaction(struct kb_store *store, const char *what, struct kb_err *err)
+{
+    return kb_err_set(err, KB_EIO, "%s: %s: the transaction was rolled back after an earlier "
+                      "error (out of memory or disk full); nothing was stored",
+                      store->db_path, what);
+}
+
 int kb_store_prepare(struct kb_store *store, const char *sql, sqlite3_stmt **out,
                      struct kb_err *err)
 {
+    if (store->in_run && sqlite3_get_autocommit(store->db)) {
+        *out = NULL;
+        return store_lost_transaction(store, "preparing query", err);
+    }
     if (sqlite3_prepare_v2(store->db, sql, -1, out, NULL) != SQLITE_OK) {
         *out = NULL;
         return kb_store_sql_error(store, "preparing query", err);
@@ -291,22 +304,15 @@ int kb_store_begin(struct kb_store *store, struct kb_err *err)
 {
     if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return kb_store_sql_error(store, "starting a transaction", err);
+    store->in_run = 1;
     return 0;
-}
-
-int kb_store_in_transaction(struct kb_store *store)
-{
-    return !sqlite3_get_autocommit(store->db);
 }
 
 int kb_store_commit(struct kb_store *store, struct kb_err *err)
 {
-    /* SQLite rolls a transaction back by itself after some errors (out of memory, disk full);
-     * a COMMIT then says only "no transaction is active". Nothing was stored either way. */
-    if (!kb_store_in_transaction(store))
-        return kb_err_set(err, KB_EIO, "%s: committing: the transaction was rolled back after "
-                          "an earlier error (out of memory or disk full); nothing was stored",
-                          store->db_path);
+    store->in_run = 0;
+    if (sqlite3_get_autocommit(store->db)) /* else COMMIT says only "no transaction is active" */
+        return store_lost_transaction(store, "committing", err);
     if (sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         return kb_store_sql_error(store, "committing", err);
     return 0;
@@ -314,6 +320,7 @@ int kb_store_commit(struct kb_store *store, struct kb_err *err)
 
 void kb_store_rollback(struct kb_store *store)
 {
+    store->in_run = 0;
     if (!sqlite3_get_autocommit(store->db))
         sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
 }

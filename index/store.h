@@ -31,11 +31,11 @@ int kb_store_lock(struct kb_store *store, struct kb_err *err);
 int kb_store_lock_wait(struct kb_store *store, int wait_ms, struct kb_err *err);
 void kb_store_unlock(struct kb_store *store);
 
+/* Between kb_store_begin and kb_store_commit / kb_store_rollback, a transaction SQLite rolled
+ * back by itself after an error (out of memory, disk full) makes every later statement and the
+ * commit fail with KB_EIO, so nothing after the error commits statement by statement. */
 int kb_store_begin(struct kb_store *store, struct kb_err *err);
 int kb_store_commit(struct kb_store *store, struct kb_err *err);
-/* 1 while a transaction is open: 0 after kb_store_begin means SQLite rolled it back by itself
- * after an error (out of memory, disk full), and later statements would each commit alone. */
-int kb_store_in_transaction(struct kb_store *store);
 void kb_store_rollback(struct kb_store *store);
 
 struct kb_store_doc {

@@ -14,6 +14,7 @@ struct kb_store {
     char *db_path;
     int lock_fd;            /* -1 when the writer lock is not held */
     unsigned flags;
+    int in_run;             /* between kb_store_begin and kb_store_commit / _rollback */
 };
 
 /* Turns the database's last error into ours: "<db_path>: <what>: <sqlite message>". */

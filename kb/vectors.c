@@ -675,7 +675,7 @@ static int vec_sync_with(kb *kb, const char *spec_text, int force)
     int rc = 0;
     int64_t rev = 0;
     struct kb_vindex_record old;
-    int has_old = 0, in_txn = kb_store_in_transaction(kb->store);
+    int has_old = 0;
     if ((rc = kb_vectors_rev(kb->store, &rev, &kb->err)) ||
         (has_old = kb_vindex_record_get(kb->store, &old, &kb->err)) < 0)
         return has_old < 0 ? has_old : rc;
@@ -703,12 +703,9 @@ static int vec_sync_with(kb *kb, const char *spec_text, int force)
             vi = NULL;
         }
     }
-    /* A rebuild mends an unusable file, not a lack of memory or a transaction SQLite rolled
-     * back after an error (what follows would then commit piecemeal). */
-    if (rc == KB_ENOMEM || (in_txn && !kb_store_in_transaction(kb->store))) {
-        if (!rc)
-            rc = kb_fail(kb, KB_EIO, "%s: the transaction was rolled back after an error",
-                         kb_store_dir(kb->store));
+    /* A rebuild mends an unusable file, not a lack of memory (a transaction SQLite rolled back
+     * meanwhile fails the rebuild's first statement: kb_store_begin). */
+    if (rc == KB_ENOMEM) {
         free(ids);
         return rc;
     }
