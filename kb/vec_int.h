@@ -41,7 +41,8 @@ struct kb_vec {
     size_t n_stash;
     size_t n_embedded, n_reused;
     size_t n_tokens;           /* model tokens embedded (for progress) */
-    struct kb_vindex *vi;      /* for searching */
+    struct kb_vindex *vi;      /* for searching (read-only: it may be shared) */
+    int vi_shared;             /* vi came from the process cache (util/shared.h) */
     int64_t vi_rev;
     char *published;           /* the generation file this run put in place (not committed) */
     char *superseded;          /* the file it replaces, removed once the run commits */

@@ -21,6 +21,7 @@
 #include "kb/model_int.h"
 #include "util/hash.h"
 #include "util/path.h"
+#include "util/shared.h"
 #include "util/testhook.h"
 
 #define VEC_EMBED_BATCH 256   /* texts embedded per call while flushing */
@@ -857,6 +858,71 @@ int kb_vec_has_vectors(kb *kb)
     return kb_vectors_any(kb->store, &any, &err) == 0 && any;
 }
 
+static void vec_drop_search_index(struct kb_vec *v)
+{
+    if (v->vi_shared)
+        kb_shared_put(v->vi);
+    else
+        kb_vindex_free(v->vi);
+    v->vi = NULL;
+    v->vi_shared = 0;
+}
+
+struct vec_gen_load {
+    kb *kb;
+    const struct kb_vindex_record *rec;
+    int called;
+};
+
+static int vec_gen_load(void *arg, void **obj)
+{
+    struct vec_gen_load *a = arg;
+    struct kb_vindex *vi = NULL;
+    a->called = 1;
+    int rc = kb_vec_open_generation(a->kb, a->rec, &vi);
+    *obj = vi;
+    return rc;
+}
+
+static void vec_gen_free(void *obj)
+{
+    kb_vindex_free(obj);
+}
+
+/* Opens the recorded generation into v->vi for searching, shared with every other handle of
+ * the process on the same file (util/shared.h): a generation file is never changed once
+ * recorded, and its key holds the file's real path and recorded sha256, which the first
+ * handle checked when it read the file, so 8 handles of kb serve hold one copy, not 8. */
+static int vec_open_shared_generation(kb *kb, const struct kb_vindex_record *rec)
+{
+    struct kb_vec *v = &kb->vec;
+    char *path = vec_file_path(kb, rec->file);
+    char *real = path ? realpath(path, NULL) : NULL;
+    free(path);
+    if (!real) /* missing (or no memory): the plain open says which */
+        return kb_vec_open_generation(kb, rec, &v->vi);
+    size_t cap = strlen(real) + strlen(rec->sha256) + strlen(rec->spec) + 96;
+    char *key = malloc(cap);
+    if (!key) {
+        free(real);
+        return kb_fail(kb, KB_ENOMEM, "out of memory");
+    }
+    snprintf(key, cap, "vindex\n%s\n%s\n%s\n%d\n%lld", real, rec->sha256, rec->spec, rec->dim,
+             (long long)rec->n_vectors);
+    free(real);
+    struct vec_gen_load args = { kb, rec, 0 };
+    void *vi = NULL;
+    int rc = kb_shared_get(key, vec_gen_load, &args, vec_gen_free, &vi);
+    free(key);
+    if (rc == KB_ENOMEM && !args.called)
+        kb_fail(kb, rc, "out of memory");
+    if (!rc) {
+        v->vi = vi;
+        v->vi_shared = 1;
+    }
+    return rc;
+}
+
 /* The index for searching: the recorded generation when it matches the vectors (verified
  * once per handle and generation), else an exact index built in memory from the vectors —
  * readers never write, and never trust a stale or damaged file. */
@@ -872,9 +938,8 @@ static int vec_search_index(kb *kb)
         return rc;
     if (v->vi && v->vi_rev == rev)
         return 0;
-    kb_vindex_free(v->vi);
-    v->vi = NULL;
-    if (has && rec.vectors_rev == rev && kb_vec_open_generation(kb, &rec, &v->vi) == 0) {
+    vec_drop_search_index(v);
+    if (has && rec.vectors_rev == rev && vec_open_shared_generation(kb, &rec) == 0) {
         v->vi_rev = rev;
         return 0;
     }
@@ -1068,7 +1133,7 @@ void kb_vec_close(kb *kb)
     free(v->superseded);
     kb_pending_close(v->pending);
     kb_model_close(v->model);
-    kb_vindex_free(v->vi);
+    vec_drop_search_index(v);
     free(v->model_name);
     memset(v, 0, sizeof *v);
 }

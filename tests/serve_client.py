@@ -279,6 +279,39 @@ def case_sse():
     check(request("GET", "/v1/status", token=READ)[0] == 200, "status answers after abandoned streams")
 
 
+def case_dropped():
+    """Requests waiting for a handle whose clients hang up give their connections back at once."""
+    n = int(os.environ["MAX_CONNECTIONS"])
+    c, r = open_stream("how are the logs rotated")  # holds the only handle: the LLM stalls
+    check(r.status == 200 and next(sse_events(r))["type"] == "token",
+          "a streamed answer holds the only handle")
+    body = json.dumps({"query": "logs rotated", "k": 3}).encode()
+    head = (f"POST /v1/search HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {READ}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    waiting = []
+    for _ in range(n - 1):  # one at a time, so each is let in: the stream and these make n
+        w = socket.create_connection(("127.0.0.1", PORT))
+        w.sendall(head + body)
+        waiting.append(w)
+        time.sleep(0.3)
+    st = request("GET", "/healthz")[0]
+    check(st == 429, f"with {n - 1} searches waiting for the handle, one more connection is 429 "
+          f"(got {st})")
+    for w in waiting:
+        w.close()
+    t0, st = time.time(), 0
+    while time.time() - t0 < 10:
+        st = request("GET", "/healthz")[0]
+        if st == 200:
+            break
+        time.sleep(0.05)
+    took = time.time() - t0
+    check(st == 200 and took < 2,
+          f"once their clients hang up, the waiting searches let go of their connections "
+          f"within 2 s (got {st} after {took:.1f} s; --timeout is 30 s)")
+    c.close()
+
+
 def case_concurrent():
     errors, searches = [], [0]
     stop = threading.Event()
@@ -439,7 +472,7 @@ def case_page():
 
 CASES = {"auth": case_auth, "limits": case_limits, "sse": case_sse,
          "concurrent": case_concurrent, "embeddings": case_embeddings,
-         "page": case_page}
+         "dropped": case_dropped, "page": case_page}
 
 if __name__ == "__main__":
     CASES[sys.argv[1]]()

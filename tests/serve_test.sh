@@ -2,7 +2,7 @@
 # serve_test.sh — kb serve over real sockets: a KB embedded with a random-weight model, a
 # loopback LLM (tests/llm_server.py) for answers, kb serve on a free port, and
 # tests/serve_client.py (or headless Chromium for the page) checking one CASE:
-#   auth limits sse concurrent embeddings  (serve_client.py cases)
+#   auth limits sse concurrent embeddings dropped  (serve_client.py cases)
 #   tokens     token files: 0600, stable, refused when readable by others
 #   shutdown   SIGTERM during a streamed answer stops the server cleanly
 #   page       the page at / asks a question in headless Chromium (DOM + screenshot PNG)
@@ -77,6 +77,11 @@ limits)
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM after every limit was hit" ;;
 sse)
     start_llm; start_server --threads 2; client sse
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+dropped)
+    export MAX_CONNECTIONS=4
+    start_llm stall; start_server --threads 1 --max-connections $MAX_CONNECTIONS --timeout 30
+    client dropped
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
 concurrent)
     start_server --threads 4; client concurrent

@@ -2,6 +2,7 @@
 #include "encoder/encoder_int.h"
 #include "encoder/gemm_small.h"
 #include "encoder/pool.h"
+#include "util/shared.h"
 #include "util/threads.h"
 
 #include <cjson/cJSON.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "encoder/wordpiece.h"
 #include "util/path.h"
@@ -476,6 +478,22 @@ static const char *enc_dtype_name(const struct kb_encoder *enc)
     return !t ? "F32" : t->dtype == KB_ST_F16 ? "F16" : t->dtype == KB_ST_BF16 ? "BF16" : "F32";
 }
 
+/* Frees a prototype (what enc_load filled; it has no scratch or helpers of its own). */
+static void enc_free_proto(struct kb_encoder *enc)
+{
+    if (!enc)
+        return;
+    kb_wordpiece_free(enc->wp);
+    for (size_t i = 0; i < enc->n_owned; i++)
+        free(enc->owned[i]);
+    free(enc->owned);
+    free(enc->w.layers);
+    kb_safetensors_close(&enc->st);
+    free(enc->query_prefix);
+    free(enc->passage_prefix);
+    free(enc);
+}
+
 static int enc_load(struct kb_encoder *enc, const char *model_dir, unsigned flags,
                     struct kb_err *err)
 {
@@ -504,8 +522,9 @@ static int enc_load(struct kb_encoder *enc, const char *model_dir, unsigned flag
     return rc;
 }
 
-int kb_encoder_open_ex(struct kb_encoder **out, const char *model_dir, unsigned flags,
-                       struct kb_err *err)
+/* Loads a model folder into a prototype: everything but the per-handle scratch and helpers. */
+static int enc_load_proto(struct kb_encoder **out, const char *model_dir, unsigned flags,
+                          struct kb_err *err)
 {
     *out = NULL;
     struct kb_encoder *enc = calloc(1, sizeof *enc);
@@ -517,11 +536,102 @@ int kb_encoder_open_ex(struct kb_encoder **out, const char *model_dir, unsigned 
     if (!rc)
         rc = enc_load(enc, model_dir, flags, err);
     if (rc) {
-        kb_encoder_free(enc);
+        enc_free_proto(enc);
         return rc;
     }
     enc->info.query_prefix = enc->query_prefix;
     enc->info.passage_prefix = enc->passage_prefix;
+    *out = enc;
+    return 0;
+}
+
+struct enc_load_args {
+    const char *dir;
+    unsigned flags;
+    struct kb_err *err;
+    int called;
+};
+
+static int enc_shared_load(void *arg, void **obj)
+{
+    struct enc_load_args *a = arg;
+    struct kb_encoder *proto = NULL;
+    a->called = 1;
+    int rc = enc_load_proto(&proto, a->dir, a->flags, a->err);
+    *obj = proto;
+    return rc;
+}
+
+static void enc_shared_free(void *obj)
+{
+    enc_free_proto(obj);
+}
+
+/* The files a model is read from. */
+static const char *const enc_files[] = {
+    "config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "modules.json", "1_Pooling/config.json",
+    "config_sentence_transformers.json", "sentence_bert_config.json", "kb_model.json"
+};
+
+/* The cache key of a model folder: its real path, the flags, and each file's identity (device,
+ * inode, size, modification time; 0 when absent), so that a file replaced or rewritten since
+ * the cached copy was loaded gives a new key. NULL when out of memory or the folder is gone. */
+static char *enc_cache_key(const char *model_dir, unsigned flags)
+{
+    char *real = realpath(model_dir, NULL);
+    if (!real)
+        return NULL;
+    size_t n_files = sizeof enc_files / sizeof *enc_files;
+    size_t cap = strlen(real) + 32 + n_files * 96;
+    char *key = malloc(cap);
+    size_t len = key ? (size_t)snprintf(key, cap, "encoder\n%s\n%x", real, flags) : 0;
+    for (size_t i = 0; key && i < n_files; i++) {
+        char *path = kb_path_join(real, enc_files[i]);
+        struct stat st;
+        if (!path) {
+            free(key);
+            key = NULL;
+            break;
+        }
+        if (stat(path, &st) != 0)
+            memset(&st, 0, sizeof st);
+        len += (size_t)snprintf(key + len, cap - len, "\n%llx:%llx:%llx:%lld.%09ld",
+                                (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                                (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                                st.st_mtim.tv_nsec);
+        free(path);
+    }
+    free(real);
+    return key;
+}
+
+int kb_encoder_open_ex(struct kb_encoder **out, const char *model_dir, unsigned flags,
+                       struct kb_err *err)
+{
+    *out = NULL;
+    struct kb_encoder *enc = calloc(1, sizeof *enc);
+    if (!enc)
+        return kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
+    /* The weights, settings and tokenizer: one read-only copy per model in the process. A
+     * folder that cannot be keyed (gone, or no memory) is loaded for this handle alone, which
+     * reports what is wrong with it. */
+    struct kb_encoder *proto = NULL;
+    struct enc_load_args args = { model_dir, flags, err, 0 };
+    char *key = enc_cache_key(model_dir, flags);
+    int rc = key ? kb_shared_get(key, enc_shared_load, &args, enc_shared_free, (void **)&proto)
+                 : enc_load_proto(&proto, model_dir, flags, err);
+    if (key && rc == KB_ENOMEM && !args.called)
+        kb_err_set(err, rc, "encoder: out of memory");
+    free(key);
+    if (rc) {
+        free(enc);
+        return rc;
+    }
+    *enc = *proto; /* borrows every pointer; only the scratch and helpers below are its own */
+    memset(enc->rs, 0, sizeof enc->rs);
+    enc->proto = proto;
+    enc->shared = key != NULL;
     enc->n_threads = kb_threads_default();
     if (enc->n_threads > KB_ENC_MAX_THREADS)
         enc->n_threads = KB_ENC_MAX_THREADS;
@@ -540,17 +650,13 @@ void kb_encoder_free(struct kb_encoder *enc)
 {
     if (!enc)
         return;
-    kb_wordpiece_free(enc->wp);
     kb_enc_pool_stop(enc->pool);
     for (int t = 0; t < KB_ENC_MAX_THREADS; t++)
         kb_enc_state_free(&enc->rs[t]);
-    for (size_t i = 0; i < enc->n_owned; i++)
-        free(enc->owned[i]);
-    free(enc->owned);
-    free(enc->w.layers);
-    kb_safetensors_close(&enc->st);
-    free(enc->query_prefix);
-    free(enc->passage_prefix);
+    if (enc->shared)
+        kb_shared_put(enc->proto);
+    else
+        enc_free_proto(enc->proto);
     free(enc);
 }
 

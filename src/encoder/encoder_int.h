@@ -46,6 +46,10 @@ struct enc_state {
 
 #define KB_ENC_MAX_THREADS 16
 
+/* A handle, or a prototype: the model as loaded from its folder, read-only from then on and
+ * shared by every handle of the process opened on the same unchanged files (util/shared.h).
+ * A handle is a copy of its prototype's fields that borrows all their pointers (weights,
+ * tokenizer, prefixes) and owns only n_threads, rs and pool. */
 struct kb_encoder {
     struct kb_encoder_info info;
     char *query_prefix, *passage_prefix;
@@ -57,6 +61,8 @@ struct kb_encoder {
     int n_threads;                  /* forward passes run at once on bulk work (KB_THREADS) */
     struct enc_state rs[KB_ENC_MAX_THREADS]; /* scratch, one per thread */
     struct kb_enc_pool *pool;       /* n_threads - 1 helpers for single queries */
+    struct kb_encoder *proto;       /* a handle's prototype (NULL in a prototype) */
+    int shared;                     /* proto came from the process cache (else it is ours) */
 };
 
 /* Opening flags for kb_encoder_open_ex. */

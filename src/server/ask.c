@@ -197,8 +197,8 @@ static ssize_t ask_read(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 /* The response is gone (sent, client disconnected, or server stopping): later tokens are
- * dropped. kb_ask has no cancel hook, so the worker runs to the end of the answer (bounded
- * by max_tokens and the backend timeouts) before it lets go of its handle. */
+ * dropped, and the next one stops the answer (ask_on_token), so the worker lets go of its
+ * handle soon after. */
 static void ask_release(void *cls)
 {
     struct ask_stream *st = cls;
@@ -243,8 +243,6 @@ static int ask_stream_start(struct srv *s, struct ask_stream *st, struct srv_rep
 static int ask_stream(struct srv *s, const cJSON *body, struct srv_reply *out)
 {
     struct ask_stream *st = calloc(1, sizeof *st);
-    char msg[512] = "";
-    int status;
     if (!st)
         return srv_error(out, 500, "internal", "out of memory");
     pthread_mutex_init(&st->lock, NULL);
@@ -264,12 +262,19 @@ static int ask_stream(struct srv *s, const cJSON *body, struct srv_reply *out)
     st->question = (char *)question;
     st->opts.on_token = ask_on_token;
     st->opts.payload = st;
-    if (!(st->kb = srv_pool_get(s, &status, msg, sizeof msg))) {
+    if (!(st->kb = srv_pool_borrow(s, out))) {
         ask_unref(st);
-        return status ? srv_fail(out, status, msg)
-                      : srv_error(out, 503, "busy", "every kb handle is in use; retry");
+        return -1;
     }
     return ask_stream_start(s, st, out);
+}
+
+/* Without "stream", the tokens are only watched: a client that hung up stops the answer. */
+static int ask_whole_token(const char *text, size_t len, void *payload)
+{
+    (void)text;
+    (void)len;
+    return srv_client_gone(*(const int *)payload);
 }
 
 /* Without "stream": one document once the answer is complete. */
@@ -279,16 +284,14 @@ static int ask_whole(struct srv *s, const cJSON *body, struct srv_reply *out)
     kb_message *history = NULL;
     kb_answer *a = NULL;
     const char *question;
-    char msg[512] = "";
     int status, rc = -1;
     if (srv_ask_options(s, out, body, &question, &opts, &history))
         goto done;
-    kb *kb = srv_pool_get(s, &status, msg, sizeof msg);
-    if (!kb) {
-        rc = status ? srv_fail(out, status, msg)
-                    : srv_error(out, 503, "busy", "every kb handle is in use; retry");
+    opts.on_token = ask_whole_token;
+    opts.payload = &out->client_fd;
+    kb *kb = srv_pool_borrow(s, out);
+    if (!kb)
         goto done;
-    }
     status = kb_ask(kb, question, &opts, &a);
     if (status)
         srv_fail(out, status, kb_errmsg(kb));

@@ -3,10 +3,14 @@
 #include "server/server_int.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+
+#include <microhttpd.h>
 
 
 static void pool_deadline(struct timespec *ts, unsigned ms)
@@ -77,12 +81,40 @@ static void pool_unqueue(struct srv *s, struct srv_waiter *w)
     }
 }
 
-/* The index of a free handle, marked busy; waits (in line) on s->cond. -1 on timeout. */
-static long pool_take(struct srv *s)
+int srv_client_gone(int fd)
+{
+    if (fd < 0)
+        return 0;
+    struct pollfd p = { fd, POLLIN, 0 };
+    if (poll(&p, 1, 0) <= 0)
+        return 0;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+        return 1;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* How often a request waiting for a handle looks whether its client is still there. */
+#define POOL_CHECK_MS 200
+
+static int pool_passed(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+/* The index of a free handle, marked busy; waits (in line) on s->cond. -1 on timeout, or
+ * with *gone set when the client at client_fd hung up while it waited: a client that gives
+ * up (or a load generator that stops) must not leave requests queued for handles, holding
+ * their connections against --max-connections until the timeout. */
+static long pool_take(struct srv *s, int client_fd, int *gone)
 {
     struct timespec deadline;
     pool_deadline(&deadline, s->cfg->timeout_s * 1000u);
     long slot = -1;
+    *gone = 0;
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < s->n_readers && slot < 0 && !s->wait_head; i++)
         if (!s->busy[i])
@@ -96,9 +128,18 @@ static long pool_take(struct srv *s)
         else
             s->wait_head = &w;
         s->wait_tail = &w;
-        while (w.slot < 0 && !s->stopping)
-            if (pthread_cond_timedwait(&s->cond, &s->lock, &deadline) == ETIMEDOUT)
+        while (w.slot < 0 && !s->stopping && !pool_passed(&deadline)) {
+            struct timespec step;
+            pool_deadline(&step, POOL_CHECK_MS);
+            if (step.tv_sec > deadline.tv_sec ||
+                (step.tv_sec == deadline.tv_sec && step.tv_nsec > deadline.tv_nsec))
+                step = deadline;
+            pthread_cond_timedwait(&s->cond, &s->lock, &step);
+            if (w.slot < 0 && srv_client_gone(client_fd)) {
+                *gone = 1;
                 break;
+            }
+        }
         if (w.slot < 0)
             pool_unqueue(s, &w);
         slot = w.slot; /* handed over still busy */
@@ -107,24 +148,30 @@ static long pool_take(struct srv *s)
     return slot;
 }
 
-kb *srv_pool_get(struct srv *s, int *status, char *msg, size_t msg_size)
+kb *srv_pool_borrow(struct srv *s, struct srv_reply *out)
 {
-    long slot = pool_take(s);
-    *status = 0;
-    if (slot < 0)
+    int gone;
+    long slot = pool_take(s, out->client_fd, &gone);
+    if (slot < 0 && gone) {
+        out->status = 499; /* no reply: the connection is closed (logged as 499, as nginx) */
         return NULL;
+    }
+    if (slot < 0) {
+        srv_error(out, 503, "busy", "every kb handle is in use; retry");
+        if (out->resp)
+            MHD_add_response_header(out->resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+        return NULL;
+    }
     if (!s->readers[slot]) {
         int rc = kb_open(&s->readers[slot], s->cfg->kb_dir, KB_OPEN_READONLY);
         if (rc) {
-            snprintf(msg, msg_size, "%s",
-                     s->readers[slot] ? kb_errmsg(s->readers[slot]) : kb_strerror(rc));
+            srv_fail(out, rc, s->readers[slot] ? kb_errmsg(s->readers[slot]) : kb_strerror(rc));
             kb_close(s->readers[slot]);
             s->readers[slot] = NULL;
             pthread_mutex_lock(&s->lock);
             s->busy[slot] = 0;
             pthread_cond_broadcast(&s->cond);
             pthread_mutex_unlock(&s->lock);
-            *status = rc;
             return NULL;
         }
     }

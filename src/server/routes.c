@@ -60,14 +60,12 @@ int srv_route_search(struct srv *s, const cJSON *body, struct srv_reply *out)
 {
     kb_search_options o = KB_SEARCH_OPTIONS_INIT;
     const char *query = NULL;
-    char msg[512] = "";
     int status;
     if (routes_search_opts(s, body, out, &query, &o))
         return -1;
-    kb *kb = srv_pool_get(s, &status, msg, sizeof msg);
+    kb *kb = srv_pool_borrow(s, out);
     if (!kb)
-        return status ? srv_fail(out, status, msg)
-                      : srv_error(out, 503, "busy", "every kb handle is in use; retry");
+        return -1;
     kb_results *res = NULL;
     status = kb_search(kb, query, &o, &res);
     if (status) {
@@ -171,16 +169,12 @@ int srv_route_prompt(struct srv *s, const cJSON *body, struct srv_reply *out)
     kb_message *history = NULL;
     kb_prompt_result *p = NULL;
     const char *question = NULL;
-    char msg[512] = "";
     int status, rc = -1;
     if (srv_ask_options(s, out, body, &question, &opts, &history))
         goto done;
-    kb *kb = srv_pool_get(s, &status, msg, sizeof msg);
-    if (!kb) {
-        rc = status ? srv_fail(out, status, msg)
-                    : srv_error(out, 503, "busy", "every kb handle is in use; retry");
+    kb *kb = srv_pool_borrow(s, out);
+    if (!kb)
         goto done;
-    }
     status = kb_prompt(kb, question, &opts, &p);
     if (status)
         srv_fail(out, status, kb_errmsg(kb));
@@ -204,12 +198,10 @@ done:
 int srv_route_status(struct srv *s, struct srv_reply *out)
 {
     kb_status_info info;
-    char msg[512] = "";
     int status;
-    kb *kb = srv_pool_get(s, &status, msg, sizeof msg);
+    kb *kb = srv_pool_borrow(s, out);
     if (!kb)
-        return status ? srv_fail(out, status, msg)
-                      : srv_error(out, 503, "busy", "every kb handle is in use; retry");
+        return -1;
     status = kb_stat(kb, &info);
     if (status)
         srv_fail(out, status, kb_errmsg(kb));

@@ -290,10 +290,10 @@ static int server_preflight(struct srv *s, struct MHD_Connection *c, struct srv_
 static enum MHD_Result server_queue(struct srv *s, struct MHD_Connection *c,
                                     struct server_req *r, struct srv_reply *rep)
 {
+    r->status = rep->status;
     if (!rep->resp)
         return MHD_NO;
     server_common_headers(s, c, rep->resp);
-    r->status = rep->status;
     enum MHD_Result ok = MHD_queue_response(c, rep->status, rep->resp);
     MHD_destroy_response(rep->resp);
     rep->resp = NULL;
@@ -325,6 +325,7 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *c, const 
         if (!(r = calloc(1, sizeof *r)))
             return MHD_NO;
         *con_cls = r;
+        r->early.client_fd = -1;
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->url, sizeof r->url, "%s", url);
         int host_ok = server_host_ok(s, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"));
@@ -348,7 +349,9 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *c, const 
     }
     if (r->early.resp)
         return server_queue(s, c, r, &r->early);
-    struct srv_reply rep = { 0, NULL };
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
+                                                                 MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct srv_reply rep = { 0, NULL, ci ? ci->connect_fd : -1 };
     server_dispatch(s, r, url, &rep);
     return server_queue(s, c, r, &rep);
 }

@@ -46,6 +46,7 @@ struct srv {
 struct srv_reply {
     unsigned status;
     struct MHD_Response *resp;
+    int client_fd;                /* the client's socket (to notice it hang up), or -1 */
 };
 
 /* ---- http.c: replies, checks and parsing helpers ---- */
@@ -81,9 +82,13 @@ int srv_get_mode(struct srv_reply *out, const struct cJSON *obj, kb_mode *mode);
 /* ---- pool.c: kb handles and the model ---- */
 int srv_pool_open(struct srv *s, char *errbuf, size_t errbuf_size);
 void srv_pool_close(struct srv *s);
-/* Borrows a read-only handle, waiting up to the connection timeout; NULL when none came
- * free (the caller answers 503 busy) or the KB cannot be opened (*status says why). */
-kb *srv_pool_get(struct srv *s, int *status, char *msg, size_t msg_size);
+/* Borrows a read-only handle for the request whose reply is `out`, waiting in line up to the
+ * connection timeout. NULL with `out` filled when none came free (503 busy, Retry-After) or
+ * the KB cannot be opened, or with out->resp NULL (status 499: the connection is then closed
+ * without a reply) when the client hung up while the request waited. */
+kb *srv_pool_borrow(struct srv *s, struct srv_reply *out);
+/* 1 when the client at socket fd has closed its connection or it failed (-1: never). */
+int srv_client_gone(int fd);
 void srv_pool_put(struct srv *s, kb *kb);
 /* Takes the writable handle (waiting as long as the KB's lock wait); NULL with *status
  * KB_ELOCKED when another request still holds it. Release with srv_pool_put_writer. */
