@@ -28,6 +28,11 @@
  *    threads at once, but freed only when no thread reads them. Functions without a handle
  *    (kb_strerror, kb_version, kb_model_pull, kb_model_list, kb_service_tokens) are
  *    thread-safe. Callbacks run on the calling thread, inside the call.
+ *    Handles share what they only read: all handles (and kb_models) of a process opened on
+ *    the same model folder use one copy of its weights and tokenizer, and all handles of a KB
+ *    searching the same vector-index generation use one copy of that index; each keeps only
+ *    its own scratch, SQLite connection and error message. A copy is freed with the last
+ *    handle that uses it, so a handle per thread costs little memory.
  *  - Library code never exits or aborts the process.
  *  - Linking: libkb.so (-lkb, `pkg-config kb`, CMake's kb::kb) or libkb.a (define KB_STATIC;
  *    `pkg-config --static kb`); docs/LIBRARY.md.
