@@ -77,7 +77,9 @@ static int decode_fail_at(const char *raw, size_t bad, const char *charset, stru
 static int decode_run(iconv_t cd, char **out, size_t *out_len, const char *raw, size_t len,
                       const char *charset, size_t max_out, struct kb_err *err)
 {
-    size_t alloc = len * 2 + 16, used = 0;
+    /* At most max_out bytes of output (and its NUL) are ever allocated. */
+    size_t alloc = len > max_out / 2 || len * 2 + 16 > max_out ? max_out + 1 : len * 2 + 16;
+    size_t used = 0;
     char *buf = malloc(alloc), *in = (char *)raw;
     size_t in_left = len;
     if (!buf)
@@ -93,13 +95,14 @@ static int decode_run(iconv_t cd, char **out, size_t *out_len, const char *raw, 
             free(buf);
             return decode_fail_at(raw, (size_t)(in - raw), charset, err);
         }
-        char *grown = alloc > max_out ? NULL : realloc(buf, alloc * 2);
+        size_t more = alloc > max_out / 2 ? max_out + 1 : alloc * 2;
+        char *grown = alloc > max_out ? NULL : realloc(buf, more);
         if (!grown) {
             free(buf);
             return kb_err_set(err, KB_ENOMEM, "decoded text larger than %zu bytes", max_out);
         }
         buf = grown;
-        alloc *= 2;
+        alloc = more;
     }
     buf[used] = '\0';
     *out = buf;
@@ -124,8 +127,10 @@ int kb_decode_iconv(char **out, size_t *out_len, const char *raw, size_t len,
 }
 
 static int decode_copy(char **out, size_t *out_len, const char *raw, size_t len,
-                       struct kb_err *err)
+                       size_t max_out, struct kb_err *err)
 {
+    if (len > max_out)
+        return kb_err_set(err, KB_ENOMEM, "text larger than %zu bytes", max_out);
     char *copy = malloc(len + 1);
     if (!copy)
         return kb_err_set(err, KB_ENOMEM, "out of memory copying %zu bytes", len);
@@ -153,7 +158,7 @@ int kb_decode_to_utf8(char **out, size_t *out_len, const char *raw, size_t len,
     raw += bom_len;
     len -= bom_len;
     if (kb_utf8_valid(raw, len, &bad))
-        return decode_copy(out, out_len, raw, len, err);
+        return decode_copy(out, out_len, raw, len, max_out, err);
     if (bom)
         return decode_fail_at(raw, bad, "UTF-8", err);
     if (charset && strcasecmp(charset, "utf-8") && strcasecmp(charset, "utf8") &&

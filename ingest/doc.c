@@ -181,7 +181,7 @@ static int doc_parse_html(struct kb_doc *doc, const char *raw, size_t len, struc
     if (rc == 0) {
         struct kb_docw w;
         kb_docw_init(&w, doc);
-        rc = kb_html_emit(&w, text, n, 0, err);
+        rc = kb_html_emit(&w, text, n, 0, KB_HTML_PAGE, err);
         rc = rc ? rc : kb_docw_finish(&w, err);
         kb_docw_free(&w);
         doc->markdown = 1;
@@ -222,21 +222,44 @@ int kb_doc_parse(struct kb_doc *out, enum kb_doc_kind kind, const char *raw, siz
     return rc;
 }
 
+/* A file's first bytes, before the rest is read: a signature that contradicts the name, or
+ * binary content where text is expected, refuses it with the reason kb_doc_parse would give,
+ * so that a huge binary file costs one 64 KiB read. */
+static int doc_sniff(const char *head, size_t len, void *payload, struct kb_err *err)
+{
+    enum kb_doc_kind kind = *(const enum kb_doc_kind *)payload;
+    const char *what = len ? kb_doc_sniff_mismatch(kind, head, len) : NULL;
+    char why[128];
+    if (what && kind == KB_DOC_PDF)
+        return kb_err_set(err, KB_EFORMAT, "not a PDF file (%s)", what);
+    if (what && !strncmp(what, "not the", 7))
+        return kb_err_set(err, KB_EFORMAT, "not a %s file (no zip signature)", kb_doc_kind_name(kind));
+    if (what)
+        return kb_err_set(err, KB_EFORMAT, "binary file (%s, not %s)", what, kb_doc_kind_name(kind));
+    if (kind == KB_DOC_DOCX || kind == KB_DOC_ODT || kind == KB_DOC_EPUB || kind == KB_DOC_PDF)
+        return 0;
+    /* The same verdict as on the whole file: a NUL here is the file's first NUL, and the
+     * control-byte share is taken over these same first 64 KiB. */
+    if (kb_decode_binary_reason(head, len, why, sizeof why))
+        return kb_err_set(err, KB_EFORMAT, "%s", why);
+    return 0;
+}
+
 int kb_doc_read(struct kb_doc *out, const char *path, enum kb_doc_kind kind, uint64_t max_bytes,
                 struct kb_err *err)
 {
     struct kb_textfile file;
-    int rc = kb_textfile_read_bytes(&file, path, max_bytes, err);
+    int rc = kb_textfile_read_sniffed(&file, path, max_bytes, doc_sniff, &kind, err);
     if (rc) {
         memset(out, 0, sizeof *out);
+        out->kind = kind;
         return rc;
     }
     if (kind == KB_DOC_PDF) {
         memset(out, 0, sizeof *out);
         out->kind = kind;
-        const char *what = kb_doc_sniff_mismatch(kind, file.data, file.len);
-        rc = what ? kb_err_set(err, KB_EFORMAT, "not a PDF file (%s)", what)
-                  : kb_pdf_read(out, path, KB_DOC_MAX_TEXT, err);
+        rc = file.len ? kb_pdf_read(out, path, KB_DOC_MAX_TEXT, err)
+                      : kb_err_set(err, KB_EFORMAT, "empty file");
         if (rc)
             kb_doc_free(out);
     } else {

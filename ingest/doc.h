@@ -48,8 +48,12 @@ struct kb_doc {
     size_t n_marks, alloc_marks;
 };
 
-/* Reads and parses `path`, claimed to be `kind`, reading at most max_bytes (larger files are
- * refused unread). Fails with err->msg a one-line reason that does not repeat the path:
+/* Reads and parses `path`, claimed to be `kind`, reading at most max_bytes and never more than
+ * KB_TEXTFILE_MAX_BYTES (1 GiB; larger files are refused unread). The first 64 KiB are
+ * sniffed before the rest is read: a signature that contradicts the name, or binary content
+ * in a text-shaped format, refuses the file at that cost. The file is read through one
+ * descriptor and refused when it changed meanwhile (ingest/textfile.h says how that is told).
+ * Fails with err->msg a one-line reason that does not repeat the path:
  * KB_ENOMEM "larger than the N-byte limit", KB_EFORMAT "binary file (...)", "PNG image
  * named .txt", "not valid UTF-8 at line L, byte N (nor cp1252)", "empty file", "whitespace
  * only", "encrypted PDF", "zip bomb: ...", "no text", ...; KB_EIO with the system's reason or

@@ -39,10 +39,18 @@ void kb_docw_mark(struct kb_docw *w, uint32_t page, const char *label);
 int kb_docw_finish(struct kb_docw *w, struct kb_err *err);
 void kb_docw_free(struct kb_docw *w);
 
+/* What an HTML text is part of: a web page (or an email), whose <header> and <footer>
+ * outside any article, section or main are site chrome and dropped; or an EPUB chapter, which
+ * has no site around it, so that all its headers and footers are text. */
+enum kb_html_mode {
+    KB_HTML_PAGE,
+    KB_HTML_CHAPTER
+};
+
 /* HTML (any charset; `charset` from a BOM or meta already applied: input is UTF-8). Headings
  * are shifted down by `level_shift`. Fills w's text and, when the page has one, doc->title. */
 int kb_html_emit(struct kb_docw *w, const char *utf8, size_t len, int level_shift,
-                 struct kb_err *err);
+                 enum kb_html_mode mode, struct kb_err *err);
 /* Generic XML and DocBook, parsed with network, DTDs and entity substitution off. */
 int kb_xml_parse(struct kb_doc *doc, const char *raw, size_t len, struct kb_err *err);
 /* Parses XML with the same safe options; returns an xmlDoc* (opaque here: the caller, a

@@ -252,7 +252,7 @@ static int email_text(struct kb_docw *w, const char *raw, size_t len, const char
         return rc;
     kb_docw_break(w);
     if (html)
-        rc = kb_html_emit(w, text, n, 1, err);
+        rc = kb_html_emit(w, text, n, 1, KB_HTML_PAGE, err);
     else
         kb_docw_raw(w, text, n);
     kb_docw_break(w);

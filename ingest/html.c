@@ -4,6 +4,7 @@
 
 #include <libxml/HTMLparser.h>
 #include <libxml/tree.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,28 +19,53 @@ static int html_is(const xmlNode *n, const char *const *names)
     return 0;
 }
 
-static int html_hidden(xmlNode *n)
+/* 1 when attribute `attr` of n equals one of `values` (ASCII case folded). */
+static int html_attr_is(xmlNode *n, const char *attr, const char *const *values)
 {
-    static const char *const dropped[] = { "script", "style", "nav", "header", "footer",
-        "noscript", "template", "iframe", "svg", "object", "embed", "canvas", "select",
-        "button", "head", NULL };
-    if (html_is(n, dropped) || xmlHasProp(n, (const xmlChar *)"hidden"))
+    if (!n->properties || !xmlHasProp(n, (const xmlChar *)attr))
+        return 0;   /* most elements: no copy made */
+    xmlChar *v = xmlGetProp(n, (const xmlChar *)attr);
+    int match = 0;
+    for (; v && *values && !match; values++)
+        match = !strcasecmp((const char *)v, *values);
+    xmlFree(v);
+    return match;
+}
+
+/* Elements inside which a <header> or <footer> belongs to the text (an article's byline
+ * and title) rather than to the page around it (Readability keeps those, drops the rest). */
+static int html_is_content(xmlNode *n)
+{
+    static const char *const content[] = { "article", "section", "main", NULL };
+    static const char *const main_role[] = { "main", "article", NULL };
+    return html_is(n, content) || html_attr_is(n, "role", main_role);
+}
+
+/* Never text: scripts, styles, navigation, embedded objects, form controls, elements marked
+ * hidden, the ARIA landmarks of page chrome (banner, contentinfo, navigation), and where
+ * `chrome` (outside any article, section or main of a page) <header> and <footer>. */
+static int html_hidden(xmlNode *n, int chrome)
+{
+    static const char *const dropped[] = { "script", "style", "nav", "noscript", "template",
+        "iframe", "svg", "object", "embed", "canvas", "select", "button", "head", NULL };
+    static const char *const page_parts[] = { "header", "footer", NULL };
+    static const char *const chrome_roles[] = { "banner", "contentinfo", "navigation", NULL };
+    static const char *const yes[] = { "true", NULL };
+    if (html_is(n, dropped) || (chrome && html_is(n, page_parts)) ||
+        xmlHasProp(n, (const xmlChar *)"hidden") || html_attr_is(n, "aria-hidden", yes) ||
+        html_attr_is(n, "role", chrome_roles))
         return 1;
     int hidden = 0;
-    xmlChar *aria = xmlGetProp(n, (const xmlChar *)"aria-hidden");
-    xmlChar *style = xmlGetProp(n, (const xmlChar *)"style");
-    if (aria && !strcasecmp((const char *)aria, "true"))
-        hidden = 1;
+    xmlChar *style = n->properties ? xmlGetProp(n, (const xmlChar *)"style") : NULL;
     if (style) {
         char squeezed[256];
         size_t k = 0;
         for (const xmlChar *p = style; *p && k + 1 < sizeof squeezed; p++)
             if (*p != ' ')
-                squeezed[k++] = (char)*p;
+                squeezed[k++] = (char)tolower(*p);
         squeezed[k] = '\0';
-        hidden |= strstr(squeezed, "display:none") || strstr(squeezed, "visibility:hidden");
+        hidden = strstr(squeezed, "display:none") || strstr(squeezed, "visibility:hidden");
     }
-    xmlFree(aria);
     xmlFree(style);
     return hidden;
 }
@@ -47,7 +73,8 @@ static int html_hidden(xmlNode *n)
 struct html_walk {
     struct kb_docw *w;
     int level_shift;
-    int in_pre;
+    int chrome;         /* page headers and footers are dropped here (a page, not inside an
+                           article, section or main; never in an EPUB chapter) */
     int first_cell;     /* inside a <tr>, before its first cell */
 };
 
@@ -59,7 +86,7 @@ static void html_inline_text(struct html_walk *h, xmlNode *n, int depth)
     for (xmlNode *c = n->children; c && depth < HTML_MAX_DEPTH; c = c->next) {
         if (c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE)
             kb_docw_text(h->w, (const char *)c->content, strlen((const char *)c->content));
-        else if (c->type == XML_ELEMENT_NODE && !html_hidden(c))
+        else if (c->type == XML_ELEMENT_NODE && !html_hidden(c, h->chrome))
             html_inline_text(h, c, depth + 1);
     }
 }
@@ -87,7 +114,7 @@ static void html_element(struct html_walk *h, xmlNode *n, int depth)
         "figure", "figcaption", "address", "form", "fieldset", "caption", "center", "body",
         "html", "hr", NULL };
     const char *name = (const char *)n->name;
-    if (html_hidden(n))
+    if (html_hidden(n, h->chrome))
         return;
     if ((name[0] == 'h' || name[0] == 'H') && name[1] >= '1' && name[1] <= '6' && !name[2]) {
         kb_docw_heading(h->w, name[1] - '0' + h->level_shift);
@@ -119,9 +146,12 @@ static void html_element(struct html_walk *h, xmlNode *n, int depth)
         h->first_cell = 0;
         html_inline_text(h, n, depth);
     } else if (html_is(n, blocks)) {
+        int chrome = h->chrome;
+        h->chrome = chrome && !html_is_content(n);
         kb_docw_break(h->w);
         html_children(h, n, depth + 1);
         kb_docw_break(h->w);
+        h->chrome = chrome;
     } else {
         html_children(h, n, depth + 1);
     }
@@ -165,7 +195,7 @@ static char *html_title(xmlNode *n, int depth)
 }
 
 int kb_html_emit(struct kb_docw *w, const char *utf8, size_t len, int level_shift,
-                 struct kb_err *err)
+                 enum kb_html_mode mode, struct kb_err *err)
 {
     if (len > (size_t)INT32_MAX)
         return kb_err_set(err, KB_ENOMEM, "HTML larger than 2 GiB");
@@ -178,7 +208,7 @@ int kb_html_emit(struct kb_docw *w, const char *utf8, size_t len, int level_shif
     xmlNode *root = xmlDocGetRootElement(html);
     if (root && !w->doc->title)
         w->doc->title = html_title(root, 0);
-    struct html_walk h = { w, level_shift, 0, 0 };
+    struct html_walk h = { w, level_shift, mode == KB_HTML_PAGE, 0 };
     if (root)
         html_element(&h, root, 0);
     xmlFreeDoc(html);

@@ -105,8 +105,7 @@ static void org_convert(struct kb_docw *w, const char *text, size_t len)
             kb_docw_raw(w, "######", stars > 6 ? 6 : stars);
             kb_docw_raw(w, l.s + stars, l.len - stars);
         } else if (l.len && l.s[0] == '#' && (l.len == 1 || l.s[1] == ' ')) {
-            kb_docw_raw(w, " ", 1);   /* an Org comment, not a heading */
-            kb_docw_raw(w, l.s + 1, l.len - 1);
+            ;   /* an Org comment: not exported, so not text (the line stays, blank) */
         } else {
             kb_docw_raw(w, l.s, l.len);
         }

@@ -72,37 +72,82 @@ int kb_text_check(const char *text, size_t len, struct kb_err *err)
     return kb_err_set(err, KB_EFORMAT, "whitespace only");
 }
 
-/* Reads exactly `size` bytes from fd into a new NUL-terminated buffer. */
-static int textfile_slurp(int fd, size_t size, char **out, struct kb_err *err)
+/* Reads up to n bytes at buf; returns how many (fewer only at the end of the file), or -1
+ * with errno set. */
+static ssize_t textfile_read_full(int fd, char *buf, size_t n)
 {
-    char *data = malloc(size + 1);
-    if (!data)
-        return kb_err_set(err, KB_ENOMEM, "out of memory reading %zu bytes", size);
     size_t got = 0;
-    while (got < size) {
-        ssize_t n = read(fd, data + got, size - got);
-        if (n < 0 && errno == EINTR)
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            free(data);
-            return kb_err_set(err, KB_EIO, "%s", strerror(errno));
-        }
-        if (n == 0)
+        if (r < 0)
+            return -1;
+        if (r == 0)
             break;
-        got += (size_t)n;
+        got += (size_t)r;
     }
+    return (ssize_t)got;
+}
+
+static int textfile_same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+/* Whether the file behind fd is still what `before` described: same size, modification and
+ * status-change times (to the nanosecond the filesystem keeps), and nothing past the end. */
+static int textfile_unchanged(int fd, const struct stat *before)
+{
+    struct stat after;
     char extra;
-    if (got != size || read(fd, &extra, 1) != 0) {
+    if (read(fd, &extra, 1) != 0 || fstat(fd, &after) != 0)
+        return 0;
+    return after.st_size == before->st_size &&
+           textfile_same_time(after.st_mtim, before->st_mtim) &&
+           textfile_same_time(after.st_ctim, before->st_ctim);
+}
+
+/* Reads the `size` bytes fstat gave into a new NUL-terminated buffer: first the head, which
+ * `sniff` may refuse before the rest is read (so a huge binary costs 64 KiB), then the rest;
+ * then checks that the file did not change meanwhile. */
+static int textfile_slurp(int fd, const struct stat *st, kb_textfile_sniff_cb sniff,
+                          void *payload, char **out, struct kb_err *err)
+{
+    size_t size = (size_t)st->st_size;
+    size_t head = size < KB_TEXTFILE_HEAD_BYTES ? size : KB_TEXTFILE_HEAD_BYTES;
+    char *data = malloc(head + 1), *grown;
+    ssize_t got = data ? textfile_read_full(fd, data, head) : 0;
+    int rc = 0;
+    if (!data)
+        return kb_err_set(err, KB_ENOMEM, "out of memory reading %zu bytes", head);
+    if (got >= 0 && (size_t)got == head && sniff && (rc = sniff(data, head, payload, err)))
+        goto done;
+    if (got >= 0 && (size_t)got == head && size > head) {
+        if (!(grown = realloc(data, size + 1))) {
+            rc = kb_err_set(err, KB_ENOMEM, "out of memory reading %zu bytes", size);
+            goto done;
+        }
+        data = grown;
+        ssize_t rest = textfile_read_full(fd, data + head, size - head);
+        got = rest < 0 ? rest : got + rest;
+    }
+    if (got < 0)
+        rc = kb_err_set(err, KB_EIO, "%s", strerror(errno));
+    else if ((size_t)got != size || !textfile_unchanged(fd, st))
+        rc = kb_err_set(err, KB_EIO, "file changed while being read");
+done:
+    if (rc) {
         free(data);
-        return kb_err_set(err, KB_EIO, "file changed while being read");
+        return rc;
     }
     data[size] = '\0';
     *out = data;
     return 0;
 }
 
-int kb_textfile_read_bytes(struct kb_textfile *out, const char *path, uint64_t max_bytes,
-                           struct kb_err *err)
+int kb_textfile_read_sniffed(struct kb_textfile *out, const char *path, uint64_t max_bytes,
+                             kb_textfile_sniff_cb sniff, void *payload, struct kb_err *err)
 {
     memset(out, 0, sizeof *out);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -119,12 +164,18 @@ int kb_textfile_read_bytes(struct kb_textfile *out, const char *path, uint64_t m
         rc = kb_err_set(err, KB_EFORMAT, "not a regular file");
         goto done;
     }
+    if ((uint64_t)st.st_size > KB_TEXTFILE_MAX_BYTES && max_bytes > KB_TEXTFILE_MAX_BYTES) {
+        rc = kb_err_set(err, KB_ENOMEM, "larger than the %llu-byte limit on what kb reads "
+                        "into memory (%lld bytes)", (unsigned long long)KB_TEXTFILE_MAX_BYTES,
+                        (long long)st.st_size);
+        goto done;
+    }
     if ((uint64_t)st.st_size > max_bytes) {
         rc = kb_err_set(err, KB_ENOMEM, "larger than the %llu-byte limit (%lld bytes)",
                         (unsigned long long)max_bytes, (long long)st.st_size);
         goto done;
     }
-    if ((rc = textfile_slurp(fd, (size_t)st.st_size, &data, err)))
+    if ((rc = textfile_slurp(fd, &st, sniff, payload, &data, err)))
         goto done;
     kb_sha256_hex(data, (size_t)st.st_size, out->hash);
     out->data = data;
@@ -132,6 +183,12 @@ int kb_textfile_read_bytes(struct kb_textfile *out, const char *path, uint64_t m
 done:
     close(fd);
     return rc;
+}
+
+int kb_textfile_read_bytes(struct kb_textfile *out, const char *path, uint64_t max_bytes,
+                           struct kb_err *err)
+{
+    return kb_textfile_read_sniffed(out, path, max_bytes, NULL, NULL, err);
 }
 
 int kb_textfile_read(struct kb_textfile *out, const char *path, uint64_t max_bytes,

@@ -67,11 +67,13 @@ static int zipdoc_read(struct zipdoc *z, const char *name, char **out, size_t *l
     zip_int64_t idx = zipdoc_name_safe(name) ? zip_name_locate(z->zip, name, 0) : -1;
     if (idx < 0 || zip_stat_index(z->zip, (zip_uint64_t)idx, 0, &st) != 0)
         return 1;
-    if (st.size > ZIP_MAX_ENTRY || z->total + st.size > ZIP_MAX_TOTAL)
+    if (st.size > ZIP_MAX_ENTRY)
         return kb_err_set(err, KB_EFORMAT, "zip bomb: %s expands to %llu bytes (limit %llu)",
-                          name, (unsigned long long)st.size,
-                          (unsigned long long)(ZIP_MAX_TOTAL < ZIP_MAX_ENTRY ? ZIP_MAX_TOTAL
-                                                                             : ZIP_MAX_ENTRY));
+                          name, (unsigned long long)st.size, (unsigned long long)ZIP_MAX_ENTRY);
+    if (z->total + st.size > ZIP_MAX_TOTAL)
+        return kb_err_set(err, KB_EFORMAT, "zip bomb: %s brings the entries read to %llu "
+                          "bytes (limit %llu)", name, (unsigned long long)(z->total + st.size),
+                          (unsigned long long)ZIP_MAX_TOTAL);
     if (st.size > ((zip_uint64_t)1 << 20) && st.size / (st.comp_size ? st.comp_size : 1) > ZIP_MAX_RATIO)
         return kb_err_set(err, KB_EFORMAT, "zip bomb: %s compressed %llu:1 (limit %d:1)", name,
                           (unsigned long long)(st.size / (st.comp_size ? st.comp_size : 1)),
@@ -248,7 +250,7 @@ static int epub_chapter_put(struct kb_docw *w, const struct kb_docw *cw, const c
     }
     char *saved_title = w->doc->title;
     w->doc->title = (char *)"";   /* chapter <title>s are not the book's title */
-    int rc = kb_html_emit(w, raw, len, 1 - cw->min_level, err);
+    int rc = kb_html_emit(w, raw, len, 1 - cw->min_level, KB_HTML_CHAPTER, err);
     w->doc->title = saved_title;
     kb_docw_break(w);
     return rc;
@@ -265,7 +267,7 @@ static int epub_chapter(struct zipdoc *z, struct kb_docw *w, const char *path, s
     struct kb_doc chapter = { 0 };  /* takes the chapter's <title> */
     struct kb_docw cw;
     kb_docw_init(&cw, &chapter);
-    rc = kb_html_emit(&cw, raw, len, 0, err);
+    rc = kb_html_emit(&cw, raw, len, 0, KB_HTML_CHAPTER, err);
     if (rc == 0 && cw.rc)
         rc = kb_err_set(err, cw.rc, "%s: text larger than %zu bytes", path, cw.buf.max);
     size_t start = 0;

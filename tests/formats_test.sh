@@ -2,7 +2,10 @@
 # formats_test.sh — kb ingest over every real document in ../shared/data/documents (each file's
 # outcome and a hand-checked phrase from tests/data/formats/documents.tsv; EPUB chapters, DOCX
 # and HTML heading paths, PDF pages), then hostile inputs: billion laughs, XXE to a canary file,
-# a zip bomb, zip-slip names, binary named .txt, encodings, RFC 2047 email headers.
+# a zip bomb and the zip caps, zip-slip names, binary named .txt, control bytes, encodings
+# (UTF-16BE, UTF-32BE, cp1252, windows-1251 and iso-8859-7 pages), HTML chrome and structure,
+# RST/Org/ODT heading paths, RFC 2047 email headers; and what the walk skips (a device, a
+# FIFO, symlink loops) with its reason.
 # Usage: formats_test.sh PATH_TO_KB TABLE SHARED_DATA
 set -u
 KB=$1 TABLE=$2 SHARED=$3
@@ -80,6 +83,14 @@ EOF
   [ "$n" -gt 0 ]; ok $? 0 "HTML headings become the heading path"
   n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%example-with-scripts.html' AND (c.text LIKE '%function(%' OR c.text LIKE '%{display:%')")
   ok "$n" 0 "HTML scripts and styles are dropped"
+  n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/unstructured/README.rst' AND c.heading_path = 'Example Docs › XBRL 10-K' AND c.text LIKE '%inline XBRL format%'")
+  ok "$n" 1 "RST: an underlined subsection gives the heading path (README.rst)"
+  n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/unstructured/README.org' AND c.heading_path = 'Example Docs › XBRL 10-K' AND c.text LIKE '%inline XBRL format%'")
+  ok "$n" 1 "Org: a '**' heading gives the heading path (README.org)"
+  n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/unstructured/simple.odt' AND c.heading_path = 'These are a few of my favorite things:' AND c.text LIKE '%This is my first thought%'")
+  ok "$n" 1 "ODT: a text:h outline level gives the heading path (simple.odt)"
+  n=$(sqlite3 "$T/docs/kb.sqlite" "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/unstructured/stanley-cups.%sv' AND d.title = 'Stanley Cups' AND c.location = 'row 1 – row 5' AND c.text LIKE '%Team: Flyers' || char(10) || 'Location: PHI%'")
+  ok "$n" 2 "CSV/TSV: a title row above the header names the table; the next row labels the values"
   $KB --kb "$T/docs" check >/dev/null 2>&1; ok $? 0 "kb check passes on the KB of all formats"
 else
   echo "SKIP part: $DOCS not found (shared data absent)"
@@ -122,6 +133,101 @@ Subject: =?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?= =?UTF-8?Q?_und_M=C3=BCnchen?=
 Content-Type: text/plain; charset=utf-8
 
 Body of the encoded message.
+EOF
+# Control bytes: 20 of 100 bytes are 0x01 (more than 10%), no NUL.
+$PY -c 'import sys; open(sys.argv[1], "wb").write(b"abcd\x01" * 20)' "$H/control.txt"
+$PY -c 'import sys; open(sys.argv[1], "wb").write(b"\0\0\xfe\xff" + "UTF-32BE words: \u00e9t\u00e9 \u20ac\n".encode("utf-32-be"))' "$H/utf32be.txt"
+# A web page in windows-1251: page chrome and hidden parts dropped, the article's own header
+# kept, lists, table rows and <pre> kept; and a Greek page declaring iso-8859-7.
+$PY - "$H" <<'EOF'
+import sys
+h = sys.argv[1]
+page = """<!DOCTYPE html>
+<html><head><meta charset="windows-1251"><title>Заголовок страницы</title>
+<style>.x { color: red }</style></head>
+<body>
+<header><div>SITE-HEADER-CHROME</div><nav>HEADER-NAV-CHROME</nav></header>
+<nav>TOP-NAV-CHROME</nav>
+<div role="banner">BANNER-ROLE-CHROME</div>
+<main>
+<article>
+<header><h1>Статья о погоде</h1><p>BYLINE-KEPT Иван Петров</p></header>
+<p>Погода сегодня хорошая.</p>
+<div hidden>HIDDEN-ATTR-CHROME</div>
+<div aria-hidden="true">ARIA-HIDDEN-CHROME</div>
+<p style="DISPLAY: None">DISPLAY-NONE-CHROME</p>
+<h2>Список</h2>
+<ul><li>первый пункт</li><li>second item</li></ul>
+<table><tr><th>Город</th><th>Температура</th></tr><tr><td>Москва</td><td>-5</td></tr></table>
+<pre>  indented   code
+    keeps  its spaces</pre>
+<footer>ARTICLE-FOOTER-KEPT</footer>
+</article>
+</main>
+<footer><p>SITE-FOOTER-CHROME</p></footer>
+</body></html>
+"""
+open(f"{h}/page-cp1251.html", "wb").write(page.encode("windows-1251"))
+greek = """<html><head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-7">
+<title>Ελληνικά</title></head><body><h1>Καλημέρα κόσμε</h1><p>Η γλώσσα μου έδωσαν ελληνική.</p></body></html>
+"""
+open(f"{h}/page-greek.html", "wb").write(greek.encode("iso-8859-7"))
+EOF
+# RST, Org and ODT with three heading levels (heading paths asserted below).
+cat > "$H/levels.rst" <<'EOF'
+==========
+ Handbook
+==========
+
+Opening words of the handbook.
+
+Getting started
+===============
+
+Read this first.
+
+Installing
+----------
+
+RST-INSTALL-TEXT explains the installation.
+EOF
+cat > "$H/levels.org" <<'EOF'
+#+TITLE: Org notes
+* Projects
+Projects overview.
+** Garden
+*** Tomatoes
+ORG-TOMATO-TEXT grows in summer.
+# ORG-COMMENT-TEXT is a comment and never text
+EOF
+$PY - "$H" <<'EOF'
+import random, sys, zipfile
+h = sys.argv[1]
+ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+      'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')
+content = (f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ns}><office:body><office:text>'
+           '<text:h text:outline-level="1">Annual report</text:h><text:p>Opening words.</text:p>'
+           '<text:h text:outline-level="2">Finances</text:h><text:p>ODT-FINANCE-TEXT is in the black.</text:p>'
+           '<text:h text:outline-level="3">Costs</text:h><text:p>ODT-COSTS-TEXT fell.</text:p>'
+           '</office:text></office:body></office:document-content>')
+with zipfile.ZipFile(f"{h}/levels.odt", "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.text")
+    z.writestr("content.xml", content)
+# Zip caps, each tripped by a small zip: more than 10,000 entries; an entry compressed more
+# than 200:1; entries each under the 64 MiB entry cap and the ratio cap that together pass
+# the 256 MiB total (one 60 MiB chapter, compressed 32:1, that the spine lists five times).
+with zipfile.ZipFile(f"{h}/many-entries.docx", "w") as z:
+    for i in range(10001):
+        z.writestr(f"e/{i}", "")
+with zipfile.ZipFile(f"{h}/ratio.docx", "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("word/document.xml", "<w:document>" + " " * (8 << 20) + "</w:document>")
+random.seed(5)
+block = b"".join(bytes([random.choice(b"abcdefghijklmnopqrstuvwxyz")]) + b" " * 63 for _ in range(1 << 14))
+with zipfile.ZipFile(f"{h}/total.epub", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+    z.writestr("META-INF/container.xml", '<container><rootfiles><rootfile full-path="c.opf"/></rootfiles></container>')
+    z.writestr("c.opf", '<package><metadata><title>Big</title></metadata><manifest><item id="a" href="ch.html"/>'
+               '</manifest><spine>' + '<itemref idref="a"/>' * 5 + '</spine></package>')
+    z.writestr("ch.html", b"<html><body><p>" + block * 60 + b"</p></body></html>")
 EOF
 $PY - "$H" <<'EOF'
 import sys, zipfile
@@ -166,6 +272,65 @@ chunks encoded.eml | grep -qF "From: André Dupont <andre@example.org>"; ok $? 0
 chunks encoded.eml | grep -qF "To: Jörg <jorg@example.org>"; ok $? 0 "email To: a lower-case utf-8 q word is decoded"
 ok "$(sqlite3 "$T/hk/kb.sqlite" "SELECT title FROM documents WHERE path LIKE '%/encoded.eml'")" \
    "Grüße aus Köln und München€ 5 plain =?bogus-charset?Q?left_as_is?=" "email title is the decoded Subject"
+
+ok "$(reason control.txt)" "binary file (20% control bytes)" "a text file of over 10% control bytes is skipped as binary"
+chunks utf32be.txt | grep -qF "UTF-32BE words: été €"; ok $? 0 "UTF-32BE with a BOM is decoded"
+ok "$(reason many-entries.docx)" "zip has 10001 entries (limit 10000)" "a zip of over 10,000 entries is refused unread"
+case "$(reason ratio.docx)" in "zip bomb: word/document.xml compressed "*":1 (limit 200:1)") ok 1 1 x;;
+  *) ok "$(reason ratio.docx)" "zip bomb: word/document.xml compressed N:1 (limit 200:1)" "an entry compressed over 200:1 is refused";; esac
+case "$(reason total.epub)" in "zip bomb: ch.html brings the entries read to 3145732"??" bytes (limit 268435456)") ok 1 1 x;;
+  *) ok "$(reason total.epub)" "zip bomb: ch.html brings the entries read to 3145732NN bytes (limit 268435456)" \
+        "entries under the per-entry caps are refused once together they pass 256 MiB";; esac
+# The web pages: page chrome and hidden parts gone, the article's header kept, charsets decoded.
+q() { sqlite3 "$T/hk/kb.sqlite" "$1"; }
+page="d.path LIKE '%/page-cp1251.html'"
+ok "$(q "SELECT title FROM documents d WHERE $page")" "Заголовок страницы" "HTML: <title> (windows-1251 meta charset) is the title"
+for chrome in SITE-HEADER HEADER-NAV TOP-NAV BANNER-ROLE HIDDEN-ATTR ARIA-HIDDEN DISPLAY-NONE SITE-FOOTER; do
+  ok "$(chunks page-cp1251.html | grep -c "$chrome-CHROME")" 0 "HTML: $chrome content is dropped"
+done
+ok "$(q "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE $page AND c.heading_path = 'Статья о погоде' AND c.text LIKE '%# Статья о погоде%BYLINE-KEPT Иван Петров%Погода сегодня хорошая.%'")" 1 \
+   "HTML: an article's <header> is kept: its h1 is the heading, its byline text"
+ok "$(q "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE $page AND c.heading_path = 'Статья о погоде › Список' AND c.text LIKE '%- первый пункт' || char(10) || '- second item%' AND c.text LIKE '%Город | Температура' || char(10) || 'Москва | -5%' AND c.text LIKE '%ARTICLE-FOOTER-KEPT%'")" 1 \
+   "HTML: list items, table rows as 'cell | cell' and the article's footer are kept under their heading"
+$PY - "$T/hk/kb.sqlite" <<'EOF'
+import sqlite3, sys
+texts = [t for (t,) in sqlite3.connect(sys.argv[1]).execute(
+    "SELECT c.text FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/page-cp1251.html'")]
+sys.exit(0 if any("```\n  indented   code\n    keeps  its spaces\n```" in t for t in texts) else 1)
+EOF
+ok $? 0 "HTML: <pre> is kept verbatim (spaces and line breaks) in a code fence"
+ok "$(q "SELECT title FROM documents WHERE path LIKE '%/page-greek.html'")" "Ελληνικά" "HTML: an iso-8859-7 http-equiv charset decodes the title"
+chunks page-greek.html | grep -qF "Η γλώσσα μου έδωσαν ελληνική."; ok $? 0 "HTML: an iso-8859-7 page's text is decoded"
+# Heading paths of RST (overlined title, two underline styles), Org (three levels) and ODT.
+ok "$(q "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/levels.rst' AND c.heading_path = 'Handbook › Getting started › Installing' AND c.text LIKE '%RST-INSTALL-TEXT%'")" 1 \
+   "RST: overlined title, '=' and '-' sections nest into the heading path"
+ok "$(q "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/levels.org' AND c.heading_path = 'Projects › Garden › Tomatoes' AND c.text LIKE '%ORG-TOMATO-TEXT%'")" 1 \
+   "Org: '*', '**', '***' headings nest into the heading path"
+ok "$(chunks levels.org | grep -c ORG-COMMENT-TEXT)" 0 "Org: '# ' comment lines are not text"
+ok "$(q "SELECT count(*) FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.path LIKE '%/levels.odt' AND c.heading_path = 'Annual report › Finances › Costs' AND c.text LIKE '%ODT-COSTS-TEXT%'")" 1 \
+   "ODT: text:h outline levels nest into the heading path"
+
+# ---- what the walk skips, with its reason (--follow-symlinks) ----------------------------
+S="$T/s"; mkdir -p "$S/sub"
+printf 'a plain note\n' > "$S/plain.txt"
+ln -s /dev/null "$S/null-device.txt"
+ln -s .. "$S/sub/up"
+ln -s self-loop.txt "$S/self-loop.txt"
+mkfifo "$S/pipe.txt"
+mknod "$S/char-device.txt" c 1 3 2>/dev/null ||
+  echo "SKIP part: mknod needs CAP_MKNOD (a device is tested through a symlink to /dev/null only)"
+# (Reasons read from the warnings: --json gives a skipped path resolved through its links.)
+$KB --kb "$T/sk" ingest --follow-symlinks "$S" >"$T/sout" 2>"$T/serr"
+ok $? 1 "a folder with a device, a FIFO and symlink loops ingests the rest and exits 1"
+sreason() { $PY -c 'import sys; p = "kb: warning: skipped " + sys.argv[2] + ": "; print(next((l[len(p):].rstrip("\n") for l in open(sys.argv[1]) if l.startswith(p)), "not skipped"))' "$T/serr" "$S/$1"; }
+ok "$(sreason null-device.txt)" "a device, not a regular file" "a symlink to /dev/null is skipped as a device, never opened"
+if [ -c "$S/char-device.txt" ]; then
+  ok "$(sreason char-device.txt)" "a device, not a regular file" "a character device is skipped as a device"
+fi
+ok "$(sreason pipe.txt)" "a FIFO, not a regular file" "a FIFO is skipped, never opened (the walk does not block)"
+ok "$(sreason sub/up)" "symbolic link loop" "a symlink to an ancestor folder is skipped as a loop"
+ok "$(sreason self-loop.txt)" "symbolic link loop" "a symlink to itself is skipped as a loop"
+ok "$(sqlite3 "$T/sk/kb.sqlite" "SELECT count(*) FROM documents WHERE path LIKE '%/plain.txt'")" 1 "the regular file beside them is ingested"
 
 echo "formats_test: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

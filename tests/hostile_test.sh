@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hostile_test.sh — folders built to trouble a walk and a reader, one case per run: a tree
-# 10,000 folders deep, file names that are not UTF-8, a file that grows while it is read,
-# NUL-laden .txt files. Each case checks kb's defined outcome (docs/FORMATS.md). The symlink
+# 10,000 folders deep, file names that are not UTF-8, a file that grows while it is read, one
+# rewritten in place (same size) while it is read, NUL-laden .txt files, sparse files of
+# 900 MB and 2 GB. Each case checks kb's defined outcome (docs/FORMATS.md). The symlink
 # loop case lives in tests/cli_test.sh.
 # Usage: hostile_test.sh PATH_TO_KB CASE
 set -u
@@ -107,6 +108,75 @@ EOF
   ok "$(reason /trailing-nul.txt)" "binary file (NUL byte at byte 14)" "one trailing NUL is enough to be binary"
   ok "$(sqlite3 "$T/kb/kb.sqlite" "SELECT count(*) FROM chunks WHERE text LIKE '%UTF-16 without a byte order mark%'")" 1 \
      "UTF-16LE without a BOM is decoded, not taken for binary"
+  ;;
+huge_sparse_file)
+  # Sparse files far larger than memory should be spent on: 2 GB is over kb's 1 GiB ceiling on
+  # what it reads into memory, so --max-file-size cannot go past it (usage error) and the file
+  # is refused unread; 900 MB files of NULs under the ceiling are refused after their first
+  # 64 KiB (binary, or not the container the name says), never read whole.
+  mkdir -p "$T/d"
+  if ! truncate -s 2G "$T/d/huge.txt" 2>/dev/null ||
+     [ "$(stat -c %b "$T/d/huge.txt")" -gt 1024 ]; then
+    echo "SKIP: the filesystem of $T cannot hold a sparse 2 GB file"; exit 77
+  fi
+  truncate -s 900M "$T/d/zeros.txt" "$T/d/zeros.pdf" "$T/d/zeros.docx"
+  printf 'a small note beside the big files\n' > "$T/d/small.txt"
+  $KB --kb "$T/kb" --json ingest --max-file-size 3G "$T/d" >"$T/out" 2>"$T/err"
+  ok $? 2 "--max-file-size over the 1 GiB ceiling is a usage error (exit 2)"
+  ok "$(head -n 1 "$T/err")" "kb ingest: --max-file-size: at most 1G (kb reads a file whole into memory)" \
+     "the usage error is one line naming the flag and the ceiling"
+  ok "$([ -e "$T/kb" ] && echo created || echo none)" none "a usage error touches no KB"
+  $PY - "$KB" "$T" <<'EOF' >"$T/rss"
+import resource, subprocess, sys
+kb, t = sys.argv[1:3]
+with open(f"{t}/out", "w") as out, open(f"{t}/err", "w") as err:
+    rc = subprocess.run([kb, "--kb", f"{t}/kb", "--json", "ingest", "--max-file-size", "1G",
+                         f"{t}/d"], stdout=out, stderr=err, timeout=120).returncode
+print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+EOF
+  read -r rc rss_mb <"$T/rss"
+  ok "$rc" 1 "a folder of huge sparse files ingests the rest and exits 1 for the skips"
+  ok "$(reason /huge.txt)" "larger than the 1073741824-byte limit (2147483648 bytes)" "the 2 GB file is refused unread"
+  ok "$(reason /zeros.txt)" "binary file (NUL byte at byte 0)" "a 900 MB .txt of NULs is refused as binary from its head"
+  ok "$(reason /zeros.pdf)" "not a PDF file (not the container its name says)" "a 900 MB .pdf of NULs is refused from its head"
+  ok "$(reason /zeros.docx)" "not a docx file (no zip signature)" "a 900 MB .docx of NULs is refused from its head"
+  ok "$(docs small.txt)" 1 "the small file beside them is ingested"
+  ok $(( rss_mb < 100 )) 1 "peak memory stays small (${rss_mb} MB for 4.7 GB of files)"
+  ;;
+file_rewritten_in_place_while_read)
+  # A 100 MB file whose middle a writer keeps rewriting in place, never changing its size:
+  # the size checks alone cannot see it, the modification time does (docs/FORMATS.md says
+  # what is guaranteed). Each try is a fresh KB; the clock tick that timestamps have means a
+  # read that starts and ends inside one tick could miss a write, so up to 3 tries.
+  $PY -c 'import sys; open(sys.argv[1], "w").write("a line that is rewritten in place\n" * 3000000)' "$T/same.txt"
+  size_before=$(stat -c %s "$T/same.txt")
+  $PY - "$T/same.txt" "$T/started" <<'EOF' &
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY)
+middle = os.fstat(fd).st_size // 2 // 4096 * 4096
+open(sys.argv[2], "w").close()
+end, i = time.time() + 60, 0
+while time.time() < end:
+    os.pwrite(fd, (b"A" if i % 2 else b"B") * 4096, middle)   # same bytes count, same place
+    i += 1
+    time.sleep(0.0001)
+EOF
+  writer=$!
+  while [ ! -e "$T/started" ]; do sleep 0.05; done
+  got="not skipped"
+  for try in 1 2 3; do
+    rm -rf "$T/kb"
+    $KB --kb "$T/kb" --json ingest --max-file-size 1G "$T/same.txt" >"$T/out" 2>"$T/err"
+    rc=$?
+    got=$(reason /same.txt)
+    [ "$got" = "file changed while being read" ] && break
+    echo "note: try $try: $got (exit $rc)"
+  done
+  kill "$writer" 2>/dev/null; wait "$writer" 2>/dev/null
+  ok "$(stat -c %s "$T/same.txt")" "$size_before" "the writer never changed the file's size"
+  ok "$got" "file changed while being read" "a same-size rewrite in place during the read is caught and the file skipped"
+  ok "$rc" 1 "the run that caught it exits 1 (skipped)"
+  ok "$(docs same.txt)" 0 "no copy of the rewritten file is stored"
   ;;
 *) echo "hostile_test.sh: unknown case '$CASE'"; exit 2;;
 esac

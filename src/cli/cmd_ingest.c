@@ -24,7 +24,8 @@ static const char ingest_help[] =
     "  --exclude GLOB         skip files and folders matching GLOB (repeatable)\n"
     "  --hidden               also walk names starting with '.'\n"
     "  --follow-symlinks      follow symbolic links (loops are detected)\n"
-    "  --max-file-size SIZE   skip larger files (bytes, or with K, M, G; default 64M)\n"
+    "  --max-file-size SIZE   skip larger files (bytes, or with K, M, G; default 64M,\n"
+    "                         at most 1G)\n"
     "  --chunk-tokens N       target chunk size in tokens (default 256)\n"
     "  --overlap N            tokens repeated between chunks of a section (default 32)\n"
     "  --model NAME|DIR       encoder model for a new KB (default " KB_DEFAULT_MODEL "\n"
@@ -121,6 +122,10 @@ static void ingest_show_progress(struct ingest_cmd *c, int last)
         fputs("\r\033[K", stderr);
 }
 
+/* The most kb reads of one file into memory (KB_TEXTFILE_MAX_BYTES in ingest/textfile.h,
+ * where the library enforces it): a larger --max-file-size could never be honoured. */
+#define INGEST_MAX_FILE_SIZE (1ull << 30)
+
 static const char *ingest_size(const char *value, uint64_t *out)
 {
     char *end;
@@ -147,7 +152,11 @@ static const char *ingest_opt(int id, const char *value, void *payload)
     case OPT_EXCLUDE: c->exclude[c->n_exclude++] = value; break;
     case OPT_HIDDEN: c->opts.include_hidden = 1; break;
     case OPT_FOLLOW: c->opts.follow_symlinks = 1; break;
-    case OPT_MAXSIZE: msg = ingest_size(value, &c->opts.max_file_bytes); break;
+    case OPT_MAXSIZE:
+        msg = ingest_size(value, &c->opts.max_file_bytes);
+        if (!msg && c->opts.max_file_bytes > INGEST_MAX_FILE_SIZE)
+            msg = "at most 1G (kb reads a file whole into memory)";
+        break;
     case OPT_CHUNK:
         if (!(msg = cli_parse_size(value, 16, 8192, &n)))
             c->opts.chunk_tokens = (unsigned)n;
