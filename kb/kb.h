@@ -370,8 +370,15 @@ typedef struct kb_source {
     uint32_t line_start, line_end;
     double score;
     const char *text;         /* the passage text (neighbouring chunks merged) */
-    const char *note;         /* why it was left out ("duplicate of [2]", "over the token
-                                 budget"), or "" */
+    const char *note;         /* why it was left out ("duplicate", "near-duplicate", "over the
+                                 token budget"), or "" */
+    const char *format;       /* the document's format ("markdown", "pdf", ...), as in kb_result */
+    const char *location;     /* as in kb_result: "page 3", "chapter 2: Winter", "row 2 – row 9";
+                                 "" when the lines say it all. A passage merged from neighbouring
+                                 chunks spans theirs: pages as a range ("pages 3-4"), other
+                                 locations as "<first chunk's first> – <last chunk's last>"
+                                 ("row 2 – row 15"), or one when they are the same */
+    uint32_t page;            /* PDF page the passage starts on; 0 when not paged */
 } kb_source;
 
 typedef struct kb_prompt_result {

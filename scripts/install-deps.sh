@@ -22,6 +22,7 @@ packages=(
   chromium            # the web page's test: headless Chromium renders and screenshots it
   sqlite3             # tests inspect and damage KBs with the sqlite3 shell
   python3             # tests read the JSON output
+  openssl             # kb ask's TLS test makes a self-signed certificate at test time
   python3-numpy       # the independent float64 reference encoder (scripts/gen_models.py)
 )
 

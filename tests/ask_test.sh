@@ -2,13 +2,20 @@
 # ask_test.sh — kb ask / kb prompt end to end against tests/llm_server.py on 127.0.0.1: the
 # request each backend gets, the streamed answer byte for byte, retries, timeouts, the size
 # cap, the no-backend fallback, prompt injection, and a canary API key that must never show.
-# Usage: ask_test.sh PATH_TO_KB TESTS_DIR
+# With CASE, only that case (the functions case_* below), each its own ctest test: PDF pages in
+# citations, -k 1, user and built-in templates, the token budget, the connect timeout, TLS.
+# Usage: ask_test.sh PATH_TO_KB TESTS_DIR [CASE]   (KB_SHARED_DATA: ../shared/data)
 set -u
-KB=$1; SRC=$2; PY=/usr/bin/python3; DATA=$SRC/data/llm
+KB=$1; SRC=$(cd "$2" && pwd); CASE=${3:-}; PY=/usr/bin/python3; DATA=$SRC/data/llm
+case $KB in /*) ;; *) KB=$PWD/$KB ;; esac
+SHARED=${KB_SHARED_DATA:-$SRC/../../shared/data}
 [ -x "$PY" ] || { echo "skipped: $PY is needed for the loopback server"; exit 77; }
 T=$(mktemp -d)
-SERVER_PID=
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$T"; }
+SERVER_PID=; EXTRA_PIDS=
+cleanup() {
+  for pid in $SERVER_PID $EXTRA_PIDS; do kill "$pid" 2>/dev/null; done
+  rm -rf "$T"
+}
 trap cleanup EXIT
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 unset KB_LLM_BACKEND KB_LLM_URL KB_LLM_MODEL KB_API_KEY OPENAI_API_KEY ANTHROPIC_API_KEY
@@ -27,6 +34,199 @@ Q="how are the logs rotated"
 ALEN=$(wc -c < "$DATA/answer.txt")
 last_req() { tail -n 1 "$T/req.jsonl"; }
 no_canary() { ! grep -q "$CANARY" "$@"; }
+ASK=(--backend openai --model m --url "$BASE/ok")
+
+# start_extra PORTFILE ARGS...: another llm_server.py (killed on exit); its port in EXTRA_PORT.
+start_extra() {
+    local pf=$1; shift
+    $PY "$SRC/llm_server.py" --port-file "$pf" --log "$T/req.jsonl" --data "$DATA" "$@" \
+        </dev/null >/dev/null &
+    EXTRA_PIDS="$EXTRA_PIDS $!"
+    for _ in $(seq 100); do [ -s "$pf" ] && break; sleep 0.05; done
+    EXTRA_PORT=$(cat "$pf" 2>/dev/null)
+}
+# passages_sent: how many passages the last request's user message holds (opening, closing).
+passages_sent() {
+    last_req | $PY -c '
+import json, re, sys
+user = json.loads(sys.stdin.read())["body"]["messages"][-1]["content"]
+print(len(re.findall(r"<passage id=", user)), len(re.findall(r"</passage>", user)))'
+}
+
+# ---- citations carry the PDF page: sources (plain, --json), the prompt's delimiter, and the
+# page checked against pdftotext's own text of that page
+case_pdf_pages() {
+    local pdf K=$T/pdfkb
+    pdf=$(realpath -q "$SHARED/documents/chroma/state_of_the_union_2024.pdf")
+    local q="insulin prices for seniors on Medicare"
+    command -v pdftotext >/dev/null || { echo "skipped: pdftotext (poppler-utils) is needed to read PDFs"; exit 77; }
+    [ -f "$pdf" ] || { echo "skipped: $SHARED/documents/chroma/state_of_the_union_2024.pdf is missing (the shared documents, ../shared/data/README.md)"; exit 77; }
+    $KB --kb "$K" ingest "$pdf" >/dev/null 2>&1; ok $? 0 "the PDF is ingested"
+    : > "$T/req.jsonl"
+    $KB --kb "$K" ask -k 4 "${ASK[@]}" "$q" >"$T/out" 2>"$T/err"; ok $? 0 "PDF: kb ask exits 0"
+    cp "$T/req.jsonl" "$T/req_plain.jsonl"
+    $KB --kb "$K" ask --json --no-stream -k 4 "${ASK[@]}" "$q" >"$T/json" 2>"$T/err"; ok $? 0 "PDF: kb ask --json exits 0"
+    $KB --kb "$K" ask --json --no-stream -k 4 "$q" >"$T/passages" 2>/dev/null; ok $? 0 "PDF: without a backend the passages come as JSON"
+    $KB --kb "$K" prompt --json -k 4 "$q" >"$T/prompt" 2>"$T/err"; ok $? 0 "PDF: kb prompt --json exits 0"
+    $PY - "$pdf" "$T/json" "$T/out" "$T/req_plain.jsonl" "$T/passages" "$T/prompt" <<'PYEOF'
+import json, re, subprocess, sys
+pdf, jfile, outfile, reqfile, pfile, promptfile = sys.argv[1:7]
+src = json.load(open(jfile))["sources"]
+plain = [l.rstrip("\n") for l in open(outfile, encoding="utf-8") if l.startswith("[")]
+req_user = json.loads(open(reqfile).read().splitlines()[-1])["body"]["messages"][-1]["content"]
+prompt_user = json.load(open(promptfile))[-1]["content"]
+assert src and len(plain) == len(src), (src, plain)
+for s in src:
+    m = re.fullmatch(r"pages? (\d+)(?:-(\d+))?", s.get("location", ""))
+    assert m and s["format"] == "pdf" and s["path"] == pdf and s["page"] == int(m.group(1)), s
+    where = pdf + (" \u203a " + s["heading_path"] if "heading_path" in s else "")
+    want = "[%d] %s, %s" % (s["number"], where, s["location"])
+    assert want in plain, (want, plain)           # the page, not "lines a-b"
+    delim = r'<passage id="%d" [^>]*lines="%d-%d" location="%s">' % (
+        s["number"], s["line_start"], s["line_end"], re.escape(s["location"]))
+    assert re.search(delim, req_user) and re.search(delim, prompt_user), delim
+# Independently: each passage opens on its first page and ends on its last, by pdftotext.
+squash = lambda t: re.sub(r"\s+", "", t)
+def page_text(first, last):
+    return squash(subprocess.run(["pdftotext", "-enc", "UTF-8", "-f", str(first), "-l", str(last),
+                                  pdf, "-"], capture_output=True, text=True, check=True).stdout)
+for s in json.load(open(pfile))["sources"]:
+    m = re.fullmatch(r"pages? (\d+)(?:-(\d+))?", s["location"])
+    first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+    text = squash(s["text"])
+    assert text[:40] in page_text(first, first), ("not on page %d" % first, text[:40])
+    assert text[-40:] in page_text(last, last), ("not on page %d" % last, text[-40:])
+PYEOF
+    ok $? 0 "PDF: every source names its page(s) in kb ask, --json, the request and kb prompt, and the pages hold the text"
+    $KB --kb "$K" search -k 1 "$q" >"$T/out"; ok $? 0 "PDF: kb search exits 0"
+    grep -Eq "^1\. .*state_of_the_union_2024\.pdf:[0-9]+-[0-9]+  \[pages? [0-9]+(-[0-9]+)?\]  \(" "$T/out"
+    ok $? 0 "PDF: kb search shows the page, and no title that only repeats the file name"
+}
+
+# ---- one formatter for where a passage comes from: titles that say more than the file name
+# are shown by kb search; kb ask cites lines for text formats
+case_places() {
+    mkdir -p "$T/h" && cd "$T" || exit 1
+    printf '<html><head><title>Operator Manual</title></head><body><h1>Install</h1>\n<p>Run the installer to rotate widgets.</p></body></html>\n' > h/guide.html
+    printf 'plain words about widgets\n' > h/plain.txt
+    cp "$DATA/docs/logs.md" h/
+    $KB --kb "$T/hkb" ingest h >/dev/null 2>&1; ok $? 0 "the HTML, text and Markdown files are ingested"
+    $KB --kb "$T/hkb" search widgets >"$T/out"; ok $? 0 "search exits 0"
+    grep -Eq '^[0-9]\. h/guide\.html:[0-9]+-[0-9]+  Operator Manual › Install  \(' "$T/out"; ok $? 0 "search shows a title that says more than the file name, before the section"
+    grep -Eq '^[0-9]\. h/plain\.txt:1-1  \(' "$T/out"; ok $? 0 "search shows no title that is the file name"
+    $KB --kb "$T/hkb" search rotated logrotate >"$T/out"
+    grep -Eq '^1\. h/logs\.md:[0-9]+-[0-9]+  Log rotation › Rotating the logs  \(' "$T/out"; ok $? 0 "search shows no title that the section already starts with"
+    $KB --kb "$T/hkb" ask "${ASK[@]}" widgets installer >"$T/out" 2>"$T/err"; ok $? 0 "ask exits 0"
+    grep -Eq '^\[[0-9]\] h/guide\.html › Install, lines? [0-9]+' "$T/out"; ok $? 0 "ask cites an HTML passage without a location by its lines"
+}
+
+# ---- -k 1: exactly one passage goes into the prompt
+case_k1() {
+    : > "$T/req.jsonl"
+    $KB ask "${ASK[@]}" "$Q" >/dev/null 2>&1; ok $? 0 "ask with the default k exits 0"
+    local all; all=$(passages_sent)
+    ok "$(( ${all% *} > 1 ))" 1 "with the default k more than one passage is sent (got ${all% *})"
+    $KB ask -k 1 "${ASK[@]}" "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "ask -k 1 exits 0"
+    ok "$(passages_sent)" "1 1" "-k 1 sends exactly one passage"
+    last_req | grep -q '<passage id=\\"1\\"'; ok $? 0 "-k 1: the one passage is number 1"
+    ok "$(grep -c '^\[[0-9]*\] ' "$T/out")" 1 "-k 1 lists one source"
+}
+
+# ---- a user template from $XDG_CONFIG_HOME/kb/prompts, end to end
+case_user_template() {
+    mkdir -p "$XDG_CONFIG_HOME/kb/prompts"
+    printf '# mine\n[system]\nYou are TERSE-7. Cite as [n].\n[user]\nQ={{question}}\n{{context}}\n' \
+        > "$XDG_CONFIG_HOME/kb/prompts/terse.prompt"
+    : > "$T/req.jsonl"
+    $KB -v ask --template terse "${ASK[@]}" "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "ask --template terse exits 0"
+    head -c "$ALEN" "$T/out" | cmp -s - "$DATA/answer.txt"; ok $? 0 "the user template's answer is printed"
+    last_req | $PY -c '
+import json, sys
+msgs = json.loads(sys.stdin.read())["body"]["messages"]
+assert [m["role"] for m in msgs] == ["system", "user"], msgs
+assert msgs[0]["content"] == "You are TERSE-7. Cite as [n].", msgs[0]
+assert msgs[1]["content"].startswith("Q=how are the logs rotated\n<passage id=\"1\""), msgs[1]
+'; ok $? 0 "the request carries the user template's system and user parts, filled in"
+    printf '[system]\nx\n[user]\n{{question}} {{contxt}}\n' > "$XDG_CONFIG_HOME/kb/prompts/broken.prompt"
+    $KB ask --template broken "${ASK[@]}" "$Q" >/dev/null 2>"$T/err"; ok $? 65 "a malformed user template exits 65"
+    grep -q "broken.prompt:4: unknown placeholder" "$T/err"; ok $? 0 "the malformed template is named with its line"
+}
+
+# ---- the built-in summarize template is rendered and sent
+case_summarize() {
+    : > "$T/req.jsonl"
+    $KB ask --template summarize "${ASK[@]}" "the log rotation guide" >"$T/out" 2>"$T/err"; ok $? 0 "ask --template summarize exits 0"
+    head -c "$ALEN" "$T/out" | cmp -s - "$DATA/answer.txt"; ok $? 0 "the summary is printed"
+    last_req | $PY -c '
+import json, sys
+msgs = json.loads(sys.stdin.read())["body"]["messages"]
+assert msgs[0]["role"] == "system" and msgs[0]["content"].startswith("You write faithful summaries"), msgs[0]
+user = msgs[1]["content"]
+assert user.rstrip().endswith("Summarise: the log rotation guide") and "<passage id=\"1\"" in user, user
+'; ok $? 0 "the request carries the summarize template with the passages"
+}
+
+# ---- -v with a small context window names the passages left out of the budget
+case_budget() {
+    : > "$T/req.jsonl"
+    $KB ask "${ASK[@]}" "$Q" >/dev/null 2>&1
+    local all; all=$(passages_sent)
+    $KB -v ask --context-window 800 --max-tokens 256 "${ASK[@]}" "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "a small context window still answers"
+    grep -Eq '^kb: left out .*\.md:[0-9]+-[0-9]+ \(over the token budget\)$' "$T/err"; ok $? 0 "-v reports a passage left out (over the token budget)"
+    local few; few=$(passages_sent)
+    ok "$(( ${few% *} >= 1 && ${few% *} < ${all% *} ))" 1 "fewer passages are sent (${few% *} of ${all% *})"
+    ok "$(grep -c '^\[[0-9]*\] ' "$T/out")" "${few% *}" "the sources list what was sent"
+    $KB ask --context-window 800 --max-tokens 256 "${ASK[@]}" "$Q" >/dev/null 2>"$T/err"
+    grep -q 'left out' "$T/err"; ok $? 1 "without -v nothing is said about it"
+}
+
+# ---- connect timeout: a listener that never accepts; kb gives up after connect_timeout
+case_connect_timeout() {
+    local port start
+    start_extra "$T/port_na" --no-accept; port=$EXTRA_PORT
+    [ -n "$port" ] || { echo "FAIL: the never-accepting listener did not start"; exit 1; }
+    start=$(date +%s%N)
+    KB_LLM_CONNECT_TIMEOUT=0.5 $KB ask --backend openai --model m --url "http://127.0.0.1:$port/s/ok" "$Q" >"$T/out" 2>"$T/err"
+    ok $? 69 "a connection that is never accepted exits 69"
+    local ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    ok "$(( ms >= 400 && ms < 4000 ))" 1 "it gives up after connect_timeout (0.5 s; took $ms ms)"
+    ok "$(wc -l < "$T/err")" 1 "the connect timeout is one line"
+    grep -q "127.0.0.1:$port.*no connection within 0.5 s (connect_timeout)" "$T/err"; ok $? 0 "the line names the server and connect_timeout"
+    grep -q '^\[1\] ' "$T/out"; ok $? 0 "the best passages are printed instead"
+}
+
+# ---- TLS: a self-signed certificate made now is refused, though the server works with it
+case_tls() {
+    command -v openssl >/dev/null || { echo "skipped: the openssl program is needed to make a certificate"; exit 77; }
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" \
+        -addext "subjectAltName=IP:127.0.0.1" -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1
+    ok $? 0 "openssl makes a self-signed certificate"
+    local port; start_extra "$T/port_tls" --tls "$T/cert.pem" "$T/key.pem"; port=$EXTRA_PORT
+    [ -n "$port" ] || { echo "FAIL: the HTTPS server did not start"; exit 1; }
+    $PY - "$port" "$T/cert.pem" <<'PYEOF'
+import ssl, sys, urllib.request
+port, cert = sys.argv[1:3]
+req = urllib.request.Request("https://127.0.0.1:%s/s/ok/v1/chat/completions" % port,
+                             data=b'{"model": "m"}', headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=cert), timeout=10) as r:
+    assert r.status == 200 and r.read().startswith(b"data:")
+PYEOF
+    ok $? 0 "a client that trusts the certificate gets answers over HTTPS"
+    : > "$T/req.jsonl"
+    OPENAI_API_KEY=$CANARY $KB ask --backend openai --model m --url "https://127.0.0.1:$port/s/ok" "$Q" >"$T/out" 2>"$T/err"
+    ok $? 69 "kb refuses the self-signed certificate with exit 69"
+    ok "$(wc -l < "$T/err")" 1 "the refusal is one line"
+    grep -Eq "TLS certificate was refused \(SSL certificate problem: self.signed certificate\)" "$T/err"; ok $? 0 "the line names the certificate problem"
+    ok "$(wc -c < "$T/req.jsonl")" 0 "no request (and no key) reached the server"
+}
+
+if [ -n "$CASE" ]; then
+    declare -F "case_$CASE" >/dev/null || { echo "unknown case '$CASE'"; exit 2; }
+    "case_$CASE"
+    echo "$pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+    exit
+fi
 
 # ---- no backend configured: the best passages and one line on how to configure
 $KB ask "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "no backend configured exits 0"

@@ -48,7 +48,8 @@ esac
 # ---- the installed tree: one header, the libraries, pkg-config and CMake files
 ok "$(cd "$P/include" && find . -type f)" "./kb/kb.h" "kb/kb.h is the only installed header"
 for f in bin/kb lib/libkb.a lib/pkgconfig/kb.pc lib/cmake/kb/kbConfig.cmake \
-         lib/cmake/kb/kbConfigVersion.cmake lib/cmake/kb/kbTargets.cmake; do
+         lib/cmake/kb/kbConfigVersion.cmake lib/cmake/kb/kbTargets.cmake \
+         share/kb/prompts/default.prompt; do
   [ -e "$P/$f" ]; ok $? 0 "$f is installed"
 done
 export PKG_CONFIG_PATH=$P/lib/pkgconfig

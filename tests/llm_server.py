@@ -20,11 +20,16 @@ its 401 reply, which quotes the key back as some servers do.
 Every request is appended to the log file as one JSON line: path, headers (lower-case), body.
 Replies are sent with chunked transfer encoding in small, uneven pieces, so events arrive
 split at odd byte offsets. Usage: llm_server.py --port-file F --log F --data DIR
+  --tls CERT KEY  serve HTTPS with this certificate and key (PEM files)
+  --no-accept     instead of serving: a listener whose backlog is full and that never accepts,
+                  so a client's connect() neither succeeds nor fails until its own timeout
 """
 import argparse
 import json
 import os
 import random
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -175,18 +180,49 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
 
+def write_port(port):
+    with open(ARGS.port_file + ".tmp", "w") as f:
+        f.write(str(port))
+    os.rename(ARGS.port_file + ".tmp", ARGS.port_file)
+
+
+def never_accept():
+    """Listens with a backlog of 0 and fills it with connections of its own: Linux then drops
+    further SYNs, so a new connect() hangs until the client gives up."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fillers.append(c)
+    time.sleep(0.2)
+    write_port(port)
+    while True:
+        time.sleep(60)
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser()
     p.add_argument("--port-file", required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--data", required=True)
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--no-accept", action="store_true")
     ARGS = p.parse_args()
+    if ARGS.no_accept:
+        return never_accept()
     ThreadingHTTPServer.daemon_threads = True
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    with open(ARGS.port_file + ".tmp", "w") as f:
-        f.write(str(server.server_address[1]))
-    os.rename(ARGS.port_file + ".tmp", ARGS.port_file)
+    if ARGS.tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*ARGS.tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    write_port(server.server_address[1])
     server.serve_forever()
 
 

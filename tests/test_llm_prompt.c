@@ -109,6 +109,76 @@ static void prompt__neighbouring_chunks_of_a_section_merge_into_the_document_tex
     free_hits(hits, 3);
 }
 
+/* chunk_of with the location a paged or labelled format gives it. */
+static kb_result located_chunk(const char *path, const char *format, size_t from_line,
+                               size_t to_line, double score, const char *location,
+                               uint32_t page)
+{
+    kb_result r = chunk_of(path, "Logs", from_line, to_line, score);
+    r.format = format;
+    r.location = location;
+    r.page = page;
+    return r;
+}
+
+static void prompt__merged_passages_keep_their_pages_and_locations(void **state)
+{
+    (void)state;
+    /* PDF: lines 1-2 across pages 2-3, lines 3-4 on page 4; the better hit comes second in
+     * the document, so the merged passage starts on the other's first page. */
+    kb_result pdf[2] = { located_chunk("/d/m.pdf", "pdf", 3, 4, 2.0, "page 4", 4),
+                         located_chunk("/d/m.pdf", "pdf", 1, 2, 1.0, "pages 2-3", 2) };
+    kb_prompt_result p;
+    assert_int_equal(render(&p, pdf, 2, 8192, 1024), 0);
+    assert_int_equal(p.n_sources, 1);
+    assert_string_equal(p.sources[0].format, "pdf");
+    assert_string_equal(p.sources[0].location, "pages 2-4");
+    assert_int_equal(p.sources[0].page, 2);
+    assert_int_equal(p.sources[0].line_start, 1);
+    assert_int_equal(p.sources[0].line_end, 4);
+    assert_non_null(strstr(p.messages[p.n_messages - 1].content,
+                           "section=\"Logs\" lines=\"1-4\" location=\"pages 2-4\">\n"));
+    kb_llm_prompt_clear(&p);
+    free_hits(pdf, 2);
+    /* Pages 5 then 6, the earlier chunk ranked better: "pages 5-6" from page 5. */
+    pdf[0] = located_chunk("/d/m.pdf", "pdf", 1, 2, 2.0, "page 5", 5);
+    pdf[1] = located_chunk("/d/m.pdf", "pdf", 3, 4, 1.0, "page 6", 6);
+    assert_int_equal(render(&p, pdf, 2, 8192, 1024), 0);
+    assert_string_equal(p.sources[0].location, "pages 5-6");
+    assert_int_equal(p.sources[0].page, 5);
+    kb_llm_prompt_clear(&p);
+    free_hits(pdf, 2);
+    /* CSV rows: the merged passage runs from the first chunk's first row to the last's last. */
+    kb_result rows[2] = { located_chunk("/d/t.csv", "csv", 3, 4, 2.0,
+                                        "row 4 \xE2\x80\x93 row 5", 0),
+                          located_chunk("/d/t.csv", "csv", 1, 2, 1.0,
+                                        "row 2 \xE2\x80\x93 row 3", 0) };
+    assert_int_equal(render(&p, rows, 2, 8192, 1024), 0);
+    assert_string_equal(p.sources[0].location, "row 2 \xE2\x80\x93 row 5");
+    assert_int_equal(p.sources[0].page, 0);
+    kb_llm_prompt_clear(&p);
+    free_hits(rows, 2);
+    /* One chapter for both: kept as it is, and quoted in the delimiter like any attribute. */
+    static const char chapter[] = "chapter 2: \"Winter\" <i>";
+    kb_result ch[2] = { located_chunk("/d/b.epub", "epub", 1, 2, 2.0, chapter, 0),
+                        located_chunk("/d/b.epub", "epub", 3, 4, 1.0, chapter, 0) };
+    assert_int_equal(render(&p, ch, 2, 8192, 1024), 0);
+    assert_int_equal(p.n_sources, 1);
+    assert_string_equal(p.sources[0].location, chapter);
+    assert_non_null(strstr(p.messages[p.n_messages - 1].content,
+                           " location=\"chapter 2: &quot;Winter&quot; &lt;i&gt;\">\n"));
+    kb_llm_prompt_clear(&p);
+    free_hits(ch, 2);
+    /* Without a location there is no attribute, and the source says "". */
+    kb_result plain = chunk_of("/d/a.md", "Logs", 1, 2, 1.0);
+    assert_int_equal(render(&p, &plain, 1, 8192, 1024), 0);
+    assert_string_equal(p.sources[0].location, "");
+    assert_string_equal(p.sources[0].format, "markdown");
+    assert_null(strstr(p.messages[p.n_messages - 1].content, "location="));
+    kb_llm_prompt_clear(&p);
+    free_hits(&plain, 1);
+}
+
 static void prompt__duplicates_and_near_duplicates_are_left_out(void **state)
 {
     (void)state;
@@ -402,6 +472,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(prompt__passage_delimiters_inside_text_are_neutralised),
         cmocka_unit_test(prompt__neighbouring_chunks_of_a_section_merge_into_the_document_text),
+        cmocka_unit_test(prompt__merged_passages_keep_their_pages_and_locations),
         cmocka_unit_test(prompt__duplicates_and_near_duplicates_are_left_out),
         cmocka_unit_test(prompt__passages_beyond_the_budget_are_left_out_best_first),
         cmocka_unit_test(prompt__history_keeps_the_newest_turns_that_fit),

@@ -1,6 +1,7 @@
 /* cmd_ask.c — `kb ask QUESTION` (a streamed, cited answer) and `kb prompt QUESTION` (the exact
  * messages that would be sent), and the answer output kb chat shares with them. */
 #include "cmd_ask.h"
+#include "out.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -149,15 +150,11 @@ int cli_ask_exit(int status)
 
 void cli_ask_print_source(const kb_source *s)
 {
-    char *shown = cli_display_path(s->path);
-    printf("[%d] %s", s->number, shown ? shown : s->path);
-    if (*s->heading_path)
-        printf(" \xE2\x80\xBA %s", s->heading_path);
-    if (s->line_start == s->line_end)
-        printf(", line %u\n", s->line_start);
-    else
-        printf(", lines %u\xE2\x80\x93%u\n", s->line_start, s->line_end);
-    free(shown);
+    const struct cli_place place = { s->path, s->title, s->heading_path, s->format,
+                                     s->location, s->line_start, s->line_end };
+    printf("[%d] ", s->number);
+    cli_place_print(stdout, &place, CLI_PLACE_CITATION);
+    putchar('\n');
 }
 
 void cli_ask_print_passages(const kb_prompt_result *p)
@@ -211,6 +208,9 @@ static cJSON *ask_json_sources(const kb_source *s, size_t n, int with_text)
         if (*s[i].heading_path) cJSON_AddStringToObject(o, "heading_path", s[i].heading_path);
         cJSON_AddNumberToObject(o, "line_start", s[i].line_start);
         cJSON_AddNumberToObject(o, "line_end", s[i].line_end);
+        if (*s[i].format) cJSON_AddStringToObject(o, "format", s[i].format);
+        if (*s[i].location) cJSON_AddStringToObject(o, "location", s[i].location);
+        if (s[i].page) cJSON_AddNumberToObject(o, "page", s[i].page);
         cJSON_AddNumberToObject(o, "score", s[i].score);
         if (with_text) cJSON_AddStringToObject(o, "text", s[i].text);
         cJSON_AddItemToArray(arr, o);

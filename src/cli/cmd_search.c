@@ -1,5 +1,6 @@
 /* cmd_search.c — `kb search QUERY`: the best passages with where they come from. */
 #include "cli.h"
+#include "out.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -9,7 +10,8 @@ static const char search_help[] =
     "usage: kb search [OPTIONS] QUERY...\n"
     "\n"
     "Finds the passages that best match QUERY (plain words; quotes and operators are just\n"
-    "text) and prints each with its file, line range, section and score.\n"
+    "text) and prints each with its file, line range, title, section, page (or other\n"
+    "location) and score.\n"
     "\n"
     "options:\n"
     "  -k N              number of results (default 10)\n"
@@ -133,14 +135,11 @@ static void search_print(const struct cli *cli, const struct search_cmd *c, cons
     const char *bold = cli->color ? "\033[1m" : "", *off = cli->color ? "\033[0m" : "";
     for (size_t i = 0; i < kb_results_count(res); i++) {
         const kb_result *r = kb_results_get(res, i);
-        char *shown = cli_display_path(r->path);
-        printf("%s%zu. %s:%u-%u%s", bold, i + 1, shown ? shown : r->path, r->line_start,
-               r->line_end, off);
-        if (*r->heading_path)
-            printf("  %s", r->heading_path);
-        if (r->location && *r->location)
-            printf("  [%s]", r->location);
-        printf("  (%.2f)\n   ", r->score);
+        const struct cli_place place = { r->path, r->title, r->heading_path, r->format,
+                                         r->location, r->line_start, r->line_end };
+        printf("%s%zu. ", bold, i + 1);
+        cli_place_print(stdout, &place, CLI_PLACE_RESULT);
+        printf("%s  (%.2f)\n   ", off, r->score);
         if (c->full) {
             for (const char *p = r->text; *p; p++)
                 fputs(*p == '\n' ? "\n   " : (char[]){ *p, 0 }, stdout);
@@ -148,7 +147,6 @@ static void search_print(const struct cli *cli, const struct search_cmd *c, cons
             search_print_flat(r->snippet);
         }
         fputs("\n\n", stdout);
-        free(shown);
     }
 }
 

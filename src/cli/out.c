@@ -1,5 +1,6 @@
 /* out.c — how the kb command reports: errors and hints on stderr, results and JSON on stdout. */
 #include "cli.h"
+#include "out.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -165,4 +166,61 @@ int cli_print_json(cJSON *doc)
     cli_put_utf8_line(text);
     cJSON_free(text);
     return 0;
+}
+
+/* ---- where a passage comes from (out.h) ---- */
+
+/* Text formats, whose line numbers are the file's own; others count lines of extracted text. */
+static int out_lines_are_the_files(const char *format)
+{
+    static const char *const text_formats[] = { "text", "markdown", "rst", "org" };
+    for (size_t i = 0; format && i < sizeof text_formats / sizeof *text_formats; i++)
+        if (!strcmp(format, text_formats[i]))
+            return 1;
+    return !format || !*format;
+}
+
+/* The title says more than the file name ("manual" of manual.pdf) and the section's first
+ * level (the H1 a Markdown title is taken from). */
+static int out_title_informs(const struct cli_place *p)
+{
+    if (!p->title || !*p->title)
+        return 0;
+    const char *base = strrchr(p->path, '/'), *dot;
+    base = base ? base + 1 : p->path;
+    dot = strrchr(base, '.');
+    size_t stem = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    size_t n = strlen(p->title);
+    if (!strcmp(p->title, base) || (n == stem && !strncmp(p->title, base, stem)))
+        return 0;
+    const char *h = p->heading_path ? p->heading_path : "";
+    return strncmp(h, p->title, n) || (h[n] && strncmp(h + n, " \xE2\x80\xBA ", 5));
+}
+
+void cli_place_print(FILE *out, const struct cli_place *p, enum cli_place_style style)
+{
+    char *shown = cli_display_path(p->path);
+    const char *path = shown ? shown : p->path;
+    const char *heading = p->heading_path ? p->heading_path : "";
+    const char *location = p->location ? p->location : "";
+    if (style == CLI_PLACE_RESULT) {
+        int title = out_title_informs(p);
+        fprintf(out, "%s:%u-%u", path, p->line_start, p->line_end);
+        if (title || *heading)
+            fprintf(out, "  %s%s%s", title ? p->title : "",
+                    title && *heading ? " \xE2\x80\xBA " : "", heading);
+        if (*location)
+            fprintf(out, "  [%s]", location);
+    } else {
+        fputs(path, out);
+        if (*heading)
+            fprintf(out, " \xE2\x80\xBA %s", heading);
+        if (*location && !out_lines_are_the_files(p->format))
+            fprintf(out, ", %s", location);
+        else if (p->line_start == p->line_end)
+            fprintf(out, ", line %u", p->line_start);
+        else
+            fprintf(out, ", lines %u\xE2\x80\x93%u", p->line_start, p->line_end);
+    }
+    free(shown);
 }

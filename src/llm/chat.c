@@ -107,6 +107,12 @@ static int chat_fail(const struct kb_llm_call *call, const char *url,
     default:
         break;
     }
+    if (res->connect_timed_out)
+        return kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: unreachable: no connection within "
+                          "%.1f s (connect_timeout)", b, url, cfg->connect_timeout_ms / 1e3);
+    if (res->tls_refused)
+        return kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: the server's TLS certificate was "
+                          "refused (%s)", b, url, res->message);
     if (res->transport_failed)
         return kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: unreachable (%s)", b, url,
                           res->message);

@@ -182,6 +182,9 @@ int kb_llm_http_post(const struct kb_llm_http_req *req, struct kb_llm_http_res *
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &res->status);
     if (cc != CURLE_OK && res->abort == KB_LLM_ABORT_NONE) {
         res->transport_failed = 1;
+        /* No CURLOPT_TIMEOUT is set: a timeout before any reply is the connect timeout. */
+        res->connect_timed_out = cc == CURLE_OPERATION_TIMEDOUT && res->status == 0;
+        res->tls_refused = cc == CURLE_PEER_FAILED_VERIFICATION;
         snprintf(res->message, sizeof res->message, "%s",
                  errbuf[0] ? errbuf : curl_easy_strerror(cc));
     }

@@ -110,6 +110,8 @@ struct kb_llm_http_res {
     struct kb_buf error_body;  /* non-2xx body, capped at 64 KiB */
     enum kb_llm_abort abort;
     int transport_failed;      /* connection-level failure; `message` says which */
+    int connect_timed_out;     /* of those: no connection within connect_timeout_ms */
+    int tls_refused;           /* of those: the server's TLS certificate did not verify */
     char message[256];         /* libcurl's description of a transport failure */
 };
 

@@ -3,6 +3,7 @@
 #include "llm/llm_int.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +16,8 @@ struct prompt_cand {
     const kb_result *best;          /* the best-ranked hit in it: path, heading, score */
     uint64_t byte_start, byte_end;
     uint32_t line_start, line_end;
+    uint32_t page_start, page_end;  /* PDF pages it spans; 0 when not paged */
+    struct kb_buf location;         /* "page 3", "row 2 – row 9", ...; empty for none */
     struct kb_buf text;
     uint64_t *grams;                /* sorted hashes of word 3-grams */
     size_t n_grams;
@@ -97,6 +100,70 @@ static double prompt_contained(const struct prompt_cand *a, const struct prompt_
     return a->n_grams ? (double)common / (double)a->n_grams : 1.0;
 }
 
+/* ---- locations ---- */
+
+#define PROMPT_LOCATION_JOIN " \xE2\x80\x93 " /* " – ", as kb/ingest.c joins two labels */
+
+/* The last page a hit spans: N of its "pages M-N", else the page it starts on. */
+static uint32_t prompt_last_page(const kb_result *r)
+{
+    unsigned first, last;
+    if (r->page && r->location && sscanf(r->location, "pages %u-%u", &first, &last) == 2 &&
+        last >= r->page)
+        return (uint32_t)last;
+    return r->page;
+}
+
+/* The first label of a location ("row 2" of "row 2 – row 9") as a length of `loc`. */
+static size_t prompt_first_label(const char *loc)
+{
+    const char *join = strstr(loc, PROMPT_LOCATION_JOIN);
+    return join ? (size_t)(join - loc) : strlen(loc);
+}
+
+/* The last label of a location ("row 9" of "row 2 – row 9"). */
+static const char *prompt_last_label(const char *loc)
+{
+    const char *last = loc;
+    for (const char *p = loc; (p = strstr(p, PROMPT_LOCATION_JOIN)); p += 1)
+        last = p + sizeof PROMPT_LOCATION_JOIN - 1;
+    return last;
+}
+
+/* The location of a passage that now also covers hit r (kb.h, kb_source.location): a page
+ * range when both are paged, else from the first label of the one that starts first to the
+ * last label of the one that ends last. */
+static int prompt_merge_location(struct prompt_cand *c, const kb_result *r)
+{
+    const char *rloc = r->location ? r->location : "", *cloc = c->location.data;
+    struct kb_buf merged = KB_BUF_INIT;
+    int rc = 0;
+    if (c->page_start && r->page) {
+        uint32_t r_last = prompt_last_page(r);
+        c->page_start = r->page < c->page_start ? r->page : c->page_start;
+        c->page_end = r_last > c->page_end ? r_last : c->page_end;
+        rc = c->page_end > c->page_start
+                 ? kb_buf_printf(&merged, "pages %u-%u", c->page_start, c->page_end)
+                 : kb_buf_printf(&merged, "page %u", c->page_start);
+    } else if (!cloc || !*cloc || !*rloc) {
+        rc = kb_buf_puts(&merged, cloc && *cloc ? cloc : rloc);
+    } else {
+        const char *head = r->byte_start < c->byte_start ? rloc : cloc;
+        const char *tail = prompt_last_label(r->byte_end > c->byte_end ? rloc : cloc);
+        size_t head_len = prompt_first_label(head);
+        rc = kb_buf_append(&merged, head, head_len);
+        if (!rc && (strlen(tail) != head_len || strncmp(head, tail, head_len)))
+            rc = kb_buf_puts(&merged, PROMPT_LOCATION_JOIN) || kb_buf_puts(&merged, tail);
+    }
+    if (rc) {
+        kb_buf_free(&merged);
+        return KB_ENOMEM;
+    }
+    kb_buf_free(&c->location);
+    c->location = merged;
+    return 0;
+}
+
 /* ---- assembling passages ---- */
 
 static int prompt_neighbour(const struct prompt_cand *c, const kb_result *r)
@@ -119,10 +186,13 @@ static int prompt_splice(struct kb_buf *out, const char *head, uint64_t head_end
     return kb_buf_puts(out, "\n\n") || kb_buf_puts(out, tail) ? KB_ENOMEM : 0;
 }
 
-/* Merges hit r into its neighbour c: the text covers both ranges in document order. */
+/* Merges hit r into its neighbour c: the text covers both ranges in document order, the
+ * location both locations. */
 static int prompt_merge(struct prompt_cand *c, const kb_result *r)
 {
     struct kb_buf merged = KB_BUF_INIT;
+    if (prompt_merge_location(c, r))
+        return KB_ENOMEM;
     const char *ctext = c->text.data ? c->text.data : "";
     int rc = r->byte_start >= c->byte_start
                  ? prompt_splice(&merged, ctext, c->byte_end, r->text, r->byte_start, r->byte_end)
@@ -178,7 +248,10 @@ static int prompt_candidates(struct prompt_cand *cands, size_t *n_cands,
         c->byte_end = r->byte_end;
         c->line_start = r->line_start;
         c->line_end = r->line_end;
-        if (kb_buf_puts(&c->text, r->text))
+        c->page_start = r->page;
+        c->page_end = prompt_last_page(r);
+        if (kb_buf_puts(&c->location, r->location ? r->location : "") ||
+            kb_buf_puts(&c->text, r->text))
             return KB_ENOMEM;
         prompt_grams(c);
         prompt_dedupe(c, cands, n - 1);
@@ -240,8 +313,12 @@ static int prompt_passage(struct kb_buf *out, int number, const struct prompt_ca
         rc = kb_buf_puts(out, " section=\"") || prompt_attr(out, c->best->heading_path) ||
              kb_buf_puts(out, "\"");
     if (!rc)
-        rc = kb_buf_printf(out, " lines=\"%u-%u\">\n%s\n</passage>", c->line_start,
-                           c->line_end, quoted) != 0;
+        rc = kb_buf_printf(out, " lines=\"%u-%u\"", c->line_start, c->line_end) != 0;
+    if (!rc && c->location.len)
+        rc = kb_buf_puts(out, " location=\"") || prompt_attr(out, c->location.data) ||
+             kb_buf_puts(out, "\"");
+    if (!rc)
+        rc = kb_buf_printf(out, ">\n%s\n</passage>", quoted) != 0;
     free(quoted);
     return rc ? KB_ENOMEM : 0;
 }
@@ -334,7 +411,13 @@ static int prompt_source(kb_source *s, const struct prompt_cand *c)
     s->heading_path = strdup(c->best->heading_path);
     s->text = strdup(c->text.data ? c->text.data : "");
     s->note = strdup(c->note ? c->note : "");
-    return s->path && s->title && s->heading_path && s->text && s->note ? 0 : KB_ENOMEM;
+    s->format = strdup(c->best->format ? c->best->format : "");
+    s->location = strdup(c->location.data ? c->location.data : "");
+    s->page = c->page_start;
+    return s->path && s->title && s->heading_path && s->text && s->note && s->format &&
+                   s->location
+               ? 0
+               : KB_ENOMEM;
 }
 
 static int prompt_output(kb_prompt_result *out, struct kb_buf msgs[2],
@@ -392,6 +475,7 @@ int kb_llm_prompt_render(kb_prompt_result *out, const struct kb_llm_render *in,
     }
     for (size_t i = 0; i < n; i++) {
         kb_buf_free(&cands[i].text);
+        kb_buf_free(&cands[i].location);
         free(cands[i].grams);
     }
     free(cands);
@@ -410,6 +494,8 @@ static void prompt_free_sources(kb_source *s, size_t n)
         free((char *)s[i].heading_path);
         free((char *)s[i].text);
         free((char *)s[i].note);
+        free((char *)s[i].format);
+        free((char *)s[i].location);
     }
     free(s);
 }

@@ -94,6 +94,9 @@ cJSON *srv_sources_json(const kb_source *src, size_t n, int with_text)
         if (*x->heading_path) cJSON_AddStringToObject(o, "heading_path", x->heading_path);
         cJSON_AddNumberToObject(o, "line_start", x->line_start);
         cJSON_AddNumberToObject(o, "line_end", x->line_end);
+        if (x->format && *x->format) cJSON_AddStringToObject(o, "format", x->format);
+        if (x->location && *x->location) cJSON_AddStringToObject(o, "location", x->location);
+        if (x->page) cJSON_AddNumberToObject(o, "page", x->page);
         cJSON_AddNumberToObject(o, "score", x->score);
         if (x->note && *x->note) cJSON_AddStringToObject(o, "note", x->note);
         if (with_text) cJSON_AddStringToObject(o, "text", x->text);
