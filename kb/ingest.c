@@ -432,7 +432,11 @@ static int ingest_options(kb *kb, const kb_ingest_options *in, kb_ingest_options
 /* Starts a run: the writer lock (waiting as asked), leftovers of crashed runs cleared, the
  * run's transaction opened and the model chosen inside it. A dry run takes none of these:
  * it only reads. */
-static int ingest_begin_run(kb *kb, const kb_ingest_options *opts, struct ingest_run *run)
+/* Starts a run: options, the writer lock, the transaction and the KB's model record. Only a
+ * run that `embeds` opens the model (a deletion never needs it, nor should it record the
+ * default model in a KB that has none). */
+static int ingest_begin_run(kb *kb, const kb_ingest_options *opts, struct ingest_run *run,
+                            int embeds)
 {
     memset(run, 0, sizeof *run);
     run->kb = kb;
@@ -448,7 +452,7 @@ static int ingest_begin_run(kb *kb, const kb_ingest_options *opts, struct ingest
         return rc;
     kb_vec_collect_garbage(kb);
     if ((rc = kb_store_begin(kb->store, &kb->err)) == 0 &&
-        (rc = kb_vec_begin_ingest(kb, run->o.model)) != 0)
+        (rc = embeds ? kb_vec_begin_ingest(kb, run->o.model) : kb_vec_begin_delete(kb)) != 0)
         kb_vec_abort(kb);
     if (rc)
         kb_store_unlock(kb->store);
@@ -485,7 +489,7 @@ int kb_ingest(kb *kb, const char *const *paths, size_t n_paths,
 {
     struct ingest_run run;
     double t0 = ingest_now();
-    int rc = ingest_begin_run(kb, opts, &run);
+    int rc = ingest_begin_run(kb, opts, &run, 1);
     if (rc)
         return rc;
     if ((rc = (paths || !n_paths) ? ingest_check_roots(kb, paths, n_paths)
@@ -592,7 +596,7 @@ int kb_add_documents(kb *kb, const kb_document *docs, size_t n_docs,
 {
     struct ingest_run run;
     double t0 = ingest_now();
-    int rc = ingest_begin_run(kb, opts, &run);
+    int rc = ingest_begin_run(kb, opts, &run, 1);
     if (rc)
         return rc;
     if (!docs && n_docs)
@@ -618,7 +622,7 @@ int kb_delete_documents(kb *kb, const char *const *ids, size_t n_ids, int lock_w
     size_t n = 0;
     if (n_deleted)
         *n_deleted = 0;
-    int rc = ingest_begin_run(kb, &opts, &run);
+    int rc = ingest_begin_run(kb, &opts, &run, 0);
     if (rc)
         return rc;
     if (!ids && n_ids)

@@ -142,7 +142,8 @@ typedef struct kb_ingest_options {
     size_t n_exclude;
     int include_hidden;         /* walk into names starting with '.' */
     int follow_symlinks;        /* follow symbolic links (loops are detected) */
-    uint64_t max_file_bytes;    /* larger files are skipped; 0 = default (64 MiB) */
+    uint64_t max_file_bytes;    /* larger files are skipped; 0 = default (64 MiB); files
+                                   over 1 GiB are always skipped (kb reads a file whole) */
     unsigned chunk_tokens;      /* target chunk size in tokens; 0 = default */
     unsigned overlap_tokens;    /* tokens shared by consecutive chunks of a section */
     kb_event_cb on_event;

@@ -53,6 +53,9 @@ struct kb_vec {
 /* Ingest: picks the model (requested, else the KB's, else the default when downloaded; "none"
  * for keyword-only) and records it in a KB that has none. */
 int kb_vec_begin_ingest(kb *kb, const char *requested);
+/* A run that only removes documents: reads the KB's model record (kb_vec_sync keeps the
+ * vector index in step) without opening the model. */
+int kb_vec_begin_delete(kb *kb);
 /* 1 when this run embeds chunks. */
 int kb_vec_active(const kb *kb);
 /* The chunk size in the model's tokens (requested, capped by what the model takes) and the

@@ -179,6 +179,12 @@ int kb_vec_begin_ingest(kb *kb, const char *requested)
     return 0;
 }
 
+int kb_vec_begin_delete(kb *kb)
+{
+    kb->vec.lexical_only = 1;
+    return vec_load_record(kb);
+}
+
 int kb_vec_active(const kb *kb)
 {
     return kb->vec.model && !kb->vec.lexical_only;

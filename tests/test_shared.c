@@ -1,6 +1,7 @@
 /* test_shared.c — read handles of one process share one copy of what they only read: the
  * encoder's weights (per model folder and unchanged files) and a generation's vector index
- * (per file and checksum), and the copy goes away with its last user (util/shared.h).
+ * (per file and checksum), and the copy goes away with its last user (util/shared.h). Also:
+ * a deletion, which reads nothing of the model, does not need it.
  * Needs the encoder_models fixture (KB_ENCODER_MODELS); skips with 77 without it. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -30,8 +31,8 @@ static const char *const topics[] = { "lighthouse keeper", "tide tables", "harbo
                                       "weather log", "signal flags" };
 #define N_TOPICS (sizeof topics / sizeof *topics)
 
-/* A KB of 40 in-memory documents embedded with the fixture's model. */
-static char *make_kb(void)
+/* A KB of 40 in-memory documents embedded with the model in `model`. */
+static char *make_kb_with(const char *model)
 {
     char *dir = th_tempdir();
     kb *w = NULL;
@@ -46,11 +47,16 @@ static char *make_kb(void)
         docs[i] = (kb_document){ ids[i], NULL, texts[i], strlen(texts[i]), "text", NULL };
     }
     kb_ingest_options o = KB_INGEST_OPTIONS_INIT;
-    o.model = model_dir;
+    o.model = model;
     if (kb_add_documents(w, docs, N, &o, NULL))
         fail_msg("ingest: %s", kb_errmsg(w));
     kb_close(w);
     return dir;
+}
+
+static char *make_kb(void)
+{
+    return make_kb_with(model_dir);
 }
 
 static kb_results *vector_search(kb *h, const char *query)
@@ -174,19 +180,25 @@ static void copy_file(const char *src, const char *dst, const char *name)
     free(to);
 }
 
-static void shared__a_changed_model_file_is_loaded_afresh(void **state)
+/* Copies the fixture's model folder into dst (an existing folder). */
+static void copy_model(const char *dst)
 {
-    (void)state;
-    char *dir = th_tempdir();
     static const char *const files[] = { "config.json", "model.safetensors", "vocab.txt",
                                          "tokenizer.json", "tokenizer_config.json",
                                          "modules.json", "1_Pooling/config.json",
                                          "kb_model.json" };
-    char *pooling = th_path(dir, "1_Pooling");
+    char *pooling = th_path(dst, "1_Pooling");
     assert_int_equal(mkdir(pooling, 0700), 0);
     free(pooling);
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
-        copy_file(model_dir, dir, files[i]);
+        copy_file(model_dir, dst, files[i]);
+}
+
+static void shared__a_changed_model_file_is_loaded_afresh(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    copy_model(dir);
     kb_model *m1 = NULL, *m2 = NULL, *m3 = NULL;
     assert_int_equal(kb_model_open(&m1, dir), 0);
     assert_int_equal(kb_model_open(&m2, dir), 0);
@@ -211,6 +223,36 @@ static void shared__a_changed_model_file_is_loaded_afresh(void **state)
     kb_model_close(m1);
     kb_model_close(m2);
     kb_model_close(m3);
+    th_rmtree(dir);
+    free(dir);
+}
+
+/* Deleting documents embeds nothing, so it must work (and keep the vector index in step)
+ * while the KB's model folder is unavailable, e.g. being replaced. */
+static void documents__deleting_needs_no_model(void **state)
+{
+    (void)state;
+    char *copy = th_tempdir();
+    copy_model(copy);
+    char *dir = make_kb_with(copy);
+    char gone[4200];
+    snprintf(gone, sizeof gone, "%s-moved-away", copy);
+    assert_int_equal(rename(copy, gone), 0);
+    kb *w = NULL;
+    assert_int_equal(kb_open(&w, dir, 0), 0);
+    const char *ids[] = { "doc-07" };
+    size_t n_deleted = 0;
+    if (kb_delete_documents(w, ids, 1, 0, &n_deleted))
+        fail_msg("delete: %s", kb_errmsg(w));
+    assert_int_equal(n_deleted, 1);
+    assert_int_equal(kb_check(w), 0); /* vectors and the FAISS generation match the chunks */
+    kb_status_info info;
+    assert_int_equal(kb_stat(w, &info), 0);
+    assert_int_equal(info.n_documents, 39);
+    kb_close(w);
+    assert_int_equal(rename(gone, copy), 0);
+    th_rmtree(copy);
+    free(copy);
     th_rmtree(dir);
     free(dir);
 }
@@ -298,6 +340,7 @@ int main(void)
         cmocka_unit_test(shared__read_handles_share_one_index_and_one_model),
         cmocka_unit_test(shared__a_changed_model_file_is_loaded_afresh),
         cmocka_unit_test(shared__threads_with_their_own_handles_search_one_copy_at_once),
+        cmocka_unit_test(documents__deleting_needs_no_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
