@@ -197,27 +197,6 @@ void cli_ask_report_speed(const struct cli *cli, const kb_answer *a)
             a->attempts > 1 ? "; retried" : "");
 }
 
-static cJSON *ask_json_sources(const kb_source *s, size_t n, int with_text)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < n; i++) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "number", s[i].number);
-        cJSON_AddStringToObject(o, "path", s[i].path);
-        if (*s[i].title) cJSON_AddStringToObject(o, "title", s[i].title);
-        if (*s[i].heading_path) cJSON_AddStringToObject(o, "heading_path", s[i].heading_path);
-        cJSON_AddNumberToObject(o, "line_start", s[i].line_start);
-        cJSON_AddNumberToObject(o, "line_end", s[i].line_end);
-        if (*s[i].format) cJSON_AddStringToObject(o, "format", s[i].format);
-        if (*s[i].location) cJSON_AddStringToObject(o, "location", s[i].location);
-        if (s[i].page) cJSON_AddNumberToObject(o, "page", s[i].page);
-        cJSON_AddNumberToObject(o, "score", s[i].score);
-        if (with_text) cJSON_AddStringToObject(o, "text", s[i].text);
-        cJSON_AddItemToArray(arr, o);
-    }
-    return arr;
-}
-
 static void ask_json_usage(cJSON *doc, const kb_answer *a)
 {
     cJSON *u = cJSON_AddObjectToObject(doc, "usage");
@@ -250,7 +229,7 @@ cJSON *cli_ask_json(const struct ask_cmd *c, const char *type, const kb_answer *
     cJSON_AddStringToObject(doc, "template", p->template_name);
     if (with_sources)
         cJSON_AddItemToObject(doc, "sources",
-                              ask_json_sources(p->sources, p->n_sources, !answered));
+                              cli_json_sources(p->sources, p->n_sources, !answered));
     if (answered)
         ask_json_usage(doc, a);
     return doc;
@@ -262,7 +241,7 @@ cJSON *cli_ask_json_sources_line(const struct ask_cmd *c, const kb_prompt_result
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddStringToObject(obj, "type", "sources");
     ask_add_turn(obj, c);
-    cJSON_AddItemToObject(obj, "sources", ask_json_sources(p->sources, p->n_sources, with_text));
+    cJSON_AddItemToObject(obj, "sources", cli_json_sources(p->sources, p->n_sources, with_text));
     return obj;
 }
 
@@ -391,14 +370,7 @@ done:
 static int prompt_print(const struct cli *cli, const kb_prompt_result *p)
 {
     if (cli->json) {
-        cJSON *arr = cJSON_CreateArray();
-        for (size_t i = 0; i < p->n_messages; i++) {
-            cJSON *m = cJSON_CreateObject();
-            cJSON_AddStringToObject(m, "role", p->messages[i].role);
-            cJSON_AddStringToObject(m, "content", p->messages[i].content);
-            cJSON_AddItemToArray(arr, m);
-        }
-        return cli_print_json(arr);
+        return cli_print_json(cli_json_messages(p));
     }
     for (size_t i = 0; i < p->n_messages; i++)
         printf("[%s]\n%s\n", p->messages[i].role, p->messages[i].content);

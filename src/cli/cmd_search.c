@@ -83,32 +83,8 @@ static const char *search_opt(int id, const char *value, void *payload)
 static int search_json(const kb_results *res)
 {
     cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < kb_results_count(res); i++) {
-        const kb_result *r = kb_results_get(res, i);
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "rank", (double)(i + 1));
-        cJSON_AddNumberToObject(o, "score", r->score);
-        cJSON_AddStringToObject(o, "path", r->path);
-        if (*r->title) cJSON_AddStringToObject(o, "title", r->title);
-        if (*r->heading_path) cJSON_AddStringToObject(o, "heading_path", r->heading_path);
-        cJSON_AddStringToObject(o, "format", r->format);
-        cJSON_AddNumberToObject(o, "line_start", r->line_start);
-        cJSON_AddNumberToObject(o, "line_end", r->line_end);
-        cJSON_AddNumberToObject(o, "byte_start", (double)r->byte_start);
-        cJSON_AddNumberToObject(o, "byte_end", (double)r->byte_end);
-        if (r->location && *r->location)
-            cJSON_AddStringToObject(o, "location", r->location);
-        cJSON *meta = r->metadata ? cJSON_Parse(r->metadata) : NULL;
-        if (meta)
-            cJSON_AddItemToObject(o, "metadata", meta);
-        if (r->page)
-            cJSON_AddNumberToObject(o, "page", r->page);
-        cJSON_AddNumberToObject(o, "chunk_id", (double)r->chunk_id);
-        cJSON_AddNumberToObject(o, "document_id", (double)r->doc_id);
-        cJSON_AddStringToObject(o, "snippet", r->snippet);
-        cJSON_AddStringToObject(o, "text", r->text);
-        cJSON_AddItemToArray(arr, o);
-    }
+    for (size_t i = 0; i < kb_results_count(res); i++)
+        cJSON_AddItemToArray(arr, cli_json_result(kb_results_get(res, i), i + 1));
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddItemToObject(doc, "results", arr);
     return cli_print_json(doc);

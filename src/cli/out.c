@@ -224,3 +224,64 @@ void cli_place_print(FILE *out, const struct cli_place *p, enum cli_place_style 
     }
     free(shown);
 }
+
+/* ---- JSON shared by --json and kb serve (out.h) ---- */
+
+cJSON *cli_json_result(const kb_result *r, size_t rank)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "rank", (double)rank);
+    cJSON_AddNumberToObject(o, "score", r->score);
+    cJSON_AddStringToObject(o, "path", r->path);
+    if (*r->title) cJSON_AddStringToObject(o, "title", r->title);
+    if (*r->heading_path) cJSON_AddStringToObject(o, "heading_path", r->heading_path);
+    cJSON_AddStringToObject(o, "format", r->format);
+    cJSON_AddNumberToObject(o, "line_start", r->line_start);
+    cJSON_AddNumberToObject(o, "line_end", r->line_end);
+    cJSON_AddNumberToObject(o, "byte_start", (double)r->byte_start);
+    cJSON_AddNumberToObject(o, "byte_end", (double)r->byte_end);
+    if (r->location && *r->location) cJSON_AddStringToObject(o, "location", r->location);
+    cJSON *meta = r->metadata ? cJSON_Parse(r->metadata) : NULL;
+    if (meta) cJSON_AddItemToObject(o, "metadata", meta);
+    if (r->page) cJSON_AddNumberToObject(o, "page", r->page);
+    cJSON_AddNumberToObject(o, "chunk_id", (double)r->chunk_id);
+    cJSON_AddNumberToObject(o, "document_id", (double)r->doc_id);
+    cJSON_AddStringToObject(o, "snippet", r->snippet);
+    cJSON_AddStringToObject(o, "text", r->text);
+    return o;
+}
+
+cJSON *cli_json_sources(const kb_source *s, size_t n, int with_text)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+        const kb_source *x = &s[i];
+        cJSON *o = cJSON_CreateObject();
+        if (x->number) cJSON_AddNumberToObject(o, "number", x->number);
+        cJSON_AddStringToObject(o, "path", x->path);
+        if (*x->title) cJSON_AddStringToObject(o, "title", x->title);
+        if (*x->heading_path) cJSON_AddStringToObject(o, "heading_path", x->heading_path);
+        cJSON_AddNumberToObject(o, "line_start", x->line_start);
+        cJSON_AddNumberToObject(o, "line_end", x->line_end);
+        if (x->format && *x->format) cJSON_AddStringToObject(o, "format", x->format);
+        if (x->location && *x->location) cJSON_AddStringToObject(o, "location", x->location);
+        if (x->page) cJSON_AddNumberToObject(o, "page", x->page);
+        cJSON_AddNumberToObject(o, "score", x->score);
+        if (x->note && *x->note) cJSON_AddStringToObject(o, "note", x->note);
+        if (with_text) cJSON_AddStringToObject(o, "text", x->text);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+cJSON *cli_json_messages(const kb_prompt_result *p)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < p->n_messages; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", p->messages[i].role);
+        cJSON_AddStringToObject(m, "content", p->messages[i].content);
+        cJSON_AddItemToArray(arr, m);
+    }
+    return arr;
+}

@@ -1,10 +1,16 @@
-/* out.h — where a passage comes from, said one way for people by kb ask, kb chat and kb search
- * (defined in out.c; the rest of out.c is declared in cli.h). */
+/* out.h — where a passage comes from, said one way for people by kb ask, kb chat and kb search,
+ * and the JSON shapes that `--json` and kb serve share (defined in out.c; the rest of out.c is
+ * declared in cli.h). */
 #ifndef KB_CLI_OUT_H
 #define KB_CLI_OUT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "kb/kb.h"
+
+struct cJSON;
 
 /* A passage's place: the fields of a kb_result or kb_source. */
 struct cli_place {
@@ -30,5 +36,13 @@ enum cli_place_style {
 
 /* Writes p to `out` in `style`, without a newline. */
 void cli_place_print(FILE *out, const struct cli_place *p, enum cli_place_style style);
+
+/* One search result as `kb search --json` and POST /v1/search give it (rank from 1). */
+struct cJSON *cli_json_result(const kb_result *r, size_t rank);
+/* Numbered passages (kb ask --json, /v1/ask, /v1/prompt): "number" unless 0 (a passage left
+ * out), "note" when there is one, "text" when with_text. */
+struct cJSON *cli_json_sources(const kb_source *s, size_t n, int with_text);
+/* The messages as a chat-messages array [{"role", "content"}]. */
+struct cJSON *cli_json_messages(const kb_prompt_result *p);
 
 #endif

@@ -1,6 +1,7 @@
 /* ask.c — POST /v1/ask: an answer with numbered sources, as one JSON document or streamed as
  * server-sent events (a worker thread runs kb_ask; the connection's thread sends its events). */
 #include "server/server_int.h"
+#include "cli/out.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -136,7 +137,7 @@ static void *ask_worker(void *arg)
         int answered = a->prompt->backend && !status;
         cJSON *src = cJSON_CreateObject();
         cJSON_AddStringToObject(src, "type", "sources");
-        cJSON_AddItemToObject(src, "sources", srv_sources_json(a->prompt->sources,
+        cJSON_AddItemToObject(src, "sources", cli_json_sources(a->prompt->sources,
                                                                a->prompt->n_sources, !answered));
         ask_event(st, src);
     }
@@ -300,7 +301,7 @@ static int ask_whole(struct srv *s, const cJSON *body, struct srv_reply *out)
         goto done;
     cJSON *doc = cJSON_CreateObject();
     ask_add_answer(doc, a, 1);
-    cJSON_AddItemToObject(doc, "sources", srv_sources_json(a->prompt->sources,
+    cJSON_AddItemToObject(doc, "sources", cli_json_sources(a->prompt->sources,
                                                            a->prompt->n_sources,
                                                            !a->prompt->backend));
     rc = srv_json(out, 200, doc);

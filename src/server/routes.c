@@ -1,6 +1,7 @@
 /* routes.c — kb serve's endpoints: search, prompt, status, embeddings, documents (ask.c has
  * /v1/ask). Request and response fields follow `kb ... --json` (docs/SERVE.md). */
 #include "server/server_int.h"
+#include "cli/out.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -8,28 +9,6 @@
 
 #define ROUTES_MAX_DOCUMENTS 1000
 #define ROUTES_MAX_HISTORY 64
-
-static cJSON *routes_result_json(const kb_result *r, size_t rank)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "rank", (double)rank);
-    cJSON_AddNumberToObject(o, "score", r->score);
-    cJSON_AddStringToObject(o, "path", r->path);
-    if (*r->title) cJSON_AddStringToObject(o, "title", r->title);
-    if (*r->heading_path) cJSON_AddStringToObject(o, "heading_path", r->heading_path);
-    cJSON_AddStringToObject(o, "format", r->format);
-    cJSON_AddNumberToObject(o, "line_start", r->line_start);
-    cJSON_AddNumberToObject(o, "line_end", r->line_end);
-    if (r->location && *r->location) cJSON_AddStringToObject(o, "location", r->location);
-    cJSON *meta = r->metadata ? cJSON_Parse(r->metadata) : NULL;
-    if (meta) cJSON_AddItemToObject(o, "metadata", meta);
-    if (r->page) cJSON_AddNumberToObject(o, "page", r->page);
-    cJSON_AddNumberToObject(o, "chunk_id", (double)r->chunk_id);
-    cJSON_AddNumberToObject(o, "document_id", (double)r->doc_id);
-    cJSON_AddStringToObject(o, "snippet", r->snippet);
-    cJSON_AddStringToObject(o, "text", r->text);
-    return o;
-}
 
 static const char *routes_mode_name(kb_mode mode)
 {
@@ -77,32 +56,9 @@ int srv_route_search(struct srv *s, const cJSON *body, struct srv_reply *out)
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "results");
     cJSON_AddStringToObject(doc, "mode", routes_mode_name(kb_results_mode(res)));
     for (size_t i = 0; i < kb_results_count(res); i++)
-        cJSON_AddItemToArray(arr, routes_result_json(kb_results_get(res, i), i + 1));
+        cJSON_AddItemToArray(arr, cli_json_result(kb_results_get(res, i), i + 1));
     kb_results_free(res);
     return srv_json(out, 200, doc);
-}
-
-cJSON *srv_sources_json(const kb_source *src, size_t n, int with_text)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < n; i++) {
-        const kb_source *x = &src[i];
-        cJSON *o = cJSON_CreateObject();
-        if (x->number) cJSON_AddNumberToObject(o, "number", x->number);
-        cJSON_AddStringToObject(o, "path", x->path);
-        if (*x->title) cJSON_AddStringToObject(o, "title", x->title);
-        if (*x->heading_path) cJSON_AddStringToObject(o, "heading_path", x->heading_path);
-        cJSON_AddNumberToObject(o, "line_start", x->line_start);
-        cJSON_AddNumberToObject(o, "line_end", x->line_end);
-        if (x->format && *x->format) cJSON_AddStringToObject(o, "format", x->format);
-        if (x->location && *x->location) cJSON_AddStringToObject(o, "location", x->location);
-        if (x->page) cJSON_AddNumberToObject(o, "page", x->page);
-        cJSON_AddNumberToObject(o, "score", x->score);
-        if (x->note && *x->note) cJSON_AddStringToObject(o, "note", x->note);
-        if (with_text) cJSON_AddStringToObject(o, "text", x->text);
-        cJSON_AddItemToArray(arr, o);
-    }
-    return arr;
 }
 
 static int routes_history(struct srv_reply *out, const cJSON *body, kb_message **history,
@@ -154,18 +110,6 @@ int srv_ask_options(struct srv *s, struct srv_reply *out, const cJSON *body,
     return 0;
 }
 
-static cJSON *routes_messages_json(const kb_prompt_result *p)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < p->n_messages; i++) {
-        cJSON *m = cJSON_CreateObject();
-        cJSON_AddStringToObject(m, "role", p->messages[i].role);
-        cJSON_AddStringToObject(m, "content", p->messages[i].content);
-        cJSON_AddItemToArray(arr, m);
-    }
-    return arr;
-}
-
 int srv_route_prompt(struct srv *s, const cJSON *body, struct srv_reply *out)
 {
     kb_ask_options opts = KB_ASK_OPTIONS_INIT;
@@ -185,9 +129,9 @@ int srv_route_prompt(struct srv *s, const cJSON *body, struct srv_reply *out)
     if (status)
         goto done;
     cJSON *doc = cJSON_CreateObject();
-    cJSON_AddItemToObject(doc, "messages", routes_messages_json(p));
-    cJSON_AddItemToObject(doc, "sources", srv_sources_json(p->sources, p->n_sources, 1));
-    cJSON_AddItemToObject(doc, "dropped", srv_sources_json(p->dropped, p->n_dropped, 0));
+    cJSON_AddItemToObject(doc, "messages", cli_json_messages(p));
+    cJSON_AddItemToObject(doc, "sources", cli_json_sources(p->sources, p->n_sources, 1));
+    cJSON_AddItemToObject(doc, "dropped", cli_json_sources(p->dropped, p->n_dropped, 0));
     cJSON_AddStringToObject(doc, "template", p->template_name);
     cJSON_AddNumberToObject(doc, "prompt_tokens", (double)p->prompt_tokens);
     cJSON_AddNumberToObject(doc, "budget_tokens", (double)p->budget_tokens);

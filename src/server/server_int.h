@@ -112,8 +112,6 @@ int srv_route_ask(struct srv *s, const struct cJSON *body, struct srv_reply *out
  * strings point into `body`; history is malloc'ed (free it). */
 int srv_ask_options(struct srv *s, struct srv_reply *out, const struct cJSON *body,
                     const char **question, kb_ask_options *opts, kb_message **history);
-/* The numbered sources as a JSON array (with their text when `with_text`). */
-struct cJSON *srv_sources_json(const kb_source *src, size_t n, int with_text);
 
 /* ---- page.c ---- */
 extern const char srv_page_html[];
