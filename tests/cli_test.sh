@@ -45,7 +45,9 @@ ok $? 0 "hidden and excluded files are not walked; files over --max-file-size ar
 $KB --kb wk2 --json ingest --include '*.md' walk | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["added"]==2 else 1)'
 ok $? 0 "--include limits the walk to matching files"
 ln -s ../walk walk/sub/loop
-$KB --kb wk3 -q ingest --follow-symlinks walk >/dev/null 2>&1; ok $? 1 "a symlink loop is skipped and the walk ends"
+$KB --kb wk3 -q --json ingest --follow-symlinks walk >out 2>/dev/null; ok $? 1 "a symlink loop is skipped and the walk ends"
+python3 -c 'import json,sys; d=json.load(open("out")); sys.exit(0 if [f["path"] for f in d["skipped_files"]] == [sys.argv[1]] else 1)' "$(pwd -P)/walk/sub/loop"
+ok $? 0 "--json names the skipped link itself (absolute), not the folder it points to"
 mkfifo walk/pipe.txt
 $KB --kb wk4 --json ingest walk 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if any("FIFO" in f["reason"] for f in d["skipped_files"]) else 1)'
 ok $? 0 "a FIFO is skipped with a reason, never read"

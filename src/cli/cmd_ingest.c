@@ -225,6 +225,25 @@ static void ingest_show_change(struct ingest_cmd *c, const kb_event *ev)
     }
 }
 
+/* The absolute path of `path` as the walk reached it: its folder resolved, the name itself
+ * kept (a skipped symbolic link is reported as the link, not as what it points to). */
+static char *ingest_abs_path(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    char *real = dir ? realpath(dir, NULL) : NULL;
+    free(dir);
+    if (!real || !*name)
+        return real;
+    size_t len = strlen(real) + strlen(name) + 2;
+    char *out = malloc(len);
+    if (out)
+        snprintf(out, len, "%s%s%s", real, strcmp(real, "/") ? "/" : "", name);
+    free(real);
+    return out;
+}
+
 static void ingest_on_event(const kb_event *ev, void *payload)
 {
     struct ingest_cmd *c = payload;
@@ -241,7 +260,7 @@ static void ingest_on_event(const kb_event *ev, void *payload)
     if (c->cli->json) {
         if (ev->type == KB_EVENT_SKIPPED) {
             cJSON *o = cJSON_CreateObject();
-            char *abs = realpath(ev->path, NULL);
+            char *abs = ingest_abs_path(ev->path);
             cJSON_AddStringToObject(o, "path", abs ? abs : ev->path);
             cJSON_AddStringToObject(o, "reason", ev->reason);
             cJSON_AddItemToArray(c->json_skipped, o);
