@@ -6,6 +6,7 @@
 # citations, -k 1, user and built-in templates, the token budget, the connect timeout, TLS.
 # Usage: ask_test.sh PATH_TO_KB TESTS_DIR [CASE]   (KB_SHARED_DATA: ../shared/data)
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KB=$1; SRC=$(cd "$2" && pwd); CASE=${3:-}; PY=/usr/bin/python3; DATA=$SRC/data/llm
 case $KB in /*) ;; *) KB=$PWD/$KB ;; esac
 SHARED=${KB_SHARED_DATA:-$SRC/../../shared/data}
@@ -20,8 +21,6 @@ trap cleanup EXIT
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 unset KB_LLM_BACKEND KB_LLM_URL KB_LLM_MODEL KB_API_KEY OPENAI_API_KEY ANTHROPIC_API_KEY
 export XDG_CONFIG_HOME=$T/cfg HOME=$T/home KB_DIR=$T/kb KB_LLM_MAX_RETRIES=3
-pass=0; fail=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
 yes_() { if "$@"; then echo 0; else echo 1; fi; }
 
 $PY "$SRC/llm_server.py" --port-file "$T/port" --log "$T/req.jsonl" --data "$DATA" &

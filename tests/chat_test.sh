@@ -4,6 +4,7 @@
 # /sources and /exit, JSON lines, and how failed turns end (or do not end) the chat.
 # Usage: chat_test.sh PATH_TO_KB TESTS_DIR
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KB=$1; SRC=$2; PY=/usr/bin/python3; DATA=$SRC/data/llm
 [ -x "$PY" ] || { echo "skipped: $PY is needed for the loopback server"; exit 77; }
 T=$(mktemp -d)
@@ -13,8 +14,6 @@ trap cleanup EXIT
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 unset KB_LLM_BACKEND KB_LLM_URL KB_LLM_MODEL KB_API_KEY OPENAI_API_KEY ANTHROPIC_API_KEY
 export XDG_CONFIG_HOME=$T/cfg HOME=$T/home KB_DIR=$T/kb KB_LLM_MAX_RETRIES=0
-pass=0; fail=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
 
 $PY "$SRC/llm_server.py" --port-file "$T/port" --log "$T/req.jsonl" --data "$DATA" &
 SERVER_PID=$!

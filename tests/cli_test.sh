@@ -2,10 +2,9 @@
 # cli_test.sh — the kb command end to end: ingest, re-ingest, removal, skips, search, check,
 # exit codes and JSON. Usage: cli_test.sh PATH_TO_KB
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KB=$1
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
 cd "$T"
 mkdir docs
 printf '# Install\n\nRun make.\n\n## Linux\n\nUse apt-get to rotate the logs.\n' > docs/a.md

@@ -12,6 +12,7 @@
 # MODELS_DIR holds scripts/gen_models.py's variants (the encoder_models fixture). Exits 0 when
 # every assertion holds, 1 otherwise, 77 (skip) when a model or numpy is missing.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KB=$(realpath "$1") MODELS=$(realpath "$2") CASE=$3 ARG=${4:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
@@ -24,9 +25,6 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-pass=0 fail=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
-skip() { echo "skip: $*"; exit 77; }
 
 # Never let a model downloaded on this machine (or the user's settings) change an outcome.
 export HOME=$T/home XDG_CACHE_HOME=$T/cache XDG_DATA_HOME=$T/data XDG_CONFIG_HOME=$T/config

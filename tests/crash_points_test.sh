@@ -9,6 +9,7 @@
 # appends, additions, deletions, a rename), and runs `KB_CRASH_POINT=<point> kb ingest` for
 # every point; ROUNDS (default 1) repeats that on other generated folders.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KB=$(realpath "$1") MODEL=${2:-} ROUNDS=${3:-1} SEED=${4:-1}
 [ -e "$MODEL" ] && MODEL=$(realpath "$MODEL")
 POINTS=${CRASH_POINTS:-faiss-written before-rename after-rename before-commit after-commit}
@@ -26,7 +27,6 @@ $PY -c 'import numpy' 2>/dev/null || { echo "skip: /usr/bin/python3 lacks numpy"
 [ -f "$MODEL/model.safetensors" ] || { echo "skip: model '$MODEL' is missing (run the encoder_models fixture)"; exit 77; }
 VOCAB=$MODEL/vocab.txt
 pass=0 fail=0 kills=0 damaged=0 answered=0 converged=0 strays=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
 
 # search.py exact|content < kb search --json: one line per result. exact: as stored (ids and
 # scores), for a KB that must be unchanged; content: what a user sees, for KBs built apart.

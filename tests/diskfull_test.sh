@@ -7,6 +7,7 @@
 # does is printed). Skips (77) when neither is possible.
 # Usage: diskfull_test.sh PATH_TO_KB MODELS_DIR   (env KB_DISKFULL_METHOD=tmpfs|ulimit forces one)
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KB=$(realpath "$1") MODELS=$(realpath "$2")
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
@@ -20,9 +21,6 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-pass=0 fail=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
-skip() { echo "skip: $*"; exit 77; }
 
 export HOME=$T/home XDG_CACHE_HOME=$T/cache XDG_DATA_HOME=$T/data XDG_CONFIG_HOME=$T/config
 export HF_HOME=$T/hf

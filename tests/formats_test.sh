@@ -8,11 +8,10 @@
 # FIFO, symlink loops) with its reason.
 # Usage: formats_test.sh PATH_TO_KB TABLE SHARED_DATA
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KB=$1 TABLE=$2 SHARED=$3
 PY=/usr/bin/python3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
 
 # ---- the shared documents ----------------------------------------------------------------
 DOCS="$SHARED/documents"

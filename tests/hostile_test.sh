@@ -6,11 +6,10 @@
 # loop case lives in tests/cli_test.sh.
 # Usage: hostile_test.sh PATH_TO_KB CASE
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KB=$1 CASE=$2
 PY=/usr/bin/python3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
 # The reason kb gave for skipping the file whose path ends in $1, from kb's --json report.
 # (Read with surrogateescape: kb prints a skipped non-UTF-8 name's bytes as they are.)
 # The JSON must be valid UTF-8: bytes of a name that are not UTF-8 come out as U+FFFD.

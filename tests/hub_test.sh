@@ -2,6 +2,7 @@
 # hub_test.sh — `kb model pull` and `kb model list` against a fake hub on 127.0.0.1
 # (tests/hub_server.py serving tests/data/hub). Usage: hub_test.sh PATH_TO_KB CASE
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KB=$(realpath "$1") CASE=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
@@ -12,8 +13,6 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-pass=0 fail=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
 
 export HOME=$T/home XDG_CACHE_HOME=$T/cache HF_HOME=$T/hf
 unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HF_ENDPOINT KB_HF_ENDPOINT HF_HUB_CACHE

@@ -8,6 +8,7 @@
 # Usage: install_test.sh BUILD_DIR SOURCE_DIR CASE [EXTRA_CFLAGS]
 #   CASE: example | symbols; EXTRA_CFLAGS: what the example needs to link a sanitized libkb.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BUILD=$1 SRC=$2 CASE=$3 EXTRA_CFLAGS=${4:-}
 PY=/usr/bin/python3 DATA=$SRC/tests/data/llm
 for tool in cc pkg-config nm readelf cmake; do
@@ -17,9 +18,6 @@ T=$(mktemp -d)
 SERVER_PID=
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
-pass=0; fail=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
-finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit $?; }
 
 P=$T/prefix
 cmake --install "$BUILD" --prefix "$P" >"$T/install.log" 2>&1; ok $? 0 "cmake --install succeeds"

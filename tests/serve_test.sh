@@ -8,6 +8,7 @@
 #   page       the page at / asks a question in headless Chromium (DOM + screenshot PNG)
 # Usage: serve_test.sh PATH_TO_KB MODELS_DIR TESTS_DIR CASE
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KB=$(realpath "$1") MODELS=$2 SRC=$(realpath "$3") CASE=$4
 PY=/usr/bin/python3 DATA=$SRC/data/llm
 T=$(mktemp -d)
@@ -18,10 +19,6 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-pass=0 fail=0
-ok() { if [ "$1" = "$2" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: $3 (got '$1', want '$2')"; fi; }
-skip() { echo "skip: $*"; exit 77; }
-finish() { echo "$pass passed, $fail failed"; [ "$fail" = 0 ]; exit $?; }
 
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 unset KB_LLM_BACKEND KB_LLM_URL KB_LLM_MODEL KB_API_KEY OPENAI_API_KEY ANTHROPIC_API_KEY KB_MODEL
