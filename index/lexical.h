@@ -7,6 +7,19 @@
 
 #include "index/store.h"
 
+/* FTS5 column weights for bm25(chunks_fts, text, title, heading_path), chosen on the SciFact
+ * train split (docs/BENCHMARKS.md). The in-memory index (index/bm25.h) uses them too. */
+#define KB_LEXICAL_W_TEXT 1.0
+#define KB_LEXICAL_W_TITLE 1.0
+#define KB_LEXICAL_W_HEADING 1.0
+
+/* Query terms matching more than this fraction of the chunks are left out of the ranking query
+ * (kept when they are all that common): FTS5's bm25() costs time for every matching row, and
+ * such terms add little to the ranking. Measured on SciFact: docs/BENCHMARKS.md. */
+#ifndef KB_LEXICAL_COMMON_FRACTION
+#define KB_LEXICAL_COMMON_FRACTION 0.2
+#endif
+
 /* Turns user text into an FTS5 MATCH expression: each distinct word (a run of letters,
  * digits and marks) becomes a quoted term, English stopwords are dropped (unless nothing
  * else is left), and the terms are OR-ed so BM25 ranks by how many and how rare the matches
