@@ -655,7 +655,7 @@ static void bm25_maxscore(const struct kb_bm25 *ix, struct bm25_term *terms, siz
 
 static int bm25_cmp_best(const void *a, const void *b)
 {
-    return bm25_worse(b, a) - bm25_worse(a, b);
+    return bm25_worse(a, b) - bm25_worse(b, a);
 }
 
 /* The heap's entries best first, as hits. */
