@@ -27,6 +27,7 @@ struct bm25_list {
 struct kb_bm25 {
     /* term dictionary: open addressing over term_off (offsets into words), -1 = empty */
     int32_t *slots;
+    uint32_t *slot_hash;         /* the term's hash, checked before its text */
     size_t n_slots;
     struct kb_buf words;         /* the terms, each NUL-terminated */
     uint32_t *term_off;
@@ -50,13 +51,13 @@ static uint64_t bm25_hash(const char *s, size_t n)
     return h;
 }
 
-/* The slot of term s[0..n) (its term id there, or -1 where it would go). */
-static size_t bm25_slot(const struct kb_bm25 *ix, const char *s, size_t n)
+/* The slot of term s[0..n) with hash h (its term id there, or -1 where it would go). */
+static size_t bm25_slot(const struct kb_bm25 *ix, const char *s, size_t n, uint64_t h)
 {
-    size_t mask = ix->n_slots - 1, i = (size_t)bm25_hash(s, n) & mask;
+    size_t mask = ix->n_slots - 1, i = (size_t)h & mask;
     while (ix->slots[i] >= 0) {
         const char *w = ix->words.data + ix->term_off[ix->slots[i]];
-        if (!strncmp(w, s, n) && w[n] == '\0')
+        if (ix->slot_hash[i] == (uint32_t)(h >> 32) && !memcmp(w, s, n) && w[n] == '\0')
             return i;
         i = (i + 1) & mask;
     }
@@ -65,22 +66,31 @@ static size_t bm25_slot(const struct kb_bm25 *ix, const char *s, size_t n)
 
 static int32_t bm25_find(const struct kb_bm25 *ix, const char *s, size_t n)
 {
-    return ix->n_slots ? ix->slots[bm25_slot(ix, s, n)] : -1;
+    return ix->n_slots ? ix->slots[bm25_slot(ix, s, n, bm25_hash(s, n))] : -1;
 }
 
 static int bm25_grow_slots(struct kb_bm25 *ix)
 {
     size_t n = ix->n_slots ? ix->n_slots * 2 : 1 << 16;
     int32_t *slots = malloc(n * sizeof *slots);
-    if (!slots)
+    uint32_t *hashes = malloc(n * sizeof *hashes);
+    if (!slots || !hashes) {
+        free(slots);
+        free(hashes);
         return KB_ENOMEM;
+    }
     memset(slots, 0xff, n * sizeof *slots);
     free(ix->slots);
+    free(ix->slot_hash);
     ix->slots = slots;
+    ix->slot_hash = hashes;
     ix->n_slots = n;
     for (size_t t = 0; t < ix->n_terms; t++) {
         const char *w = ix->words.data + ix->term_off[t];
-        ix->slots[bm25_slot(ix, w, strlen(w))] = (int32_t)t;
+        uint64_t h = bm25_hash(w, strlen(w));
+        size_t slot = bm25_slot(ix, w, strlen(w), h);
+        ix->slots[slot] = (int32_t)t;
+        ix->slot_hash[slot] = (uint32_t)(h >> 32);
     }
     return 0;
 }
@@ -90,7 +100,8 @@ static int32_t bm25_intern(struct kb_bm25 *ix, const char *s, size_t n)
 {
     if (2 * (ix->n_terms + 1) > ix->n_slots && bm25_grow_slots(ix))
         return -1;
-    size_t slot = bm25_slot(ix, s, n);
+    uint64_t h = bm25_hash(s, n);
+    size_t slot = bm25_slot(ix, s, n, h);
     if (ix->slots[slot] >= 0)
         return ix->slots[slot];
     if (ix->n_terms == ix->cap_terms) {
@@ -112,6 +123,7 @@ static int32_t bm25_intern(struct kb_bm25 *ix, const char *s, size_t n)
     ix->term_off[ix->n_terms] = off;
     ix->lists[ix->n_terms] = (struct bm25_list){ NULL, 0, 0 };
     ix->slots[slot] = (int32_t)ix->n_terms;
+    ix->slot_hash[slot] = (uint32_t)(h >> 32);
     return (int32_t)ix->n_terms++;
 }
 
@@ -124,6 +136,7 @@ void kb_bm25_free(struct kb_bm25 *ix)
     free(ix->lists);
     free(ix->term_off);
     free(ix->slots);
+    free(ix->slot_hash);
     kb_buf_free(&ix->words);
     free(ix->chunk_ids);
     free(ix->chunk_doc);
@@ -338,6 +351,15 @@ int kb_bm25_build(struct kb_store *store, struct kb_bm25 **out, struct kb_err *e
     }
     for (size_t c = 0; c < ix->n_chunks; c++)
         total += ix->chunk_len[c];
+    for (size_t t = 0; t < ix->n_terms; t++) { /* give back what doubling left unused */
+        struct bm25_list *l = &ix->lists[t];
+        struct bm25_posting *p = l->n && l->n < l->cap
+                                     ? realloc(l->p, (size_t)l->n * sizeof *p) : NULL;
+        if (p) {
+            l->p = p;
+            l->cap = l->n;
+        }
+    }
     ix->avgdl = ix->n_chunks ? (double)total / (double)ix->n_chunks : 0;
     *out = ix;
     return 0;

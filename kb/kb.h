@@ -36,7 +36,7 @@
  *  - BM25 performance: a handle's first BM25 search (modes bm25 and hybrid) ranks with
  *    SQLite FTS5, which scores every chunk matching any query term (~30 ms at 100k chunks).
  *    From its second one on, a handle ranks from an in-memory index of the chunks' terms
- *    (built once, ~2 s and ~100 MB at 100k chunks, shared by all handles of the process on
+ *    (built once, ~3 s of CPU and ~150 MB at 100k chunks, shared by all handles of the process on
  *    the same KB and chunk set, rebuilt after any change of the chunks), with exactly FTS5's
  *    scores and order but skipping chunks that cannot reach the top k. So long-lived handles
  *    (kb serve, kb chat, programs that keep a handle) get fast BM25, and a one-shot query
