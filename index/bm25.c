@@ -420,35 +420,32 @@ static int bm25_match_terms(const struct kb_bm25 *ix, struct kb_store *store, co
     return 0;
 }
 
+struct bm25_df {
+    const struct kb_bm25 *ix;
+    const int32_t *terms;
+};
+
+static int64_t bm25_df(size_t i, const char *term, size_t len, void *payload)
+{
+    const struct bm25_df *d = payload;
+    (void)term, (void)len;
+    return d->terms[i] < 0 ? 0 : d->ix->lists[d->terms[i]].n;
+}
+
 int kb_bm25_prune(const struct kb_bm25 *ix, struct kb_store *store, const char *match,
                   char **out, struct kb_err *err)
 {
     *out = NULL;
+    int32_t *terms;
+    size_t n_terms;
+    int rc = bm25_match_terms(ix, store, match, &terms, &n_terms, err);
+    if (rc)
+        return rc;
     /* kb_lexical_prune's bound on the number of chunks: ids are never reused */
     int64_t bound = ix->n_chunks ? ix->chunk_ids[ix->n_chunks - 1] - ix->chunk_ids[0] + 1 : 0;
-    int32_t *terms;
-    size_t n_terms, kept = 0, i = 0;
-    int rc = bm25_match_terms(ix, store, match, &terms, &n_terms, err);
-    if (rc || bound < 200) {
-        if (!rc)
-            free(terms);
-        return rc;
-    }
-    struct kb_buf q = KB_BUF_INIT;
-    for (const char *p = match; !rc && (p = strchr(p, '"')); i++) {
-        const char *end = strchr(p + 1, '"');
-        uint32_t df = terms[i] < 0 ? 0 : ix->lists[terms[i]].n;
-        if ((double)df <= KB_LEXICAL_COMMON_FRACTION * (double)bound) {
-            if (kb_buf_printf(&q, "%s%.*s", q.len ? " OR " : "", (int)(end - p + 1), p))
-                rc = kb_err_set(err, KB_ENOMEM, "out of memory");
-            kept++;
-        }
-        p = end + 1;
-    }
+    struct bm25_df df = { ix, terms };
+    rc = kb_lexical_prune_by(match, bound, bm25_df, &df, out, err);
     free(terms);
-    if (!rc && kept && kept < n_terms)
-        *out = kb_buf_detach(&q);
-    kb_buf_free(&q);
     return rc;
 }
 

@@ -101,11 +101,38 @@ int kb_lexical_query(char **out, const char *text, struct kb_err *err)
 }
 
 /* How many chunks contain `term` (a quoted FTS5 term); -1 on error. */
-static int64_t lexical_df(sqlite3_stmt *count, const char *term, size_t len)
+static int64_t lexical_df(size_t i, const char *term, size_t len, void *payload)
 {
+    sqlite3_stmt *count = payload;
+    (void)i;
     sqlite3_reset(count);
     sqlite3_bind_text(count, 1, term, (int)len, SQLITE_TRANSIENT);
     return sqlite3_step(count) == SQLITE_ROW ? sqlite3_column_int64(count, 0) : -1;
+}
+
+int kb_lexical_prune_by(const char *match, int64_t n_chunks, kb_lexical_df_fn df,
+                        void *payload, char **out, struct kb_err *err)
+{
+    *out = NULL;
+    if (n_chunks < 200)
+        return 0;
+    struct kb_buf q = KB_BUF_INIT;
+    size_t kept = 0, total = 0;
+    int rc = 0;
+    for (const char *p = match; (p = strchr(p, '"')); total++) {
+        const char *end = strchr(p + 1, '"');
+        int64_t n = df(total, p, (size_t)(end - p + 1), payload);
+        if (n >= 0 && (double)n <= KB_LEXICAL_COMMON_FRACTION * (double)n_chunks) {
+            if (kb_buf_printf(&q, "%s%.*s", q.len ? " OR " : "", (int)(end - p + 1), p))
+                rc = kb_err_set(err, KB_ENOMEM, "out of memory");
+            kept++;
+        }
+        p = end + 1;
+    }
+    if (!rc && kept && kept < total)
+        *out = kb_buf_detach(&q);
+    kb_buf_free(&q);
+    return rc;
 }
 
 int kb_lexical_prune(struct kb_store *store, const char *match, char **out,
@@ -122,22 +149,8 @@ int kb_lexical_prune(struct kb_store *store, const char *match, char **out,
     if ((rc = kb_store_prepare(store, "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
                                &count, err)))
         return rc;
-    struct kb_buf q = KB_BUF_INIT;
-    size_t kept = 0, total = 0;
-    for (const char *p = match; (p = strchr(p, '"')); total++) {
-        const char *end = strchr(p + 1, '"');
-        int64_t df = lexical_df(count, p, (size_t)(end - p + 1));
-        if (df >= 0 && (double)df <= KB_LEXICAL_COMMON_FRACTION * (double)n_chunks) {
-            if (kb_buf_printf(&q, "%s%.*s", q.len ? " OR " : "", (int)(end - p + 1), p))
-                rc = kb_err_set(err, KB_ENOMEM, "out of memory");
-            kept++;
-        }
-        p = end + 1;
-    }
+    rc = kb_lexical_prune_by(match, n_chunks, lexical_df, count, out, err);
     sqlite3_finalize(count);
-    if (!rc && kept && kept < total)
-        *out = kb_buf_detach(&q);
-    kb_buf_free(&q);
     return rc;
 }
 
