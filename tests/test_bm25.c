@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 #include <zlib.h>
 
 #include "helpers.h"
@@ -221,10 +222,10 @@ static void a_handle_sees_added_updated_and_deleted_chunks(void **state)
         { "zz-del", "", "Glimmeric acid lowers blood pressure.", 37, "text", NULL },
     };
     assert_int_equal(hits_for(r, "quorvatile", &chunk), 0);
-    struct kb_bm25 *before = r->bm25;
+    int64_t rev_before = r->bm25_rev;
     assert_int_equal(kb_add_documents(w, docs, 3, &o, NULL), 0);
     assert_int_equal(hits_for(r, "quorvatile enzyme", &chunk), 10);
-    assert_ptr_not_equal(r->bm25, before);
+    assert_true(r->bm25_rev > rev_before); /* rebuilt at the new revision */
     assert_int_equal(hits_for(r, "plectrofane", &chunk), 1);
     assert_int_equal(hits_for(r, "glimmeric", &chunk), 1);
     kb_document upd = { "zz-upd", "", "Vortamine was seen in rats.", 27, "text", NULL };
@@ -302,6 +303,54 @@ static void threads_with_their_own_handles_agree(void **state)
     }
 }
 
+/* A schema-5 KB (no chunks_rev) is refused read-only and upgraded by a writable open, whose
+ * triggers then count chunk changes. */
+static void schema_5_gains_chunks_rev_when_opened_for_writing(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    kb *w = NULL;
+    assert_int_equal(kb_open(&w, dir, KB_OPEN_CREATE), 0);
+    kb_ingest_options o = KB_INGEST_OPTIONS_INIT;
+    o.model = "none";
+    kb_document doc = { "a", "", "Zinc binds the enzyme.", 22, "text", NULL };
+    assert_int_equal(kb_add_documents(w, &doc, 1, &o, NULL), 0);
+    kb_close(w);
+    char *db_path = th_path(dir, "kb.sqlite");
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TRIGGER chunks_rev_ai; DROP TRIGGER chunks_rev_ad;"
+                                  " DROP TRIGGER chunks_rev_au;"
+                                  " DELETE FROM kb_meta WHERE key='chunks_rev';"
+                                  " PRAGMA user_version=5;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    kb *r = NULL;
+    assert_int_equal(kb_open(&r, dir, KB_OPEN_READONLY), KB_EVERSION);
+    kb_close(r);
+    assert_int_equal(kb_open(&w, dir, 0), 0);
+    kb_document more = { "b", "", "Copper binds the enzyme too.", 28, "text", NULL };
+    assert_int_equal(kb_add_documents(w, &more, 1, &o, NULL), 0);
+    struct ranked got;
+    run(w, "enzyme", 10, 0, 1, &got);
+    assert_int_equal(got.n, 2);
+    kb_close(w);
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 6);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT CAST(value AS INTEGER) FROM kb_meta WHERE"
+                                        " key='chunks_rev'", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1); /* one chunk inserted since the upgrade */
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(db_path);
+    th_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const char *data = getenv("KB_SHARED_DATA");
@@ -320,6 +369,7 @@ int main(void)
         cmocka_unit_test(handles_share_one_index),
         cmocka_unit_test(threads_with_their_own_handles_agree),
         cmocka_unit_test(a_handle_sees_added_updated_and_deleted_chunks),
+        cmocka_unit_test(schema_5_gains_chunks_rev_when_opened_for_writing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
