@@ -10,12 +10,6 @@
 #include "index/store_int.h"
 #include "util/buf.h"
 
-/* FTS5 column weights for bm25(chunks_fts, text, title, heading_path), chosen on the SciFact
- * train split (docs/BENCHMARKS.md). */
-#define LEXICAL_W_TEXT 1.0
-#define LEXICAL_W_TITLE 1.0
-#define LEXICAL_W_HEADING 1.0
-
 /* Lucene's English stopword set (what BEIR's and Anserini's BM25 baselines drop). */
 static const char *const lexical_stopwords[] = {
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is",
@@ -106,19 +100,39 @@ int kb_lexical_query(char **out, const char *text, struct kb_err *err)
     return 0;
 }
 
-/* Query terms matching more than this fraction of the chunks are left out of the ranking query
- * (kept when they are all that common): FTS5's bm25() costs time for every matching row, and
- * such terms add little to the ranking. Measured on SciFact: docs/BENCHMARKS.md. */
-#ifndef LEXICAL_COMMON_FRACTION
-#define LEXICAL_COMMON_FRACTION 0.2
-#endif
-
 /* How many chunks contain `term` (a quoted FTS5 term); -1 on error. */
-static int64_t lexical_df(sqlite3_stmt *count, const char *term, size_t len)
+static int64_t lexical_df(size_t i, const char *term, size_t len, void *payload)
 {
+    sqlite3_stmt *count = payload;
+    (void)i;
     sqlite3_reset(count);
     sqlite3_bind_text(count, 1, term, (int)len, SQLITE_TRANSIENT);
     return sqlite3_step(count) == SQLITE_ROW ? sqlite3_column_int64(count, 0) : -1;
+}
+
+int kb_lexical_prune_by(const char *match, int64_t n_chunks, kb_lexical_df_fn df,
+                        void *payload, char **out, struct kb_err *err)
+{
+    *out = NULL;
+    if (n_chunks < 200)
+        return 0;
+    struct kb_buf q = KB_BUF_INIT;
+    size_t kept = 0, total = 0;
+    int rc = 0;
+    for (const char *p = match; (p = strchr(p, '"')); total++) {
+        const char *end = strchr(p + 1, '"');
+        int64_t n = df(total, p, (size_t)(end - p + 1), payload);
+        if (n >= 0 && (double)n <= KB_LEXICAL_COMMON_FRACTION * (double)n_chunks) {
+            if (kb_buf_printf(&q, "%s%.*s", q.len ? " OR " : "", (int)(end - p + 1), p))
+                rc = kb_err_set(err, KB_ENOMEM, "out of memory");
+            kept++;
+        }
+        p = end + 1;
+    }
+    if (!rc && kept && kept < total)
+        *out = kb_buf_detach(&q);
+    kb_buf_free(&q);
+    return rc;
 }
 
 int kb_lexical_prune(struct kb_store *store, const char *match, char **out,
@@ -135,22 +149,8 @@ int kb_lexical_prune(struct kb_store *store, const char *match, char **out,
     if ((rc = kb_store_prepare(store, "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
                                &count, err)))
         return rc;
-    struct kb_buf q = KB_BUF_INIT;
-    size_t kept = 0, total = 0;
-    for (const char *p = match; (p = strchr(p, '"')); total++) {
-        const char *end = strchr(p + 1, '"');
-        int64_t df = lexical_df(count, p, (size_t)(end - p + 1));
-        if (df >= 0 && (double)df <= LEXICAL_COMMON_FRACTION * (double)n_chunks) {
-            if (kb_buf_printf(&q, "%s%.*s", q.len ? " OR " : "", (int)(end - p + 1), p))
-                rc = kb_err_set(err, KB_ENOMEM, "out of memory");
-            kept++;
-        }
-        p = end + 1;
-    }
+    rc = kb_lexical_prune_by(match, n_chunks, lexical_df, count, out, err);
     sqlite3_finalize(count);
-    if (!rc && kept && kept < total)
-        *out = kb_buf_detach(&q);
-    kb_buf_free(&q);
     return rc;
 }
 
@@ -199,9 +199,9 @@ int kb_lexical_search(struct kb_store *store, const char *match, size_t k, int g
         return rc;
     }
     sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 2, LEXICAL_W_TEXT);
-    sqlite3_bind_double(st, 3, LEXICAL_W_TITLE);
-    sqlite3_bind_double(st, 4, LEXICAL_W_HEADING);
+    sqlite3_bind_double(st, 2, KB_LEXICAL_W_TEXT);
+    sqlite3_bind_double(st, 3, KB_LEXICAL_W_TITLE);
+    sqlite3_bind_double(st, 4, KB_LEXICAL_W_HEADING);
     if (!group_by_doc)
         sqlite3_bind_int64(st, 5, (int64_t)k);
     kb_filter_bind(filter, st, 6);

@@ -7,6 +7,19 @@
 
 #include "index/store.h"
 
+/* FTS5 column weights for bm25(chunks_fts, text, title, heading_path), chosen on the SciFact
+ * train split (docs/BENCHMARKS.md). The in-memory index (index/bm25.h) uses them too. */
+#define KB_LEXICAL_W_TEXT 1.0
+#define KB_LEXICAL_W_TITLE 1.0
+#define KB_LEXICAL_W_HEADING 1.0
+
+/* Query terms matching more than this fraction of the chunks are left out of the ranking query
+ * (kept when they are all that common): FTS5's bm25() costs time for every matching row, and
+ * such terms add little to the ranking. Measured on SciFact: docs/BENCHMARKS.md. */
+#ifndef KB_LEXICAL_COMMON_FRACTION
+#define KB_LEXICAL_COMMON_FRACTION 0.2
+#endif
+
 /* Turns user text into an FTS5 MATCH expression: each distinct word (a run of letters,
  * digits and marks) becomes a quoted term, English stopwords are dropped (unless nothing
  * else is left), and the terms are OR-ed so BM25 ranks by how many and how rare the matches
@@ -18,6 +31,12 @@ int kb_lexical_query(char **out, const char *text, struct kb_err *err);
  * terms add little to a ranking. *out is malloc'ed, or NULL when nothing was left out. */
 int kb_lexical_prune(struct kb_store *store, const char *match, char **out,
                      struct kb_err *err);
+
+/* kb_lexical_prune's rule for a KB of at most n_chunks chunks, with df(i, term, len, payload)
+ * giving the number of chunks that contain quoted term i of match (negative: leave it out). */
+typedef int64_t (*kb_lexical_df_fn)(size_t i, const char *term, size_t len, void *payload);
+int kb_lexical_prune_by(const char *match, int64_t n_chunks, kb_lexical_df_fn df,
+                        void *payload, char **out, struct kb_err *err);
 
 struct kb_lexical_hit {
     int64_t chunk_id, doc_id;

@@ -69,6 +69,15 @@ static const char *const schema_migrations[KB_SCHEMA_VERSION] = {
     /* 4 -> 5: a document's metadata from the program that stored it (a JSON object as text,
      * e.g. a URL or tags), returned with its search results. NULL for files. */
     "ALTER TABLE documents ADD COLUMN meta TEXT;",
+    /* 5 -> 6: chunks_rev (kb_meta) counts every insert, update and delete of a chunk, so that
+     * an in-memory BM25 index (index/bm25.h) built at one revision knows when it is stale. */
+    "INSERT INTO kb_meta(key, value) VALUES ('chunks_rev', '0');"
+    "CREATE TRIGGER chunks_rev_ai AFTER INSERT ON chunks BEGIN"
+    "  UPDATE kb_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'chunks_rev'; END;"
+    "CREATE TRIGGER chunks_rev_ad AFTER DELETE ON chunks BEGIN"
+    "  UPDATE kb_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'chunks_rev'; END;"
+    "CREATE TRIGGER chunks_rev_au AFTER UPDATE ON chunks BEGIN"
+    "  UPDATE kb_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'chunks_rev'; END;",
 };
 
 static int schema_version(struct kb_store *store, int *out, struct kb_err *err)

@@ -176,6 +176,7 @@ void kb_close(kb *kb)
     if (!kb_handle_remove(kb, KB_HANDLE_KB))
         return; /* NULL, already closed, or not a handle kb_open gave */
     kb_vec_close(kb);
+    kb_search_close(kb);
     kb_store_close(kb->store);
     free(kb);
 }

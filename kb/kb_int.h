@@ -12,7 +12,15 @@ struct kb {
     unsigned flags;
     struct kb_err err;
     struct kb_vec vec;        /* embeddings and the vector index (kb/vectors.c) */
+    /* BM25 in memory (index/bm25.h, kb/search.c): shared through util/shared.h, built at
+     * chunks revision bm25_rev; lexical_searches counts this handle's BM25 searches. */
+    struct kb_bm25 *bm25;
+    int64_t bm25_rev;
+    unsigned long lexical_searches;
 };
+
+/* Gives back the handle's in-memory BM25 index (kb/search.c). */
+void kb_search_close(kb *kb);
 
 /* Records a failure on the handle and returns its code. */
 int kb_fail(kb *kb, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -3,12 +3,16 @@
 #include "kb/kb_int.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "index/bm25.h"
 #include "index/lexical.h"
 #include "index/store.h"
 #include "index/vectors.h"
+#include "util/shared.h"
 
 #define SEARCH_DEFAULT_K 10
 #define SEARCH_MAX_K 10000
@@ -119,8 +123,92 @@ static int search_present(kb *kb, const char *match, const struct search_hit *hi
     return 0;
 }
 
-static int search_bm25(kb *kb, const char *match, size_t depth, int group,
-                       const struct kb_filter *filter, struct search_hit **out, size_t *n_out)
+void kb_search_close(kb *kb)
+{
+    kb_shared_put(kb->bm25);
+    kb->bm25 = NULL;
+}
+
+/* 1 when this BM25 search should use the in-memory index: from a handle's second BM25 search
+ * on (a one-shot query must not pay for the build), never with a filter (FTS5 joins the
+ * documents); KB_BM25_MEMORY=0/1 forces it off/on. */
+static int search_wants_memory(kb *kb, const struct kb_filter *filter)
+{
+    const char *env = getenv("KB_BM25_MEMORY");
+    kb->lexical_searches++;
+    if (kb_filter_active(filter))
+        return 0;
+    if (env && (!strcmp(env, "0") || !strcmp(env, "1")))
+        return env[0] == '1';
+    return kb->lexical_searches >= 2;
+}
+
+static int search_index_load(void *arg, void **obj)
+{
+    kb *kb = arg;
+    struct kb_bm25 *index = NULL;
+    int rc = kb_bm25_build(kb->store, &index, &kb->err);
+    *obj = index;
+    return rc;
+}
+
+static void search_index_free(void *obj)
+{
+    kb_bm25_free(obj);
+}
+
+/* The in-memory index of the snapshot being read (kb_search's read transaction), shared with
+ * every handle of the process on the same KB and chunks revision (util/shared.h): the key is
+ * the KB directory's real path and identity and the revision, which every change of a chunk
+ * bumps. A stale index is given back first. *out is NULL when it cannot be had for lack of
+ * memory: the FTS5 path answers then. */
+static int search_memory_index(kb *kb, struct kb_bm25 **out)
+{
+    int64_t rev = 0;
+    struct stat st;
+    char key[4200];
+    *out = NULL;
+    int rc = kb_bm25_chunks_rev(kb->store, &rev, &kb->err);
+    if (rc || (kb->bm25 && kb->bm25_rev == rev)) {
+        *out = rc ? NULL : kb->bm25;
+        return rc;
+    }
+    kb_search_close(kb);
+    char *real = realpath(kb_store_dir(kb->store), NULL);
+    if (!real || stat(real, &st) ||
+        snprintf(key, sizeof key, "bm25\n%s\n%llu:%llu\n%lld", real,
+                 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                 (long long)rev) >= (int)sizeof key) {
+        free(real);
+        return 0; /* a path this odd just keeps the FTS5 path */
+    }
+    free(real);
+    void *index = NULL;
+    rc = kb_shared_get(key, search_index_load, kb, search_index_free, &index);
+    if (rc == KB_ENOMEM) {
+        kb_err_clear(&kb->err);
+        return 0;
+    }
+    kb->bm25 = index;
+    kb->bm25_rev = rev;
+    *out = index;
+    return rc;
+}
+
+/* kb_lexical_prune, answered by the in-memory index when there is one and it can. */
+static int search_prune(kb *kb, struct kb_bm25 **index, const char *match, char **pruned)
+{
+    int rc = *index ? kb_bm25_prune(*index, kb->store, match, pruned, &kb->err) : 1;
+    if (rc == 1) {
+        *index = NULL; /* a term FTS5 matches as a phrase: FTS5 ranks this query */
+        rc = kb_lexical_prune(kb->store, match, pruned, &kb->err);
+    }
+    return rc;
+}
+
+static int search_bm25(kb *kb, const struct kb_bm25 *index, const char *match, size_t depth,
+                       int group, const struct kb_filter *filter, struct search_hit **out,
+                       size_t *n_out)
 {
     struct kb_lexical_hit *lh = NULL;
     size_t n = 0;
@@ -128,7 +216,10 @@ static int search_bm25(kb *kb, const char *match, size_t depth, int group,
     *n_out = 0;
     if (!match)
         return 0;
-    int rc = kb_lexical_search(kb->store, match, depth, group, filter, &lh, &n, &kb->err);
+    int rc = index ? kb_bm25_search(index, kb->store, match, depth, group, &lh, &n, &kb->err)
+                   : 1;
+    if (rc == 1)
+        rc = kb_lexical_search(kb->store, match, depth, group, filter, &lh, &n, &kb->err);
     if (rc)
         return rc;
     struct search_hit *hits = malloc((n ? n : 1) * sizeof *hits);
@@ -242,9 +333,13 @@ static int search_run(kb *kb, const char *query, const kb_search_options *opts, 
     struct kb_filter filter = { opts->path_glob, opts->format,
                                 opts->modified_after * (int64_t)1000000000 };
     char *pruned = NULL;
+    struct kb_bm25 *index = NULL;
+    int lexical = res->mode != KB_MODE_VECTOR;
     int rc = kb_lexical_query(&match, query, &kb->err);
-    if (!rc && match && res->mode != KB_MODE_VECTOR &&
-        (rc = kb_lexical_prune(kb->store, match, &pruned, &kb->err)) == 0 && pruned) {
+    if (!rc && match && lexical && search_wants_memory(kb, &filter))
+        rc = search_memory_index(kb, &index);
+    if (!rc && match && lexical && (rc = search_prune(kb, &index, match, &pruned)) == 0 &&
+        pruned) {
         free(match);
         match = pruned; /* ranking and snippets both use the pruned expression */
     }
@@ -253,13 +348,13 @@ static int search_run(kb *kb, const char *query, const kb_search_options *opts, 
         return rc;
     }
     if (res->mode == KB_MODE_BM25) {
-        rc = search_bm25(kb, match, k, group, &filter, &lex, &n_lex);
+        rc = search_bm25(kb, index, match, k, group, &filter, &lex, &n_lex);
         hits = lex, n = n_lex;
     } else if (res->mode == KB_MODE_VECTOR) {
         rc = search_vector(kb, query, group ? depth * 4 : k, &filter, &vec, &n_vec);
         hits = vec, n = n_vec;
     } else {
-        if (!(rc = search_bm25(kb, match, depth, 0, &filter, &lex, &n_lex)) &&
+        if (!(rc = search_bm25(kb, index, match, depth, 0, &filter, &lex, &n_lex)) &&
             !(rc = search_vector(kb, query, depth, &filter, &vec, &n_vec)))
             rc = search_fuse(kb, lex, n_lex, vec, n_vec, opts->fusion, opts->bm25_weight,
                              &fused, &n_fused);
