@@ -71,7 +71,11 @@ static void print_sources(const kb_prompt_result *prompt, int with_text)
         printf("[%d] %s", s->number, s->path);
         if (s->heading_path[0])
             printf(" › %s", s->heading_path);
-        printf(", lines %u–%u\n", (unsigned)s->line_start, (unsigned)s->line_end);
+        if (s->location && *s->location) /* "page 3", "chapter 2: Winter", "row 2 – row 9" */
+            printf(", %s (lines %u–%u)\n", s->location, (unsigned)s->line_start,
+                   (unsigned)s->line_end);
+        else
+            printf(", lines %u–%u\n", (unsigned)s->line_start, (unsigned)s->line_end);
         if (with_text)
             printf("%s\n\n", s->text);
     }
