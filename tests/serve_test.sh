@@ -79,6 +79,9 @@ dropped)
     export MAX_CONNECTIONS=4
     start_llm stall; start_server --threads 1 --max-connections $MAX_CONNECTIONS --timeout 30
     client dropped
+    # the stalled LLM goes away, so the answer holding the handle ends with an error now
+    # rather than after the 30 s stall (SIGTERM during a stream: the shutdown case)
+    kill "$LLM_PID"; wait "$LLM_PID" 2>/dev/null; LLM_PID=
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
 concurrent)
     start_server --threads 4; client concurrent
