@@ -145,11 +145,6 @@ void kb_bm25_free(struct kb_bm25 *ix)
     free(ix);
 }
 
-size_t kb_bm25_count(const struct kb_bm25 *ix)
-{
-    return ix ? ix->n_chunks : 0;
-}
-
 int kb_bm25_chunks_rev(struct kb_store *store, int64_t *rev, struct kb_err *err)
 {
     return kb_store_query_int(store, "SELECT CAST(value AS INTEGER) FROM kb_meta"

@@ -44,7 +44,4 @@ int kb_bm25_search(const struct kb_bm25 *index, struct kb_store *store, const ch
                    size_t k, int group_by_doc, struct kb_lexical_hit **out, size_t *n_out,
                    struct kb_err *err);
 
-/* How many chunks the index holds. */
-size_t kb_bm25_count(const struct kb_bm25 *index);
-
 #endif
