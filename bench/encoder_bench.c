@@ -132,10 +132,33 @@ static char **bench_read_lines(const char *path, size_t *n)
     return lines;
 }
 
+/* Query latency alone: one short query embedded n times; prints p50/p90 in ms. */
+static int bench_queries(kb_model *model, float *vecs, int n)
+{
+    const char *query[] = { "how do statins affect the risk of heart disease in older adults" };
+    double *lat = malloc(sizeof *lat * (size_t)(n > 10 ? n : 10));
+    if (!lat)
+        return 1;
+    n = n > 10 ? n : 10;
+    for (int i = 0; i < n; i++) {
+        double t0 = bench_now();
+        kb_model_embed(model, query, 1, KB_EMBED_QUERY, vecs);
+        lat[i] = (bench_now() - t0) * 1e3;
+    }
+    qsort(lat, (size_t)n, sizeof *lat, bench_cmp);
+    printf("{\"runtime\":\"kb\",\"queries\":%d,\"query_p50_ms\":%.3f,\"query_p90_ms\":%.3f}\n", n,
+           lat[n / 2], lat[n * 9 / 10]);
+    free(lat);
+    free(vecs);
+    kb_model_close(model);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: encoder_bench MODEL_DIR TEXTS_FILE [SEQ] [SECONDS]\n");
+        fprintf(stderr, "usage: encoder_bench MODEL_DIR TEXTS_FILE [SEQ] [SECONDS]\n"
+                        "       SECONDS 0: query latency only (KB_BENCH_QUERIES runs)\n");
         return 2;
     }
     int seq = argc > 3 ? atoi(argv[3]) : 128, batch = 32;
@@ -158,6 +181,10 @@ int main(int argc, char **argv)
     if (env_inter)
         inter = atoi(env_inter);
     float *vecs = malloc(sizeof *vecs * (size_t)batch * info.dim);
+    if (secs <= 0) {
+        const char *env_q = getenv("KB_BENCH_QUERIES");
+        return bench_queries(model, vecs, env_q ? atoi(env_q) : 2000);
+    }
     /* Each batch: tokens = batch * min(seq, tokens of text); texts are long, so = batch * seq. */
     kb_model_embed(model, (const char *const *)texts, (size_t)batch, 0, vecs);
     double rates[5];

@@ -359,6 +359,21 @@ static int enc_check_tensor(const struct kb_encoder *enc, const struct kb_st_ten
     return 0;
 }
 
+/* A new buffer of n floats owned by the encoder (freed with it), or NULL. */
+static float *enc_alloc_owned(struct kb_encoder *enc, size_t n)
+{
+    float *p = malloc(n * sizeof *p);
+    float **owned = realloc(enc->owned, (enc->n_owned + 1) * sizeof *owned);
+    if (owned)
+        enc->owned = owned;
+    if (!p || !owned) {
+        free(p);
+        return NULL;
+    }
+    enc->owned[enc->n_owned++] = p;
+    return p;
+}
+
 /* Finds `name` (with or without "bert."), checks it and points *dst at F32 data: in place
  * when the file holds aligned F32, else a converted copy owned by the encoder. */
 static int enc_bind(struct kb_encoder *enc, const char *name, const struct enc_tensor_spec *spec,
@@ -378,68 +393,63 @@ static int enc_bind(struct kb_encoder *enc, const char *name, const struct enc_t
         *dst = (const float *)(const void *)t->data;
         return 0;
     }
-    float *copy = malloc(t->n_elems ? t->n_elems * sizeof(float) : 1);
-    float **owned = realloc(enc->owned, (enc->n_owned + 1) * sizeof *owned);
-    if (owned)
-        enc->owned = owned;
-    if (!copy || !owned) {
-        free(copy);
+    float *copy = enc_alloc_owned(enc, t->n_elems ? t->n_elems : 1);
+    if (!copy)
         return kb_err_set(err, KB_ENOMEM, "model.safetensors: out of memory for tensor '%s'",
                           t->name);
-    }
-    enc->owned[enc->n_owned++] = copy;
     kb_safetensors_to_f32(t, copy);
     *dst = copy;
     return 0;
 }
 
-/* Replaces *w (n_out, n_in) by its transpose (n_in, n_out) in a buffer the encoder owns,
- * freeing the converted copy it replaces, if any (mmap'ed F32 is simply no longer read). */
-static int enc_transpose(struct kb_encoder *enc, const float **w, int n_out, int n_in)
+/* *dst = w (n_out, n_in) packed for gemm_small.h, in a buffer the encoder owns. */
+static int enc_pack(struct kb_encoder *enc, const float *w, int n_out, int n_in,
+                    const float **dst)
 {
-    float *t = malloc((size_t)n_out * (size_t)n_in * sizeof *t);
-    float **owned = realloc(enc->owned, (enc->n_owned + 1) * sizeof *owned);
-    if (owned)
-        enc->owned = owned;
-    if (!t || !owned) {
-        free(t);
+    float *p = enc_alloc_owned(enc, (size_t)n_out * (size_t)n_in);
+    if (!p)
         return KB_ENOMEM;
-    }
-    /* t[i][o] = w[o][i], in tiles so both sides stay in cache. */
-    for (int o0 = 0; o0 < n_out; o0 += 32)
-        for (int i0 = 0; i0 < n_in; i0 += 32)
-            for (int o = o0; o < n_out && o < o0 + 32; o++)
-                for (int i = i0; i < n_in && i < i0 + 32; i++)
-                    t[(size_t)i * n_out + o] = (*w)[(size_t)o * n_in + i];
-    for (size_t i = 0; i < enc->n_owned; i++)
-        if (enc->owned[i] == *w) {
-            free(enc->owned[i]);
-            enc->owned[i] = t;
-            *w = t;
-            return 0;
-        }
-    enc->owned[enc->n_owned++] = t;
-    *w = t;
+    kb_enc_gemm_small_pack(p, w, n_out, n_in);
+    *dst = p;
     return 0;
 }
 
-/* On CPUs where gemm_small.h runs (AVX-512), single queries are multiplied by our own kernel,
- * which wants the Linear weights transposed; BLAS then multiplies without transposing. This
- * costs one copy of the layer weights (F32 files are no longer used in place for them) and
- * buys ~2x on query latency. */
-static int enc_transpose_layers(struct kb_encoder *enc, struct kb_err *err)
+/* q, k and v stacked into one (3H, H) weight and (3H) bias, packed. */
+static int enc_pack_qkv(struct kb_encoder *enc, struct enc_layer *y, int h)
+{
+    size_t hh = (size_t)h * (size_t)h;
+    float *stack = malloc(3 * hh * sizeof *stack), *bias = enc_alloc_owned(enc, 3 * (size_t)h);
+    if (!stack || !bias) {
+        free(stack);
+        return KB_ENOMEM;
+    }
+    const float *w[3] = { y->q_w, y->k_w, y->v_w }, *b[3] = { y->q_b, y->k_b, y->v_b };
+    for (int i = 0; i < 3; i++) {
+        memcpy(stack + (size_t)i * hh, w[i], hh * sizeof *stack);
+        memcpy(bias + (size_t)i * (size_t)h, b[i], (size_t)h * sizeof *bias);
+    }
+    int rc = enc_pack(enc, stack, 3 * h, h, &y->qkv_p);
+    free(stack);
+    y->qkv_b = bias;
+    return rc;
+}
+
+/* On CPUs where gemm_small.h runs (AVX-512), single queries are multiplied by our own kernel
+ * on packed copies of the Linear weights; batches still go to the BLAS with the weights as
+ * in the file. This costs one copy of the layer weights and buys ~2x on query latency. */
+static int enc_pack_layers(struct kb_encoder *enc, struct kb_err *err)
 {
     if (!kb_enc_gemm_small_usable())
         return 0;
     int h = enc->info.hidden_dim, inter = enc->info.intermediate_dim;
     for (int l = 0; l < enc->info.n_layers; l++) {
         struct enc_layer *y = &enc->w.layers[l];
-        if (enc_transpose(enc, &y->q_w, h, h) || enc_transpose(enc, &y->k_w, h, h) ||
-            enc_transpose(enc, &y->v_w, h, h) || enc_transpose(enc, &y->attn_out_w, h, h) ||
-            enc_transpose(enc, &y->inter_w, inter, h) || enc_transpose(enc, &y->out_w, h, inter))
+        if (enc_pack_qkv(enc, y, h) || enc_pack(enc, y->attn_out_w, h, h, &y->attn_out_p) ||
+            enc_pack(enc, y->inter_w, inter, h, &y->inter_p) ||
+            enc_pack(enc, y->out_w, h, inter, &y->out_p))
             return kb_err_set(err, KB_ENOMEM, "encoder: out of memory for layer %d", l);
     }
-    enc->w.transposed = 1;
+    enc->w.packed = 1;
     return 0;
 }
 
@@ -514,7 +524,7 @@ static int enc_load(struct kb_encoder *enc, const char *model_dir, unsigned flag
     free(st_path);
     if (rc == KB_ENOTFOUND)
         kb_err_set(err, rc, "model.safetensors: not found in %s", model_dir);
-    if (rc || (rc = enc_bind_all(enc, err)) || (rc = enc_transpose_layers(enc, err)))
+    if (rc || (rc = enc_bind_all(enc, err)) || (rc = enc_pack_layers(enc, err)))
         return rc;
     enc->info.dtype = enc_dtype_name(enc);
     if (!(flags & KB_ENCODER_OPEN_NO_TOKENIZER))
@@ -635,7 +645,7 @@ int kb_encoder_open_ex(struct kb_encoder **out, const char *model_dir, unsigned 
     enc->n_threads = kb_threads_default();
     if (enc->n_threads > KB_ENC_MAX_THREADS)
         enc->n_threads = KB_ENC_MAX_THREADS;
-    if (enc->w.transposed && enc->n_threads > 1)
+    if (enc->w.packed && enc->n_threads > 1)
         enc->pool = kb_enc_pool_start(enc->n_threads - 1); /* NULL: queries run alone */
     *out = enc;
     return 0;

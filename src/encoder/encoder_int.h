@@ -9,7 +9,7 @@
 /* One transformer layer; every matrix is (out, in) row-major as PyTorch's nn.Linear stores
  * it, so y = x W^T + b. H = hidden, I = intermediate. */
 struct enc_layer {
-    /* Linear weights are (out, in) as in the file, or (in, out) when enc_weights.transposed */
+    /* Linear weights are (out, in) as in the file (or a converted copy) */
     const float *q_w, *q_b;         /* (H, H), (H) */
     const float *k_w, *k_b;
     const float *v_w, *v_b;
@@ -18,6 +18,9 @@ struct enc_layer {
     const float *inter_w, *inter_b;         /* (I, H), (I) */
     const float *out_w, *out_b;             /* (H, I), (H) */
     const float *out_ln_g, *out_ln_b;       /* (H) */
+    /* the same Linear weights packed for gemm_small.h, when enc_weights.packed; q, k and v
+     * as one (3H, H) matrix with its (3H) bias, so a query computes them in one pass */
+    const float *qkv_p, *qkv_b, *attn_out_p, *inter_p, *out_p;
 };
 
 struct enc_weights {
@@ -26,21 +29,22 @@ struct enc_weights {
     const float *type_emb;          /* (type_vocab, H); only row 0 is used */
     const float *emb_ln_g, *emb_ln_b;
     struct enc_layer *layers;       /* n_layers */
-    int transposed;                 /* the layers' Linear weights are stored (in, out), for
-                                       gemm_small.h; else as in the file, (out, in) */
+    int packed;                     /* the layers' *_p are set: few-row multiplies (a query)
+                                       run on gemm_small.h, the rest on the BLAS */
 };
 
 /* Scratch for one batch of packed tokens (llama2.c RunState): allocated at the first call
  * and grown only when a batch with more tokens arrives. T = capacity in tokens. */
 struct enc_state {
     size_t cap_tokens;
-    size_t cap_seq;                 /* longest sequence the scores buffer holds */
+    size_t cap_seq;                 /* longest sequence the scores buffers hold */
+    int cap_parts;                  /* scores buffers: one per part of a pool job */
     float *x;                       /* (T, H) the residual stream */
-    float *q, *k, *v;               /* (T, H) */
+    float *qkv;                     /* (T, 3H): q, k and v of a token side by side */
     float *ctx;                     /* (T, H) attention output before the output dense */
     float *tmp;                     /* (T, H) */
     float *inter;                   /* (T, I) */
-    float *scores;                  /* (cap_seq, cap_seq) one head of one sequence */
+    float *scores;                  /* cap_parts x (cap_seq, cap_seq): one head of one sequence */
     struct kb_enc_pool *pool;       /* helpers for few-row matrix multiplies, or NULL */
 };
 

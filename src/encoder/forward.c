@@ -9,7 +9,7 @@
 #include "encoder/gemm_small.h"
 #include "encoder/pool.h"
 
-#define ENC_SMALL_ROWS 64   /* up to this many rows, gemm_small beats BLAS (transposed weights) */
+#define ENC_SMALL_ROWS 64   /* up to this many rows, gemm_small beats BLAS (packed weights) */
 
 /* Element-wise kernels work on blocks of VEC floats with a fixed-count inner loop, which gcc
  * -O2 vectorises completely; target_clones adds AVX-512 and AVX2 builds picked at load. */
@@ -172,8 +172,8 @@ VEC_CLONES static void softmax_row(float *x, size_t n)
 /* A few-row multiply split by columns over the pool (multiples of 64 columns per part). */
 struct linear_job {
     float *out;
-    const float *in, *wt;
-    int n_rows, n_in, n_out, beta;
+    const float *in, *wp, *gelu_bias;
+    int ldo, n_rows, n_in, n_out, beta;
 };
 
 static void linear_part(void *arg, int part, int n_parts)
@@ -183,55 +183,67 @@ static void linear_part(void *arg, int part, int n_parts)
     int c0 = blocks * part / n_parts * 64, c1 = blocks * (part + 1) / n_parts * 64;
     if (c1 > j->n_out)
         c1 = j->n_out;
-    if (c0 < c1)
-        kb_enc_gemm_small(j->out, j->n_out, j->in, j->n_in, j->wt, j->n_out, j->n_rows,
-                          j->n_in, c0, c1, j->beta);
+    if (c0 >= c1)
+        return;
+    kb_enc_gemm_small(j->out, j->ldo, j->in, j->n_in, j->wp, j->n_out, j->n_rows, j->n_in, c0,
+                      c1, j->beta);
+    for (int r = 0; j->gelu_bias && r < j->n_rows; r++)
+        bias_gelu_row(j->out + (size_t)r * j->ldo + c0, j->gelu_bias + c0, (size_t)(c1 - c0));
 }
 
-/* out (n_rows, n_out) = in (n_rows, n_in) @ W^T (+ bias), W being stored (n_out, n_in) as
- * in the file or, when enc->w.transposed, (n_in, n_out). With a bias, it is copied into every
- * row first and the multiply accumulates onto it; without, the caller fuses the bias into the
- * next element-wise pass. Few rows (a query) go to gemm_small on the pool, the rest to BLAS. */
-static void linear(const struct kb_encoder *enc, struct enc_state *rs, float *out,
-                   const float *in, const float *w, const float *bias, size_t n_rows, int n_in,
-                   int n_out)
+/* out (n_rows, n_out; row stride ldo) = in (n_rows, n_in) @ W^T, then + bias (or, with
+ * gelu, gelu(. + bias)). W is stored (n_out, n_in) as in the file and wp is the same packed
+ * for gemm_small.h (or NULL). A plain bias is copied into every row first and the multiply
+ * accumulates onto it; without one, the caller fuses the bias into the next element-wise
+ * pass. Few rows (a query) go to gemm_small on the pool, each part finishing its columns'
+ * GELU; the rest go to BLAS. */
+static void linear(struct enc_state *rs, float *out, size_t ldo, const float *in,
+                   const float *w, const float *wp, const float *bias, int gelu, size_t n_rows,
+                   int n_in, int n_out)
 {
-    for (size_t r = 0; bias && r < n_rows; r++)
-        memcpy(out + r * n_out, bias, (size_t)n_out * sizeof *out);
-    if (enc->w.transposed && n_rows <= ENC_SMALL_ROWS) {
-        struct linear_job job = { out, in, w, (int)n_rows, n_in, n_out, bias != NULL };
+    const float *add = gelu ? NULL : bias;
+    for (size_t r = 0; add && r < n_rows; r++)
+        memcpy(out + r * ldo, add, (size_t)n_out * sizeof *out);
+    if (wp && n_rows <= ENC_SMALL_ROWS) {
+        struct linear_job job = { out,         in, wp, gelu ? bias : NULL, (int)ldo,
+                                  (int)n_rows, n_in, n_out, add != NULL };
         kb_enc_pool_run(rs->pool, linear_part, &job);
         return;
     }
-    int ldw = enc->w.transposed ? n_out : n_in;
-    kb_blas_sgemm(0, !enc->w.transposed, (int)n_rows, n_out, n_in, 1.0f, in, n_in, w, ldw,
-                  bias ? 1.0f : 0.0f, out, n_out);
+    kb_blas_sgemm(0, 1, (int)n_rows, n_out, n_in, 1.0f, in, n_in, w, n_in, add ? 1.0f : 0.0f,
+                  out, (int)ldo);
+    for (size_t r = 0; gelu && r < n_rows; r++)
+        bias_gelu_row(out + r * ldo, bias, (size_t)n_out);
 }
 
 static int state_reserve(struct enc_state *rs, size_t n_tokens, size_t max_seq, size_t hidden,
                          size_t inter, struct kb_err *err)
 {
     if (n_tokens > rs->cap_tokens) {
-        float **bufs[] = { &rs->x, &rs->q, &rs->k, &rs->v, &rs->ctx, &rs->tmp };
+        float **bufs[] = { &rs->x, &rs->ctx, &rs->tmp };
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
             free(*bufs[i]);
             *bufs[i] = malloc(n_tokens * hidden * sizeof(float));
         }
+        free(rs->qkv);
+        rs->qkv = malloc(n_tokens * 3 * hidden * sizeof(float));
         free(rs->inter);
         rs->inter = malloc(n_tokens * inter * sizeof(float));
         rs->cap_tokens = n_tokens;
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             if (!*bufs[i])
                 rs->cap_tokens = 0;
-        if (!rs->inter)
+        if (!rs->inter || !rs->qkv)
             rs->cap_tokens = 0;
     }
-    if (max_seq > rs->cap_seq) {
+    int parts = kb_enc_pool_parts(rs->pool);
+    if (max_seq > rs->cap_seq || parts > rs->cap_parts) {
         free(rs->scores);
-        rs->scores = malloc(max_seq * max_seq * sizeof(float));
+        rs->scores = malloc((size_t)parts * max_seq * max_seq * sizeof(float));
         rs->cap_seq = rs->scores ? max_seq : 0;
+        rs->cap_parts = rs->scores ? parts : 0;
     }
-    if (rs->cap_tokens < n_tokens || rs->cap_seq < max_seq)
+    if (rs->cap_tokens < n_tokens || rs->cap_seq < max_seq || rs->cap_parts < parts)
         return kb_err_set(err, KB_ENOMEM, "encoder: out of memory for a batch of %zu tokens",
                           n_tokens);
     return 0;
@@ -240,9 +252,7 @@ static int state_reserve(struct enc_state *rs, size_t n_tokens, size_t max_seq, 
 void kb_enc_state_free(struct enc_state *rs)
 {
     free(rs->x);
-    free(rs->q);
-    free(rs->k);
-    free(rs->v);
+    free(rs->qkv);
     free(rs->ctx);
     free(rs->tmp);
     free(rs->inter);
@@ -268,50 +278,89 @@ static void embed_tokens(const struct kb_encoder *enc, struct enc_state *rs,
     }
 }
 
-/* Self-attention of one sequence (rows [row0, row0 + n) of q, k, v) into ctx, head by head:
- * scores (n, n) = Q_h K_h^T / sqrt(d); softmax per row; ctx_h (n, d) = scores V_h. Each
- * sequence sees only its own tokens, which is the padding mask without the padding. */
-static void attend_sequence(const struct kb_encoder *enc, struct enc_state *rs, size_t row0,
-                            size_t n)
+/* Self-attention of heads [h0, h1) of one sequence of n tokens (rows of qkv, ld 3H) into
+ * ctx (ld H): scores (n, n) = Q_h K_h^T / sqrt(d); softmax per row; ctx_h (n, d) = scores V_h.
+ * Each sequence sees only its own tokens, which is the padding mask without the padding. */
+static void attend_heads(const struct kb_encoder *enc, float *scores, const float *qkv,
+                         float *ctx, size_t n, int h0, int h1)
 {
-    int h = enc->info.hidden_dim, heads = enc->info.n_heads, d = h / heads;
+    int h = enc->info.hidden_dim, d = h / enc->info.n_heads;
     float scale = 1.0f / sqrtf((float)d);
-    for (int head = 0; head < heads; head++) {
-        size_t off = row0 * (size_t)h + (size_t)head * (size_t)d;
-        kb_blas_sgemm(0, 1, (int)n, (int)n, d, scale, rs->q + off, h, rs->k + off, h, 0.0f,
-                      rs->scores, (int)n);
+    for (int head = h0; head < h1; head++) {
+        const float *q = qkv + (size_t)head * d, *k = q + h, *v = q + 2 * h;
+        kb_blas_sgemm(0, 1, (int)n, (int)n, d, scale, q, 3 * h, k, 3 * h, 0.0f, scores, (int)n);
         for (size_t r = 0; r < n; r++)
-            softmax_row(rs->scores + r * n, n);
-        kb_blas_sgemm(0, 0, (int)n, d, (int)n, 1.0f, rs->scores, (int)n, rs->v + off, h, 0.0f,
-                      rs->ctx + off, h);
+            softmax_row(scores + r * n, n);
+        kb_blas_sgemm(0, 0, (int)n, d, (int)n, 1.0f, scores, (int)n, v, 3 * h, 0.0f,
+                      ctx + (size_t)head * d, h);
     }
 }
 
+struct attend_job {
+    const struct kb_encoder *enc;
+    struct enc_state *rs;
+    const size_t *seq_len;
+    size_t n_seq;
+};
+
+/* Every sequence's heads [heads * part / n_parts, heads * (part + 1) / n_parts). */
+static void attend_part(void *arg, int part, int n_parts)
+{
+    const struct attend_job *j = arg;
+    size_t h = (size_t)j->enc->info.hidden_dim;
+    int heads = j->enc->info.n_heads;
+    float *scores = j->rs->scores + (size_t)part * j->rs->cap_seq * j->rs->cap_seq;
+    for (size_t s = 0, row = 0; s < j->n_seq; row += j->seq_len[s], s++)
+        attend_heads(j->enc, scores, j->rs->qkv + row * 3 * h, j->rs->ctx + row * h,
+                     j->seq_len[s], heads * part / n_parts, heads * (part + 1) / n_parts);
+}
+
+/* One layer over n_tokens packed rows. With cls_only (the last layer of a CLS-pooled model)
+ * only each sequence's first token goes on after attention, moved to row s: keys and values
+ * need every token, nothing else does. */
 static void run_layer(const struct kb_encoder *enc, struct enc_state *rs,
                       const struct enc_layer *l, const size_t *seq_len, size_t n_seq,
-                      size_t n_tokens)
+                      size_t n_tokens, int cls_only)
 {
-    int h = enc->info.hidden_dim, inter = enc->info.intermediate_dim;
+    size_t h = (size_t)enc->info.hidden_dim, inter = (size_t)enc->info.intermediate_dim;
     float eps = enc->info.layer_norm_eps;
-    /* q, k, v: (T, H) = x (T, H) @ W^T + b */
-    linear(enc, rs, rs->q, rs->x, l->q_w, l->q_b, n_tokens, h, h);
-    linear(enc, rs, rs->k, rs->x, l->k_w, l->k_b, n_tokens, h, h);
-    linear(enc, rs, rs->v, rs->x, l->v_w, l->v_b, n_tokens, h, h);
-    for (size_t s = 0, row = 0; s < n_seq; row += seq_len[s], s++)
-        attend_sequence(enc, rs, row, seq_len[s]);
+    /* q, k, v: (T, H) each = x (T, H) @ W^T + b, side by side in qkv (T, 3H) */
+    if (l->qkv_p && n_tokens <= ENC_SMALL_ROWS) {
+        linear(rs, rs->qkv, 3 * h, rs->x, NULL, l->qkv_p, l->qkv_b, 0, n_tokens, (int)h,
+               3 * (int)h);
+    } else {
+        linear(rs, rs->qkv, 3 * h, rs->x, l->q_w, NULL, l->q_b, 0, n_tokens, (int)h, (int)h);
+        linear(rs, rs->qkv + h, 3 * h, rs->x, l->k_w, NULL, l->k_b, 0, n_tokens, (int)h, (int)h);
+        linear(rs, rs->qkv + 2 * h, 3 * h, rs->x, l->v_w, NULL, l->v_b, 0, n_tokens, (int)h,
+               (int)h);
+    }
+    struct attend_job job = { enc, rs, seq_len, n_seq };
+    if (n_tokens <= ENC_SMALL_ROWS)
+        kb_enc_pool_run(rs->pool, attend_part, &job);
+    else
+        attend_part(&job, 0, 1);
+    if (cls_only) {
+        for (size_t s = 0, row = 0; s < n_seq; row += seq_len[s], s++)
+            if (row != s) {
+                memcpy(rs->x + s * h, rs->x + row * h, h * sizeof *rs->x);
+                memcpy(rs->ctx + s * h, rs->ctx + row * h, h * sizeof *rs->ctx);
+            }
+        n_tokens = n_seq;
+    }
     /* x = LN(ctx @ Wo^T + bo + x) */
-    linear(enc, rs, rs->tmp, rs->ctx, l->attn_out_w, NULL, n_tokens, h, h);
+    linear(rs, rs->tmp, h, rs->ctx, l->attn_out_w, l->attn_out_p, NULL, 0, n_tokens, (int)h,
+           (int)h);
     for (size_t r = 0; r < n_tokens; r++)
         layer_norm_row(rs->x + r * h, rs->tmp + r * h, l->attn_out_b, l->attn_ln_g,
-                       l->attn_ln_b, (size_t)h, eps);
+                       l->attn_ln_b, h, eps);
     /* inter (T, I) = gelu(x @ Wi^T + bi); x = LN(inter @ Wo2^T + bo2 + x) */
-    linear(enc, rs, rs->inter, rs->x, l->inter_w, NULL, n_tokens, h, inter);
+    linear(rs, rs->inter, inter, rs->x, l->inter_w, l->inter_p, l->inter_b, 1, n_tokens,
+           (int)h, (int)inter);
+    linear(rs, rs->tmp, h, rs->inter, l->out_w, l->out_p, NULL, 0, n_tokens, (int)inter,
+           (int)h);
     for (size_t r = 0; r < n_tokens; r++)
-        bias_gelu_row(rs->inter + r * inter, l->inter_b, (size_t)inter);
-    linear(enc, rs, rs->tmp, rs->inter, l->out_w, NULL, n_tokens, inter, h);
-    for (size_t r = 0; r < n_tokens; r++)
-        layer_norm_row(rs->x + r * h, rs->tmp + r * h, l->out_b, l->out_ln_g, l->out_ln_b,
-                       (size_t)h, eps);
+        layer_norm_row(rs->x + r * h, rs->tmp + r * h, l->out_b, l->out_ln_g, l->out_ln_b, h,
+                       eps);
 }
 
 /* out (H) = CLS row or mean of the sequence's rows, then L2-normalised when configured. */
@@ -354,9 +403,11 @@ int kb_enc_forward(const struct kb_encoder *enc, struct enc_state *rs,
     if (rc)
         return rc;
     embed_tokens(enc, rs, seq_ids, seq_len, n_seq);
-    for (int l = 0; l < enc->info.n_layers; l++)
-        run_layer(enc, rs, &enc->w.layers[l], seq_len, n_seq, n_tokens);
+    int last = enc->info.n_layers - 1, cls = enc->info.pooling == KB_POOL_CLS && last >= 0;
+    for (int l = 0; l <= last; l++)
+        run_layer(enc, rs, &enc->w.layers[l], seq_len, n_seq, n_tokens, cls && l == last);
+    /* after a CLS-only last layer, sequence s's first token is row s */
     for (size_t s = 0, row = 0; s < n_seq; row += seq_len[s], s++)
-        pool_sequence(enc, rs, row, seq_len[s], out + s * (size_t)enc->info.hidden_dim);
+        pool_sequence(enc, rs, cls ? s : row, seq_len[s], out + s * (size_t)enc->info.hidden_dim);
     return 0;
 }

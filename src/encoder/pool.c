@@ -96,6 +96,11 @@ void kb_enc_pool_run(struct kb_enc_pool *p, kb_enc_pool_fn fn, void *arg)
         _mm_pause();
 }
 
+int kb_enc_pool_parts(const struct kb_enc_pool *p)
+{
+    return p ? p->n_helpers + 1 : 1;
+}
+
 void kb_enc_pool_stop(struct kb_enc_pool *p)
 {
     if (!p)

@@ -17,6 +17,9 @@ struct kb_enc_pool *kb_enc_pool_start(int n_helpers);
  * when every part is done. One job at a time per pool (the encoder is not shared by threads). */
 void kb_enc_pool_run(struct kb_enc_pool *pool, kb_enc_pool_fn fn, void *arg);
 
+/* How many parts kb_enc_pool_run splits a job into (1 for NULL). */
+int kb_enc_pool_parts(const struct kb_enc_pool *pool);
+
 /* Stops and joins the helpers. NULL is a no-op. */
 void kb_enc_pool_stop(struct kb_enc_pool *pool);
 
