@@ -108,7 +108,10 @@ int main(int argc, char **argv)
     double *lat = malloc(n_q * sizeof *lat);
     const kb_mode modes[] = { KB_MODE_BM25, KB_MODE_VECTOR, KB_MODE_HYBRID };
     const char *names[] = { "bm25", "vector", "hybrid" };
+    const char *only = getenv("KB_BENCH_MODES"); /* e.g. "hybrid" or "bm25,vector" */
     for (int m = 0; m < 3; m++) {
+        if (only && !strstr(only, names[m]))
+            continue;
         kb_search_options o = KB_SEARCH_OPTIONS_INIT;
         o.mode = modes[m];
         o.k = 10;

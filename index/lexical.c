@@ -327,3 +327,59 @@ void kb_lexical_row_free(struct kb_lexical_row *row)
     free(row->meta);
     memset(row, 0, sizeof *row);
 }
+
+/* A SQLite varint (big-endian groups of 7 bits, the ninth byte whole) at p[*at..n); -1 when
+ * it runs past the end. */
+static int64_t lexical_varint(const unsigned char *p, size_t n, size_t *at)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 9; i++) {
+        if (*at >= n)
+            return -1;
+        unsigned char b = p[(*at)++];
+        if (i == 8)
+            return (int64_t)((v << 8) | b);
+        v = (v << 7) | (b & 0x7f);
+        if (!(b & 0x80))
+            return (int64_t)v;
+    }
+    return -1;
+}
+
+int kb_lexical_segments(struct kb_store *store, int64_t *out, struct kb_err *err)
+{
+    sqlite3_stmt *st;
+    *out = -1;
+    /* FTS5's structure record (rowid 10 of its %_data table): [FF 00 00 01 when version 2],
+     * a 4-byte cookie, then varints: levels, segments, ... (sqlite's fts5_index.c). */
+    int rc = kb_store_prepare(store, "SELECT block FROM chunks_fts_data WHERE id = 10", &st, err);
+    if (rc)
+        return rc;
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        const unsigned char *p = sqlite3_column_blob(st, 0);
+        size_t n = (size_t)sqlite3_column_bytes(st, 0), at = 4;
+        if (p && n >= 4 && !memcmp(p, "\xff\x00\x00\x01", 4))
+            at = 8;
+        if (p && lexical_varint(p, n, &at) >= 0)
+            *out = lexical_varint(p, n, &at);
+    } else if (step != SQLITE_DONE) {
+        rc = kb_store_sql_error(store, "reading the full-text index's structure", err);
+    } else {
+        *out = 0; /* nothing indexed yet */
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int kb_lexical_compact(struct kb_store *store, int max_segments, struct kb_err *err)
+{
+    int64_t n = 0;
+    int rc = kb_lexical_segments(store, &n, err);
+    if (rc || n <= max_segments)
+        return rc; /* also an unreadable record (-1): searches still work, only slower */
+    if (sqlite3_exec(store->db, "INSERT INTO chunks_fts(chunks_fts) VALUES('optimize')", NULL,
+                     NULL, NULL) != SQLITE_OK)
+        return kb_store_sql_error(store, "merging the full-text index", err);
+    return 0;
+}

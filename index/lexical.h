@@ -66,4 +66,18 @@ int kb_lexical_fetch(struct kb_store *store, const char *match, int64_t chunk_id
                      struct kb_err *err);
 void kb_lexical_row_free(struct kb_lexical_row *row);
 
+/* FTS5 keeps its index as segments, and each write transaction adds at least one; a lookup
+ * reads every segment, so a result's marked snippet (a MATCH on one row) costs ~0.33 ms with
+ * the 24 segments a 110k-chunk ingest leaves and ~0.08 ms with one (docs/BENCHMARKS.md).
+ * Writers merge the index into one segment when it is spread over more than this many. */
+#define KB_LEXICAL_MAX_SEGMENTS 8
+
+/* The number of segments of the full-text index (0 when empty); -1 when its structure record
+ * cannot be read (a future FTS5 format). */
+int kb_lexical_segments(struct kb_store *store, int64_t *out, struct kb_err *err);
+
+/* Inside a write transaction: merges the full-text index into one segment (FTS5 'optimize')
+ * when it has more than max_segments. Rolls back with the transaction. */
+int kb_lexical_compact(struct kb_store *store, int max_segments, struct kb_err *err);
+
 #endif

@@ -14,6 +14,7 @@
 #include "ingest/doc.h"
 #include "ingest/textfile.h"
 #include "ingest/walk.h"
+#include "index/lexical.h"
 #include "index/vectors.h"
 #include "util/hash.h"
 #include "util/path.h"
@@ -459,12 +460,15 @@ static int ingest_begin_run(kb *kb, const kb_ingest_options *opts, struct ingest
     return rc;
 }
 
-/* Ends a run: publishes the vector index and commits everything together, or (on an error, or
- * a dry run) rolls it all back. Returns rc, or the commit's error. */
+/* Ends a run: keeps the full-text index compact, publishes the vector index and commits
+ * everything together, or (on an error, or a dry run) rolls it all back. Returns rc, or the
+ * commit's error. */
 static int ingest_end_run(kb *kb, struct ingest_run *run, int rc, double t0)
 {
     if (!run->o.dry_run) {
         double t = ingest_now();
+        if (rc == 0)
+            rc = kb_lexical_compact(kb->store, KB_LEXICAL_MAX_SEGMENTS, &kb->err);
         if (rc == 0)
             rc = kb_vec_sync(kb, run->o.index);
         if (rc == 0)

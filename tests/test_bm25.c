@@ -19,6 +19,7 @@
 
 #include "helpers.h"
 #include "kb/kb.h"
+#include "index/lexical.h"
 #include "kb/kb_int.h"
 #include "util/shared.h"
 
@@ -351,6 +352,63 @@ static void schema_5_gains_chunks_rev_when_opened_for_writing(void **state)
     free(dir);
 }
 
+/* Each write transaction adds at least one FTS5 segment and every lookup (a marked snippet is
+ * one MATCH per result) reads them all: writers merge the index once it has more than
+ * KB_LEXICAL_MAX_SEGMENTS (FTS5's own automerge lets 15 accumulate from single-document
+ * commits). Every document stays findable, with its snippet, through the merges. */
+static void writers_keep_the_full_text_index_compact(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    kb *w = NULL;
+    assert_int_equal(kb_open(&w, dir, KB_OPEN_CREATE), 0);
+    kb_ingest_options o = KB_INGEST_OPTIONS_INIT;
+    o.model = "none";
+    int64_t segments = 0, most = 0;
+    int merged = 0;
+    enum { N_ADDS = 14 };
+    for (int i = 0; i < N_ADDS; i++) {
+        char id[16], text[96];
+        snprintf(id, sizeof id, "doc%d", i);
+        snprintf(text, sizeof text, "Enzyme number %d binds zinc%c%c in the assay.", i,
+                 'a' + i % 26, 'a' + i / 26);
+        kb_document doc = { id, "", text, strlen(text), "text", NULL };
+        if (kb_add_documents(w, &doc, 1, &o, NULL))
+            fail_msg("add %d: %s", i, kb_errmsg(w));
+        int64_t before = segments;
+        assert_int_equal(kb_lexical_segments(w->store, &segments, &w->err), 0);
+        assert_true(segments >= 1);
+        assert_true(segments <= KB_LEXICAL_MAX_SEGMENTS);
+        merged += segments < before;
+        most = segments > most ? segments : most;
+    }
+    assert_true(merged >= 1);
+    assert_int_equal(most, KB_LEXICAL_MAX_SEGMENTS);
+    for (int i = 0; i < N_ADDS; i++) {
+        char query[32], id[16];
+        snprintf(query, sizeof query, "zinc%c%c", 'a' + i % 26, 'a' + i / 26);
+        snprintf(id, sizeof id, "doc%d", i);
+        kb_search_options so = KB_SEARCH_OPTIONS_INIT;
+        so.mode = KB_MODE_BM25;
+        so.hl_open = "[";
+        so.hl_close = "]";
+        kb_results *res = NULL;
+        if (kb_search(w, query, &so, &res))
+            fail_msg("search '%s': %s", query, kb_errmsg(w));
+        assert_int_equal(kb_results_count(res), 1);
+        const kb_result *r = kb_results_get(res, 0);
+        assert_non_null(strstr(r->path, id));
+        char marked[40];
+        snprintf(marked, sizeof marked, "[%s]", query);
+        assert_non_null(strstr(r->snippet, marked));
+        kb_results_free(res);
+    }
+    assert_int_equal(kb_check(w), 0);
+    kb_close(w);
+    th_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const char *data = getenv("KB_SHARED_DATA");
@@ -370,6 +428,7 @@ int main(void)
         cmocka_unit_test(threads_with_their_own_handles_agree),
         cmocka_unit_test(a_handle_sees_added_updated_and_deleted_chunks),
         cmocka_unit_test(schema_5_gains_chunks_rev_when_opened_for_writing),
+        cmocka_unit_test(writers_keep_the_full_text_index_compact),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
