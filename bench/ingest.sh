@@ -4,6 +4,7 @@
 # embedding) and with the MiniLM-L6-shaped model (scripts/gen_models.py bench_minilm_l6); prints
 # MB/s, tokens/s and the share of time spent embedding, medians of RUNS.
 # Usage: bench/ingest.sh [RUNS]   (from the repository root; needs ../shared/data)
+#        KB_BENCH_MODELS=none bench/ingest.sh 5   times only the models named (none, or a folder)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -34,7 +35,9 @@ run() {  # run MODEL -> seconds embedded
     /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["seconds"], d["embedded"], d["chunks"], d["embedded_tokens"])'
 }
 echo "# $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(( mb / 1000000 )) MB of Markdown in $(ls "$docs" | wc -l) files"
-for model in none "$models/bench_minilm_l6"; do
+set -- none "$models/bench_minilm_l6"
+[ -z "${KB_BENCH_MODELS:-}" ] || set -- $KB_BENCH_MODELS
+for model in "$@"; do
   for i in $(seq "$runs"); do run "$model"; done | /usr/bin/python3 -c '
 import statistics, sys
 rows = [list(map(float, l.split())) for l in sys.stdin]
