@@ -172,11 +172,16 @@ static int bm25_tokenizer_open(struct kb_store *store, struct bm25_tokenizer *ou
     if (rc)
         return rc;
     sqlite3_bind_pointer(st, 1, (void *)&fts5, "fts5_api_ptr", NULL);
-    sqlite3_step(st);
+    int src = sqlite3_step(st);
     sqlite3_finalize(st);
-    if (!fts5 || fts5->iVersion < 2 ||
-        fts5->xFindTokenizer(fts5, "porter", &user, &out->api) != SQLITE_OK ||
-        out->api.xCreate(user, (const char **)args, 3, &out->tok) != SQLITE_OK)
+    src = src == SQLITE_ROW || src == SQLITE_DONE ? SQLITE_OK : src;
+    if (src == SQLITE_OK && fts5 && fts5->iVersion >= 2 &&
+        (src = fts5->xFindTokenizer(fts5, "porter", &user, &out->api)) == SQLITE_OK)
+        src = out->api.xCreate(user, (const char **)args, 3, &out->tok);
+    if (src == SQLITE_NOMEM)
+        return kb_err_set(err, KB_ENOMEM, "%s: out of memory for FTS5's tokenizer",
+                          store->db_path);
+    if (src != SQLITE_OK || !fts5 || fts5->iVersion < 2)
         return kb_err_set(err, KB_EIO, "%s: FTS5's porter tokenizer is not available",
                           store->db_path);
     return 0;

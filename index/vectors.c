@@ -279,6 +279,10 @@ int kb_vindex_record_put(struct kb_store *store, const struct kb_vindex_record *
 
 int kb_store_read_begin(struct kb_store *store, struct kb_err *err)
 {
+    /* A read whose end failed (SQLite had no memory for the COMMIT nor the ROLLBACK) is
+     * still open: end it first, or this handle could never read again. Never a writer's. */
+    if (!store->in_run && !sqlite3_get_autocommit(store->db))
+        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
     if (sqlite3_exec(store->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return kb_store_sql_error(store, "starting a read", err);
     return 0;
@@ -286,7 +290,11 @@ int kb_store_read_begin(struct kb_store *store, struct kb_err *err)
 
 void kb_store_read_end(struct kb_store *store)
 {
-    sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
+    /* Nothing was written: COMMIT and ROLLBACK end the read alike, so when one fails (for
+     * want of memory to prepare it) the other is tried. */
+    if (sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK &&
+        !sqlite3_get_autocommit(store->db))
+        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 const char *kb_store_dir(const struct kb_store *store)

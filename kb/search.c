@@ -309,13 +309,17 @@ static int search_fuse(kb *kb, const struct search_hit *a, size_t na, const stru
 /* The mode to run: the caller's, or hybrid when the KB has vectors, else BM25. */
 static int search_mode(kb *kb, kb_mode asked, kb_mode *out)
 {
+    int has = 0, rc;
+    if (asked != 0 && asked != KB_MODE_BM25 && asked != KB_MODE_VECTOR &&
+        asked != KB_MODE_HYBRID)
+        return kb_fail(kb, KB_EINVALID, "search mode %d is not available", (int)asked);
+    if (asked != KB_MODE_BM25 && (rc = kb_vec_has_vectors(kb, &has)))
+        return rc;
     if (asked == 0) {
-        *out = kb_vec_has_vectors(kb) ? KB_MODE_HYBRID : KB_MODE_BM25;
+        *out = has ? KB_MODE_HYBRID : KB_MODE_BM25;
         return 0;
     }
-    if (asked != KB_MODE_BM25 && asked != KB_MODE_VECTOR && asked != KB_MODE_HYBRID)
-        return kb_fail(kb, KB_EINVALID, "search mode %d is not available", (int)asked);
-    if (asked != KB_MODE_BM25 && !kb_vec_has_vectors(kb))
+    if (asked != KB_MODE_BM25 && !has)
         return kb_fail(kb, KB_EINVALID, "this knowledge base has no vectors; use --mode bm25 "
                        "(or ingest with an encoder model)");
     *out = asked;

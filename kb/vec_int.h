@@ -88,8 +88,9 @@ void kb_vec_abort(kb *kb);
 void kb_vec_collect_garbage(kb *kb);
 int kb_vec_open_generation(kb *kb, const struct kb_vindex_record *rec, struct kb_vindex **out);
 
-/* Search: 1 when the KB has a model and vectors. */
-int kb_vec_has_vectors(kb *kb);
+/* Search: *has = 1 when the KB has a model and vectors. Non-zero (and kb's error) when that
+ * cannot be read. */
+int kb_vec_has_vectors(kb *kb, int *has);
 /* The k nearest chunks to the query's embedding, best first, among the documents `filter`
  * (may be NULL) allows: with a filter, exact over the allowed chunks' stored vectors. *out is
  * malloc'ed. */

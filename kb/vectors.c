@@ -855,13 +855,15 @@ int kb_rebuild_index(kb *kb, const char *index)
 
 /* ---- Searching -------------------------------------------------------------------------- */
 
-int kb_vec_has_vectors(kb *kb)
+int kb_vec_has_vectors(kb *kb, int *has)
 {
-    if (vec_load_record(kb) || !kb->vec.model_name)
-        return 0;
     int64_t any = 0;
-    struct kb_err err;
-    return kb_vectors_any(kb->store, &any, &err) == 0 && any;
+    *has = 0;
+    int rc = vec_load_record(kb);
+    if (rc || !kb->vec.model_name || (rc = kb_vectors_any(kb->store, &any, &kb->err)))
+        return rc;
+    *has = any != 0;
+    return 0;
 }
 
 static void vec_drop_search_index(struct kb_vec *v)

@@ -9,6 +9,7 @@
  * KB_FAULT_MAX_RUNS caps the runs per sweep (default 300, 0 = every N); KB_FAULT_ONLY=alloc:N
  * or write:N runs that one case (to reproduce a report); KB_FAULT_KEEP=1 keeps its folder. */
 #define _GNU_SOURCE
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -268,6 +269,18 @@ static void report(enum fault_kind kind, size_t n, const char *where, const char
             kind == FAULT_ALLOC ? "alloc" : "write", n, where, what, rc, msg);
 }
 
+/* Keeps the first 64 distinct error messages, each with where it was first seen. */
+static void note_seen(char seen[][240], size_t *n_seen, const char *msg, enum fault_kind kind,
+                      size_t n, const char *where)
+{
+    size_t i = 0;
+    while (i < *n_seen && strncmp(seen[i], msg, strlen(msg) < 170 ? strlen(msg) : 170))
+        i++;
+    if (i == *n_seen && *n_seen < 64)
+        snprintf(seen[(*n_seen)++], 240, "%.170s  (first at %s:%zu, %.30s)", msg,
+                 kind == FAULT_ALLOC ? "alloc" : "write", n, where);
+}
+
 /* One re-ingest with the nth call of `kind` failing. Returns 0 when no call failed (n is past
  * the end of the run), 1 otherwise; counts what happened in outcome[]: 0 finished,
  * 1 finished with files skipped, 2 error. */
@@ -296,14 +309,8 @@ static int one_run(enum fault_kind kind, size_t n, size_t outcome[3], char seen[
         report(kind, n, where, "message of several lines", rc, msg);
     if (ev.skipped_without_reason)
         report(kind, n, where, "a file skipped without a reason", rc, msg);
-    if (hard && *msg) {
-        size_t i = 0;
-        while (i < *n_seen && strncmp(seen[i], msg, strlen(msg) < 170 ? strlen(msg) : 170))
-            i++;
-        if (i == *n_seen && *n_seen < 64)
-            snprintf(seen[(*n_seen)++], 240, "%.170s  (first at %s:%zu, %.30s)", msg,
-                     kind == FAULT_ALLOC ? "alloc" : "write", n, where);
-    }
+    if (hard && *msg)
+        note_seen(seen, n_seen, msg, kind, n, where);
 
     kb *kb = NULL;
     int rc2 = kb_open(&kb, work_kb, 0);
@@ -379,11 +386,115 @@ static void failing_the_nth_write_leaves_a_consistent_kb(void **state)
     sweep(FAULT_WRITE);
 }
 
+/* A search's ranked chunk ids and scores. */
+struct ranking {
+    size_t n;
+    int64_t chunk[16];
+    double score[16];
+};
+
+static int search(kb *kb, kb_mode mode, struct ranking *out)
+{
+    kb_search_options o = KB_SEARCH_OPTIONS_INIT;
+    o.mode = mode;
+    o.k = 16;
+    kb_results *res = NULL;
+    int rc = kb_search(kb, "FAISS vectors of the edited guide", &o, &res);
+    out->n = rc ? 0 : kb_results_count(res);
+    for (size_t i = 0; i < out->n; i++) {
+        out->chunk[i] = kb_results_get(res, i)->chunk_id;
+        out->score[i] = kb_results_get(res, i)->score;
+    }
+    kb_results_free(res);
+    return rc;
+}
+
+static int same_ranking(const struct ranking *a, const struct ranking *b)
+{
+    int same = a->n == b->n && a->n > 0;
+    for (size_t i = 0; same && i < a->n; i++)
+        same = a->chunk[i] == b->chunk[i] &&
+               fabs(a->score[i] - b->score[i]) <= 1e-9 * fabs(b->score[i]) + 1e-12;
+    return same;
+}
+
+/* The second search of a handle builds the in-memory BM25 index (and a hybrid one embeds the
+ * query): with its nth allocation failing, it either answers exactly as without the failure
+ * (the FTS5 path takes over when the index cannot be had) or fails with a one-line error that
+ * says memory ran out; the handle then answers the same search correctly. */
+static void failing_the_nth_allocation_of_a_search_answers_or_errs_cleanly(void **state)
+{
+    (void)state;
+    const kb_mode modes[] = { KB_MODE_BM25, KB_MODE_HYBRID };
+    const char *names[] = { "bm25", "hybrid" };
+    problems = 0;
+    for (int m = 0; m < 2; m++) {
+        struct ranking want, got;
+        kb *kb = NULL;
+        assert_int_equal(kb_open(&kb, ref_kb, KB_OPEN_READONLY), 0);
+        assert_int_equal(search(kb, modes[m], &want), 0);
+        fault_arm(FAULT_ALLOC, 0);
+        int rc = search(kb, modes[m], &got); /* the second: counted */
+        size_t total = fault_disarm();
+        assert_int_equal(rc, 0);
+        assert_true(same_ranking(&got, &want));
+        kb_close(kb);
+        /* Every nth call up to KB_FAULT_MAX_RUNS runs (as the sweeps), and each of the last
+         * 16: the read transaction ends there. */
+        const char *cap_env = getenv("KB_FAULT_MAX_RUNS");
+        size_t cap = cap_env ? strtoull(cap_env, NULL, 10) : 300;
+        size_t stride = cap && total > cap ? (total + cap - 1) / cap : 1;
+        size_t outcome[2] = { 0, 0 }, runs = 0, n_seen = 0;
+        static char seen[64][240];
+        for (size_t n = 1; n <= total + 8; n += n + 16 >= total ? 1 : stride) {
+            kb = NULL;
+            assert_int_equal(kb_open(&kb, ref_kb, KB_OPEN_READONLY), 0);
+            assert_int_equal(search(kb, modes[m], &got), 0);
+            fault_arm(FAULT_ALLOC, n);
+            rc = search(kb, modes[m], &got);
+            int fired = fault_fired();
+            char where[64];
+            snprintf(where, sizeof where, "%s", fault_where());
+            fault_disarm();
+            const char *msg = kb_errmsg(kb);
+            if (!fired) {
+                if (rc || !same_ranking(&got, &want))
+                    report(FAULT_ALLOC, n, "nothing", "search differs without a failure", rc, msg);
+                kb_close(kb);
+                continue;
+            }
+            runs++;
+            outcome[rc != 0]++;
+            if (rc == 0 && !same_ranking(&got, &want))
+                report(FAULT_ALLOC, n, where, "answered something else", rc, names[m]);
+            if (rc != 0 && (!*msg || strchr(msg, '\n')))
+                report(FAULT_ALLOC, n, where, "error without a one-line message", rc, msg);
+            else if (rc != 0 && !strstr(msg, "out of memory"))
+                report(FAULT_ALLOC, n, where, "error that does not say memory ran out", rc, msg);
+            else if (rc != 0)
+                note_seen(seen, &n_seen, msg, FAULT_ALLOC, n, where);
+            if (search(kb, modes[m], &got) != 0 || !same_ranking(&got, &want))
+                report(FAULT_ALLOC, n, where, "the handle answers wrongly afterwards", rc,
+                       kb_errmsg(kb));
+            kb_close(kb);
+        }
+        printf("%s search: %zu allocations, %zu runs (every %zu%s and the last 16): %zu "
+               "answered as without the failure, %zu failed cleanly; %d problems\n", names[m],
+               total, runs, stride, stride == 1 ? "" : "th", outcome[0], outcome[1], problems);
+        for (size_t i = 0; i < n_seen; i++)
+            printf("  error seen: %s\n", seen[i]);
+        fflush(stdout);
+        assert_true(runs > 0);
+    }
+    assert_int_equal(problems, 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(failing_the_nth_allocation_leaves_a_consistent_kb),
         cmocka_unit_test(failing_the_nth_write_leaves_a_consistent_kb),
+        cmocka_unit_test(failing_the_nth_allocation_of_a_search_answers_or_errs_cleanly),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
