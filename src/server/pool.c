@@ -98,11 +98,17 @@ int srv_client_gone(int fd)
 /* How often a request waiting for a handle looks whether its client is still there. */
 #define POOL_CHECK_MS 200
 
+/* Whether a comes after b. */
+static int pool_after(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
+
 static int pool_passed(const struct timespec *t)
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+    return !pool_after(t, &now);
 }
 
 /* The index of a free handle, marked busy; waits (in line) on s->cond. -1 on timeout, or
@@ -131,8 +137,7 @@ static long pool_take(struct srv *s, int client_fd, int *gone)
         while (w.slot < 0 && !s->stopping && !pool_passed(&deadline)) {
             struct timespec step;
             pool_deadline(&step, POOL_CHECK_MS);
-            if (step.tv_sec > deadline.tv_sec ||
-                (step.tv_sec == deadline.tv_sec && step.tv_nsec > deadline.tv_nsec))
+            if (pool_after(&step, &deadline))
                 step = deadline;
             pthread_cond_timedwait(&s->cond, &s->lock, &step);
             if (w.slot < 0 && srv_client_gone(client_fd)) {
