@@ -51,6 +51,18 @@ static const char *field(const cJSON *o, const char *name)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
+/* A new KB in a new folder (*dir, malloc'ed) and ingest options without a model. */
+static kb *new_kb(char **dir, kb_ingest_options *o)
+{
+    static const kb_ingest_options init = KB_INGEST_OPTIONS_INIT;
+    kb *w = NULL;
+    *dir = th_tempdir();
+    assert_int_equal(kb_open(&w, *dir, KB_OPEN_CREATE), 0);
+    *o = init;
+    o->model = "none";
+    return w;
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -64,11 +76,8 @@ static int setup(void **state)
         docs[i] = (kb_document){ field(objs[i], "_id"), field(objs[i], "title"),
                                  field(objs[i], "text"), strlen(field(objs[i], "text")), "text",
                                  NULL };
-    kb_dir = th_tempdir();
-    kb *w = NULL;
-    assert_int_equal(kb_open(&w, kb_dir, KB_OPEN_CREATE), 0);
-    kb_ingest_options o = KB_INGEST_OPTIONS_INIT;
-    o.model = "none";
+    kb_ingest_options o;
+    kb *w = new_kb(&kb_dir, &o);
     if (kb_add_documents(w, docs, n, &o, NULL))
         fail_msg("ingest: %s", kb_errmsg(w));
     kb_close(w);
@@ -309,11 +318,9 @@ static void threads_with_their_own_handles_agree(void **state)
 static void schema_5_gains_chunks_rev_when_opened_for_writing(void **state)
 {
     (void)state;
-    char *dir = th_tempdir();
-    kb *w = NULL;
-    assert_int_equal(kb_open(&w, dir, KB_OPEN_CREATE), 0);
-    kb_ingest_options o = KB_INGEST_OPTIONS_INIT;
-    o.model = "none";
+    char *dir;
+    kb_ingest_options o;
+    kb *w = new_kb(&dir, &o);
     kb_document doc = { "a", "", "Zinc binds the enzyme.", 22, "text", NULL };
     assert_int_equal(kb_add_documents(w, &doc, 1, &o, NULL), 0);
     kb_close(w);
@@ -359,11 +366,9 @@ static void schema_5_gains_chunks_rev_when_opened_for_writing(void **state)
 static void writers_keep_the_full_text_index_compact(void **state)
 {
     (void)state;
-    char *dir = th_tempdir();
-    kb *w = NULL;
-    assert_int_equal(kb_open(&w, dir, KB_OPEN_CREATE), 0);
-    kb_ingest_options o = KB_INGEST_OPTIONS_INIT;
-    o.model = "none";
+    char *dir;
+    kb_ingest_options o;
+    kb *w = new_kb(&dir, &o);
     int64_t segments = 0, most = 0;
     int merged = 0;
     enum { N_ADDS = 14 };

@@ -336,6 +336,15 @@ static int one_run(enum fault_kind kind, size_t n, size_t outcome[3], char seen[
     return 1;
 }
 
+/* The step between the failing calls swept over `total`: every one, or every nth so that at
+ * most KB_FAULT_MAX_RUNS runs are made (default 300; 0 = every call). */
+static size_t sweep_stride(size_t total)
+{
+    const char *cap_env = getenv("KB_FAULT_MAX_RUNS");
+    size_t cap = cap_env ? strtoull(cap_env, NULL, 10) : 300;
+    return cap && total > cap ? (total + cap - 1) / cap : 1;
+}
+
 static void sweep(enum fault_kind kind)
 {
     const char *name = kind == FAULT_ALLOC ? "alloc" : "write";
@@ -357,9 +366,7 @@ static void sweep(enum fault_kind kind)
     int rc = ingest(work_kb, 0, NULL, NULL, 0, NULL);
     size_t total = fault_disarm();
     assert_int_equal(rc, 0);
-    const char *cap_env = getenv("KB_FAULT_MAX_RUNS");
-    size_t cap = cap_env ? strtoull(cap_env, NULL, 10) : 300;
-    size_t stride = cap && total > cap ? (total + cap - 1) / cap : 1;
+    size_t stride = sweep_stride(total);
     size_t n = 1;
     for (; one_run(kind, n, outcome, seen, &n_seen) || n <= total; n += stride)
         runs++;
@@ -441,9 +448,7 @@ static void failing_the_nth_allocation_of_a_search_answers_or_errs_cleanly(void 
         kb_close(kb);
         /* Every nth call up to KB_FAULT_MAX_RUNS runs (as the sweeps), and each of the last
          * 16: the read transaction ends there. */
-        const char *cap_env = getenv("KB_FAULT_MAX_RUNS");
-        size_t cap = cap_env ? strtoull(cap_env, NULL, 10) : 300;
-        size_t stride = cap && total > cap ? (total + cap - 1) / cap : 1;
+        size_t stride = sweep_stride(total);
         size_t outcome[2] = { 0, 0 }, runs = 0, n_seen = 0;
         static char seen[64][240];
         for (size_t n = 1; n <= total + 8; n += n + 16 >= total ? 1 : stride) {

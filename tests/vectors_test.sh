@@ -627,7 +627,8 @@ case_a_killed_run_keeps_its_embeddings_for_the_next() {
     # BLAS kernel edge computes a row (OpenBLAS's Haswell kernels round the edge rows
     # differently), and the killed run batched other texts together than the fresh one.
     $KB --kb fresh --json ingest --model "$B" docs > /dev/null
-    local d; d=$($PY - k fresh <<'PYEOF'
+    local verdict d
+    read -r verdict d < <($PY - k fresh <<'PYEOF'
 import sqlite3, struct, sys
 def vecs(kb):
     c = sqlite3.connect("file:" + kb + "/kb.sqlite?mode=ro", uri=True)
@@ -635,13 +636,13 @@ def vecs(kb):
             c.execute("SELECT input_hash, vector FROM vectors")}
 a, b = vecs(sys.argv[1]), vecs(sys.argv[2])
 if set(a) != set(b):
-    print("inputs differ"); sys.exit()
-print("%.1e" % max(abs(x - y) for h in a for x, y in zip(a[h], b[h])))
+    sys.exit(print("differ inputs"))
+d = max(abs(x - y) for h in a for x, y in zip(a[h], b[h]))
+print("same" if d <= 1e-5 else "differ", "%.1e" % d)
 PYEOF
 )
     echo "kept against fresh embeddings: max |difference| $d"
-    ok "$($PY -c "import sys; print('same' if float(sys.argv[1]) <= 1e-5 else 'differ')" "$d" 2>/dev/null)" same \
-       "kept embeddings equal a fresh run's (max |difference| $d <= 1e-5)"
+    ok "$verdict" same "kept embeddings equal a fresh run's (max |difference| $d <= 1e-5)"
 }
 
 type "case_$CASE" >/dev/null 2>&1 || { echo "unknown case $CASE"; exit 2; }
