@@ -365,11 +365,16 @@ typedef struct kb_ask_options {
     kb_token_cb on_token;       /* may be NULL */
     kb_log_cb on_log;           /* may be NULL */
     void *payload;              /* passed to both callbacks */
+    /* Version 2: */
+    const volatile int *cancel; /* when *cancel turns non-zero (e.g. set by a signal handler)
+                                   the answer stops within about a second, also while the
+                                   backend sends nothing or a retry waits: the request is
+                                   closed and kb_ask returns KB_ECANCELED with what arrived */
 } kb_ask_options;
 
-#define KB_ASK_OPTIONS_VERSION 1
+#define KB_ASK_OPTIONS_VERSION 2
 #define KB_ASK_OPTIONS_INIT { KB_ASK_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, (kb_mode)0, \
-                              0, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL }
+                              0, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL, NULL }
 
 /* A passage as placed in the prompt (or left out of it). */
 typedef struct kb_source {
