@@ -15,7 +15,8 @@ static const char serve_help[] =
     "shape), POST /v1/documents and DELETE /v1/documents/ID (admin token), GET /v1/status,\n"
     "GET /healthz, and a page for asking questions at /. Every route but /healthz and the page\n"
     "needs 'Authorization: Bearer TOKEN'; the tokens live in KBDIR/tokens/ (mode 0600).\n"
-    "Answers use the LLM configured as for kb ask. Stops cleanly on SIGINT or SIGTERM.\n"
+    "Answers use the LLM configured as for kb ask. Stops cleanly on SIGINT or SIGTERM,\n"
+    "cancelling the answers still running.\n"
     "\n"
     "options:\n"
     "  --port N             TCP port (default 8080; 0 = any free port, printed at start)\n"
@@ -25,8 +26,10 @@ static const char serve_help[] =
     "  --cors ORIGIN        allow browser requests from ORIGIN (default: no CORS headers)\n"
     "  --threads N          kb handles for concurrent reads (default: CPUs, 2..16)\n"
     "  --max-body BYTES     largest request body (default 4194304)\n"
-    "  --max-connections N  open connections before 429 (default 64)\n"
+    "  --max-connections N  open connections; past it the one waiting longest for a request\n"
+    "                       is closed, or the request gets 429 if all are busy (default 64)\n"
     "  --timeout S          idle connection timeout in seconds (default 30)\n"
+    "  --header-timeout S   seconds a connection has to send a request's headers (default 10)\n"
     "  --print-token read|admin  print a token (creating the tokens if needed) and exit\n"
     "  -v                   one line per request on stderr\n"
     "\n"
@@ -35,14 +38,15 @@ static const char serve_help[] =
     "    -d '{\"query\":\"rotate logs\",\"k\":3}' http://127.0.0.1:8080/v1/search\n";
 
 enum { OPT_PORT = 1, OPT_LISTEN, OPT_ALLOW, OPT_CORS, OPT_THREADS, OPT_BODY, OPT_CONNS,
-       OPT_TIMEOUT, OPT_PRINT };
+       OPT_TIMEOUT, OPT_PRINT, OPT_HEADER_TIMEOUT };
 
 static const struct cli_opt serve_opts[] = {
     { "port", 0, 1, OPT_PORT }, { "listen", 0, 1, OPT_LISTEN },
     { "allow-host", 0, 1, OPT_ALLOW }, { "cors", 0, 1, OPT_CORS },
     { "threads", 0, 1, OPT_THREADS }, { "max-body", 0, 1, OPT_BODY },
     { "max-connections", 0, 1, OPT_CONNS }, { "timeout", 0, 1, OPT_TIMEOUT },
-    { "print-token", 0, 1, OPT_PRINT }, { NULL, 0, 0, 0 },
+    { "print-token", 0, 1, OPT_PRINT }, { "header-timeout", 0, 1, OPT_HEADER_TIMEOUT },
+    { NULL, 0, 0, 0 },
 };
 
 #define SERVE_MAX_HOSTS 16
@@ -93,6 +97,7 @@ static const char *serve_opt(int id, const char *value, void *payload)
     case OPT_BODY: return cli_parse_size(value, 1024, (size_t)1 << 30, &c->cfg.max_body);
     case OPT_CONNS: return serve_unsigned(value, 1, 10000, &c->cfg.max_connections);
     case OPT_TIMEOUT: return serve_unsigned(value, 1, 3600, &c->cfg.timeout_s);
+    case OPT_HEADER_TIMEOUT: return serve_unsigned(value, 1, 3600, &c->cfg.header_timeout_s);
     case OPT_PRINT:
         if (strcmp(value, "read") && strcmp(value, "admin"))
             return "expected read or admin";
@@ -145,6 +150,7 @@ static void serve_defaults(struct serve_cmd *c)
     c->cfg.max_body = KB_SERVER_DEFAULT_MAX_BODY;
     c->cfg.max_connections = KB_SERVER_DEFAULT_MAX_CONNECTIONS;
     c->cfg.timeout_s = KB_SERVER_DEFAULT_TIMEOUT_S;
+    c->cfg.header_timeout_s = KB_SERVER_DEFAULT_HEADER_TIMEOUT_S;
     c->cfg.max_k = KB_SERVER_MAX_K;
     c->cfg.max_depth = KB_SERVER_MAX_DEPTH;
     c->cfg.allow_hosts = c->hosts;
