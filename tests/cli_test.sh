@@ -70,6 +70,18 @@ $KB --kb newer ingest walk 2>/dev/null; ok $? 65 "ingest into a newer schema is 
 ok "$(sha256sum newer/kb.sqlite)" "$before" "a refused KB is left untouched"
 echo 'not sqlite' > fake.sqlite; mkdir fakekb; mv fake.sqlite fakekb/kb.sqlite
 $KB --kb fakekb search x 2>/dev/null; ok $? 66 "a kb.sqlite that is not a database is not a KB"
+# --modified-after: a time past what kb stores (nanoseconds in int64, up to 2262-04-11) is a
+# usage error naming the range, never arithmetic that overflows (UBSan stops the process there)
+for t in 10000000000 99999999999999999999 9999-12-31 1969-12-31 999999999d; do
+  $KB --kb kbdir search --modified-after "$t" rotate >/dev/null 2>err; ok $? 2 "--modified-after $t exits 2"
+  grep -q "out of range: a time from 1970-01-01 to 2262-04-11" err; ok $? 0 "--modified-after $t names the valid range"
+done
+$KB --kb wk --json search --modified-after 9223372036 words >out; ok $? 0 "the last time in range is taken"
+python3 -c 'import json,sys; sys.exit(0 if json.load(open("out"))["results"] == [] else 1)'
+ok $? 0 "nothing was modified after 2262-04-11"
+$KB --kb wk --json search --modified-after 86400 words >out; ok $? 0 "an early time filters nothing"
+python3 -c 'import json,sys; sys.exit(0 if len(json.load(open("out"))["results"]) == 1 else 1)'
+ok $? 0 "a file changed after 1970-01-02 is found"
 $KB --kb kbdir search -k 2>/dev/null; ok $? 2 "usage error exits 2"
 for c in ingest search status check eval; do $KB $c --help | grep -q 'examples\?:'; ok $? 0 "$c --help has an example"; done
 $KB --version | grep -q '^kb [0-9]'; ok $? 0 "--version"
