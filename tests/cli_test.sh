@@ -70,6 +70,32 @@ $KB --kb newer ingest walk 2>/dev/null; ok $? 65 "ingest into a newer schema is 
 ok "$(sha256sum newer/kb.sqlite)" "$before" "a refused KB is left untouched"
 echo 'not sqlite' > fake.sqlite; mkdir fakekb; mv fake.sqlite fakekb/kb.sqlite
 $KB --kb fakekb search x 2>/dev/null; ok $? 66 "a kb.sqlite that is not a database is not a KB"
+# control characters in file names and text reach no terminal raw (escapes, forged lines)
+mkdir ctl
+printf 'terminal \033]0;pwned\007 escape words\r\nforged line\n' > "ctl/esc$(printf '\033')[31mred.md"
+printf 'carriage words\n' > "ctl/cr$(printf '\r')name.txt"
+printf 'newline words\n' > "ctl/nl"$'\n'"name.txt"
+printf 'bad\201\n' > "ctl/skip$(printf '\033')[2J.txt"
+$KB --kb ctlkb -v ingest ctl >out 2>err
+ok $? 1 "ingest of control-character names exits 1 (one file skipped)"
+$KB --kb ctlkb search words >>out 2>>err; ok $? 0 "search finds the control-character files"
+$KB --kb ctlkb search --full escape words >>out 2>>err
+$KB --kb ctlkb ask escape words >>out 2>>err
+$KB --kb ctlkb ingest --dry-run ctl >>out 2>>err
+python3 - out err <<'PY'
+import sys
+for f in sys.argv[1:]:
+    data = open(f, "rb").read()
+    bad = [b for b in data if (b < 0x20 and b not in (0x0a, 0x09)) or b == 0x7f]
+    if bad:
+        print(f"FAIL: {f} holds raw control bytes {sorted(set(bad))}")
+        sys.exit(1)
+PY
+ok $? 0 "no raw control byte in what search, ask, ingest -v and --dry-run print"
+grep -q 'ctl/esc\\x1b\[31mred.md' out; ok $? 0 "a file name's ESC is shown as \\x1b"
+grep -q 'ctl/nl\\nname.txt' err; ok $? 0 "a file name's newline is shown as \\n in ingest -v"
+grep -q 'skipped ctl/skip\\x1b\[2J.txt' err; ok $? 0 "a skipped file's name is escaped in the warning"
+grep -q '\\x1b\]0;pwned\\x07 escape words' out; ok $? 0 "a passage's escape sequence is shown escaped"
 # --modified-after: a time past what kb stores (nanoseconds in int64, up to 2262-04-11) is a
 # usage error naming the range, never arithmetic that overflows (UBSan stops the process there)
 for t in 10000000000 99999999999999999999 9999-12-31 1969-12-31 999999999d; do
