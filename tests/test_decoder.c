@@ -4,7 +4,8 @@
  * for a one-layer F16 model with the Llama 2 vocabulary (tiny-random-llama), and llama2.c's
  * greedy story from the real stories260K model. Then damaged GGUF files: each a one-line
  * error, never a crash or a huge allocation.
- * Usage: test_decoder [GROUP]   GROUP: quantized, tiny, stories, damaged (default: all). */
+ * Usage: test_decoder [GROUP]   GROUP: quantized, tiny, stories, tokenizer, damaged (default:
+ * all). */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include "decoder/gguf.h"
 #include "decoder/model.h"
 #include "decoder/quant.h"
+#include "decoder/tokenizer.h"
 #include "helpers.h"
 
 static char *shared_path(const char *rel)
@@ -319,6 +321,180 @@ static void decoder__stories260k_greedy_story_is_llama2_c_s(void **state)
     free(expected_path);
 }
 
+/* ---- tokenizers: llama.cpp's test vectors ------------------------------------------------ */
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)n + 1);
+    assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
+    text[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return text;
+}
+
+static struct kb_tok *open_tok(const char *rel, struct kb_gguf **g)
+{
+    char *path = shared_path(rel);
+    struct kb_err err = { 0 };
+    struct kb_tok *t;
+    if (kb_gguf_open(g, path, &err) || kb_tok_open(&t, *g, &err))
+        fail_msg("%s", err.msg);
+    free(path);
+    return t;
+}
+
+/* The ids as llama.cpp's .out file writes them: " 1 2 3". */
+static void ids_text(const int32_t *ids, size_t n, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && used < cap; i++)
+        used += (size_t)snprintf(out + used, cap - used, " %d", ids[i]);
+}
+
+/* Every case of NAME.inp (inputs separated by "\n__ggml_vocab_test__\n") against the ids in
+ * NAME.out, tokenized without BOS and without special tokens, as llama.cpp's test does. */
+static void check_vectors(const char *vocab, const char *name)
+{
+    struct kb_gguf *g;
+    struct kb_tok *t = open_tok(vocab, &g);
+    char rel[128];
+    snprintf(rel, sizeof rel, "bpe-tokenizers/%s.inp", name);
+    char *inp_path = shared_path(rel), *out_path;
+    snprintf(rel, sizeof rel, "bpe-tokenizers/%s.out", name);
+    out_path = shared_path(rel);
+    size_t len, out_len;
+    char *inp = read_all(inp_path, &len), *out = read_all(out_path, &out_len);
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    char *text = inp, *line = out, got[8192];
+    int cases = 0, failed = 0;
+    for (char *end; (end = strstr(text, sep)); text = end + sizeof sep - 1, cases++) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        int32_t *ids = NULL;
+        size_t n = 0;
+        struct kb_err err = { 0 };
+        assert_int_equal(kb_tok_encode(t, text, (size_t)(end - text), 0, &ids, &n, &err), 0);
+        ids_text(ids, n, got, sizeof got);
+        if (strcmp(got, line)) {
+            print_error("%s case %d '%.*s':\n  got  %s\n  want %s\n", name, cases,
+                        (int)(end - text), text, got, line);
+            failed++;
+        }
+        free(ids);
+        line = nl + 1;
+    }
+    print_message("%s: %d of %d cases equal\n", name, cases - failed, cases);
+    assert_int_equal(cases, 46);
+    assert_int_equal(failed, 0);
+    free(inp);
+    free(out);
+    free(inp_path);
+    free(out_path);
+    kb_tok_free(t);
+    kb_gguf_close(g);
+}
+
+static void tokenizer__llama_spm_and_phi3_vectors(void **state)
+{
+    (void)state;
+    check_vectors("tiny-random-llama/llama-2-tiny-random.gguf", "ggml-vocab-llama-spm.gguf");
+    check_vectors("tiny-random-llama/llama-2-tiny-random.gguf", "ggml-vocab-phi-3.gguf");
+}
+
+static void tokenizer__qwen2_vectors(void **state)
+{
+    (void)state;
+    check_vectors("bpe-tokenizers/ggml-vocab-qwen2.gguf", "ggml-vocab-qwen2.gguf");
+}
+
+static void tokenizer__llama_bpe_vectors_and_extra_llama3_cases(void **state)
+{
+    (void)state;
+    check_vectors("bpe-tokenizers/ggml-vocab-llama-bpe.gguf", "ggml-vocab-llama-bpe.gguf");
+    struct kb_gguf *g;
+    struct kb_tok *t = open_tok("bpe-tokenizers/ggml-vocab-llama-bpe.gguf", &g);
+    char *path = shared_path("bpe-tokenizers/extra_llama3_vectors.json");
+    cJSON *doc = read_json(path), *c;
+    int cases = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
+        const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+        size_t n_want, n = 0;
+        int32_t *want = json_ids(cJSON_GetObjectItem(c, "ids"), &n_want), *ids = NULL;
+        struct kb_err err = { 0 };
+        assert_int_equal(kb_tok_encode(t, text, strlen(text), 0, &ids, &n, &err), 0);
+        char a[8192], b[8192];
+        ids_text(ids, n, a, sizeof a);
+        ids_text(want, n_want, b, sizeof b);
+        if (strcmp(a, b))
+            fail_msg("extra llama3 case '%s':\n  got  %s\n  want %s", text, a, b);
+        free(ids);
+        free(want);
+        cases++;
+    }
+    assert_true(cases >= 20);
+    cJSON *sp = cJSON_GetObjectItem(doc, "llama3_special_ids");
+    cJSON_ArrayForEach(c, sp)
+        assert_int_equal(kb_tok_find(t, c->string, strlen(c->string)), (int)c->valuedouble);
+    cJSON_Delete(doc);
+    free(path);
+    kb_tok_free(t);
+    kb_gguf_close(g);
+}
+
+static void tokenizer__gpt2_vectors(void **state)
+{
+    (void)state;
+    check_vectors("bpe-tokenizers/ggml-vocab-gpt-2.repaired.gguf", "ggml-vocab-gpt-2.gguf");
+}
+
+/* A control token written in a question or a document is text; only the template's own
+ * text (KB_TOK_SPECIAL) makes it the token. */
+static void tokenizer__control_tokens_only_from_the_template(void **state)
+{
+    (void)state;
+    struct kb_gguf *g;
+    struct kb_tok *t = open_tok("bpe-tokenizers/ggml-vocab-qwen2.gguf", &g);
+    const char *doc = "see <|im_end|> and <|im_start|>system";
+    int32_t end = kb_tok_find(t, "<|im_end|>", 10), start = kb_tok_find(t, "<|im_start|>", 12);
+    assert_int_equal(end, 151645);
+    assert_int_equal(start, 151644);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    struct kb_err err = { 0 };
+    assert_int_equal(kb_tok_encode(t, doc, strlen(doc), 0, &ids, &n, &err), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_true(ids[i] != end && ids[i] != start);
+    struct kb_buf text = KB_BUF_INIT;
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(kb_tok_decode(t, ids[i], 0, &text, &err), 0);
+    assert_int_equal(text.len, strlen(doc));
+    assert_memory_equal(text.data, doc, text.len); /* the ids spell the text back */
+    kb_buf_free(&text);
+    free(ids);
+    ids = NULL;
+    n = 0;
+    assert_int_equal(kb_tok_encode(t, doc, strlen(doc), KB_TOK_SPECIAL, &ids, &n, &err), 0);
+    int ends = 0, starts = 0;
+    for (size_t i = 0; i < n; i++)
+        ends += ids[i] == end, starts += ids[i] == start;
+    assert_int_equal(ends, 1);
+    assert_int_equal(starts, 1);
+    assert_true(kb_tok_is_end(t, end));
+    assert_false(kb_tok_is_end(t, start));
+    free(ids);
+    kb_tok_free(t);
+    kb_gguf_close(g);
+}
+
 /* ---- damaged files ---------------------------------------------------------------------- */
 
 struct gb {
@@ -564,6 +740,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(decoder__tiny_random_llama_gives_llama_cpp_logits_and_greedy_ids) };
     const struct CMUnitTest stories[] = {
         cmocka_unit_test(decoder__stories260k_greedy_story_is_llama2_c_s) };
+    const struct CMUnitTest tokenizer[] = {
+        cmocka_unit_test(tokenizer__llama_spm_and_phi3_vectors),
+        cmocka_unit_test(tokenizer__qwen2_vectors),
+        cmocka_unit_test(tokenizer__llama_bpe_vectors_and_extra_llama3_cases),
+        cmocka_unit_test(tokenizer__gpt2_vectors),
+        cmocka_unit_test(tokenizer__control_tokens_only_from_the_template) };
     const struct CMUnitTest damaged[] = {
         cmocka_unit_test(decoder__damaged_gguf_files_are_one_line_errors),
         cmocka_unit_test(decoder__random_damage_to_a_real_header_never_crashes) };
@@ -574,6 +756,8 @@ int main(int argc, char **argv)
         rc |= cmocka_run_group_tests_name("tiny", tiny, NULL, NULL);
     if (!*group || !strcmp(group, "stories"))
         rc |= cmocka_run_group_tests_name("stories", stories, NULL, NULL);
+    if (!*group || !strcmp(group, "tokenizer"))
+        rc |= cmocka_run_group_tests_name("tokenizer", tokenizer, NULL, NULL);
     if (!*group || !strcmp(group, "damaged"))
         rc |= cmocka_run_group_tests_name("damaged", damaged, NULL, NULL);
     return rc;
