@@ -8,6 +8,13 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+int cli_is_gguf(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 5 && !strcasecmp(name + n - 5, ".gguf");
+}
 
 const char *cli_parse_size(const char *value, size_t min, size_t max, size_t *out)
 {

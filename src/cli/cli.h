@@ -50,6 +50,9 @@ int cli_parse(struct cli *cli, const char *cmd, const struct cli_opt *opts, int 
               char **argv, cli_opt_fn on_opt, void *payload, char **pos, int *n_pos,
               int *help);
 
+/* Whether a model argument names a GGUF file (a decoder model): it ends in ".gguf". */
+int cli_is_gguf(const char *name);
+
 /* Parses a non-negative integer option value; returns NULL or an error message. */
 const char *cli_parse_size(const char *value, size_t min, size_t max, size_t *out);
 
@@ -114,6 +117,7 @@ int cli_input_text(char **words, int n_words, char **out);
 
 /* ---- commands ---- */
 int cmd_tokenize(struct cli *cli, int argc, char **argv);
+int cmd_generate(struct cli *cli, int argc, char **argv);
 int cmd_embed(struct cli *cli, int argc, char **argv);
 int cmd_reindex(struct cli *cli, int argc, char **argv);
 int cmd_ingest(struct cli *cli, int argc, char **argv);

@@ -220,21 +220,30 @@ static int model_load(struct kb_dec_model *m, struct kb_err *err)
     return rc;
 }
 
-int kb_dec_model_open(struct kb_dec_model **out, const char *path, struct kb_err *err)
+int kb_dec_model_load(struct kb_dec_model **out, struct kb_gguf *g, struct kb_err *err)
 {
     *out = NULL;
     struct kb_dec_model *m = calloc(1, sizeof *m);
-    if (!m)
-        return kb_err_set(err, KB_ENOMEM, "%s: out of memory", path);
-    int rc = kb_gguf_open(&m->g, path, err);
-    if (!rc)
-        rc = model_load(m, err);
+    if (!m) {
+        kb_gguf_close(g);
+        return kb_err_set(err, KB_ENOMEM, "%s: out of memory", g->path);
+    }
+    m->g = g;
+    int rc = model_load(m, err);
     if (rc) {
         kb_dec_model_close(m);
         return rc;
     }
     *out = m;
     return 0;
+}
+
+int kb_dec_model_open(struct kb_dec_model **out, const char *path, struct kb_err *err)
+{
+    *out = NULL;
+    struct kb_gguf *g;
+    int rc = kb_gguf_open(&g, path, err);
+    return rc ? rc : kb_dec_model_load(out, g, err);
 }
 
 void kb_dec_model_close(struct kb_dec_model *m)

@@ -22,6 +22,8 @@ struct kb_dec_model;
 /* Opens and checks the model: the architecture, every hyperparameter and every tensor's type
  * and shape. KB_EFORMAT naming the file and the key or tensor at fault. */
 int kb_dec_model_open(struct kb_dec_model **out, const char *path, struct kb_err *err);
+/* The same over an opened file, which the model then owns (closed on failure too). */
+int kb_dec_model_load(struct kb_dec_model **out, struct kb_gguf *g, struct kb_err *err);
 void kb_dec_model_close(struct kb_dec_model *m);
 const struct kb_dec_hparams *kb_dec_model_hparams(const struct kb_dec_model *m);
 const struct kb_gguf *kb_dec_model_gguf(const struct kb_dec_model *m);

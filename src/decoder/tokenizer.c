@@ -782,6 +782,20 @@ int kb_tok_decode(const struct kb_tok *t, int32_t id, int special, struct kb_buf
     return rc ? kb_err_set(err, KB_ENOMEM, "out of memory") : 0;
 }
 
+int kb_tok_decode_after(const struct kb_tok *t, int32_t prev, int32_t id, struct kb_buf *out,
+                        struct kb_err *err)
+{
+    size_t before = out->len;
+    int rc = kb_tok_decode(t, id, 0, out, err);
+    if (!rc && t->model == TOK_SPM && t->add_space_prefix && prev >= 0 && prev == t->bos &&
+        out->len > before && out->data[before] == ' ') {
+        memmove(out->data + before, out->data + before + 1, out->len - before - 1);
+        out->len--;
+        out->data[out->len] = '\0';
+    }
+    return rc;
+}
+
 uint32_t kb_tok_n_vocab(const struct kb_tok *t)
 {
     return (uint32_t)t->n_vocab;

@@ -33,6 +33,11 @@ int kb_tok_encode(const struct kb_tok *t, const char *text, size_t len, unsigned
 int kb_tok_decode(const struct kb_tok *t, int32_t id, int special, struct kb_buf *out,
                   struct kb_err *err);
 
+/* The text of `id` as it follows `prev`: SentencePiece's word-initial space is dropped after
+ * BOS, as its decoder does at the start of a text. */
+int kb_tok_decode_after(const struct kb_tok *t, int32_t prev, int32_t id, struct kb_buf *out,
+                        struct kb_err *err);
+
 uint32_t kb_tok_n_vocab(const struct kb_tok *t);
 /* -1 when the file names none. */
 int32_t kb_tok_bos(const struct kb_tok *t);

@@ -49,6 +49,19 @@ size_t kb_utf8_seq_len(const char *text, size_t len)
     return n;
 }
 
+size_t kb_utf8_complete(const char *text, size_t len)
+{
+    /* Find the last lead byte within the final 4; hold it back if its sequence is short. */
+    for (size_t back = 1; back <= 4 && back <= len; back++) {
+        unsigned char c = (unsigned char)text[len - back];
+        if ((c & 0xC0) == 0x80)
+            continue;
+        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        return need > back ? len - back : len;
+    }
+    return len;
+}
+
 int kb_utf8_escape(struct kb_buf *out, const char *text, size_t len, enum kb_escape_mode mode)
 {
     const unsigned char *s = (const unsigned char *)text;

@@ -11,6 +11,10 @@ int kb_utf8_valid(const char *text, size_t len, size_t *bad_offset);
 /* The length (1-4) of the valid UTF-8 sequence at text[0..len), or 0 when it is not one. */
 size_t kb_utf8_seq_len(const char *text, size_t len);
 
+/* The length of the longest prefix of text[0..len) that does not end inside a UTF-8
+ * sequence (what can be passed on while the rest may still be completed). */
+size_t kb_utf8_complete(const char *text, size_t len);
+
 struct kb_buf;
 /* How kb_utf8_escape treats line breaks and tabs. */
 enum kb_escape_mode {
