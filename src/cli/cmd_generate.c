@@ -141,7 +141,8 @@ static int generate_json(const struct generate_cmd *c, const int32_t *prompt, si
                          const kb_generation *g)
 {
     cJSON *doc = cJSON_CreateObject();
-    cJSON *pids = cJSON_AddArrayToObject(doc, "prompt_ids"), *ids = cJSON_AddArrayToObject(doc, "ids");
+    cJSON *pids = cJSON_AddArrayToObject(doc, "prompt_ids");
+    cJSON *ids = cJSON_AddArrayToObject(doc, "ids");
     for (size_t i = 0; i < n_prompt; i++)
         cJSON_AddItemToArray(pids, cJSON_CreateNumber(prompt[i]));
     for (size_t i = 0; i < g->n_ids; i++)
