@@ -1,4 +1,4 @@
-/* test_util.c — buffers, UTF-8 validation, hashing, paths. */
+/* test_util.c — buffers, UTF-8 validation and escaping, hashing, paths. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,6 +69,28 @@ static void path__absolute_folds_dots_and_slashes(void **state)
     free(p);
 }
 
+static void escape__controls_become_visible_and_utf8_stays_whole(void **state)
+{
+    (void)state;
+    char out[64];
+    /* ESC [ 3 1 m, CR LF, tab, DEL, NUL: what forges a log line or recolours a terminal */
+    const char in[] = "a\x1b[31mb\r\nc\td\x7f\0e";
+    assert_int_equal(kb_escape_ctl(out, sizeof out, in, sizeof in - 1), 27);
+    assert_string_equal(out, "a\\x1b[31mb\\r\\nc\\td\\x7f\\x00e");
+    /* valid UTF-8 is kept; a C1 control (U+009B, CSI) and stray bytes are escaped */
+    kb_escape_ctl(out, sizeof out, "h\xC3\xA9 \xE6\x97\xA5\xF0\x9F\x98\x80 \\", 13);
+    assert_string_equal(out, "h\xC3\xA9 \xE6\x97\xA5\xF0\x9F\x98\x80 \\");
+    kb_escape_ctl(out, sizeof out, "\xC2\x9B" "1m\x9b\xff\xC3", 7);
+    assert_string_equal(out, "\\u009b1m\\x9b\\xff\\xc3");
+    /* too small: stops before the first escape that does not fit, always NUL-terminated */
+    assert_int_equal(kb_escape_ctl(out, 4, "ab\ncd", 5), 6);
+    assert_string_equal(out, "ab");
+    assert_int_equal(kb_escape_ctl(out, 5, "ab\ncd", 5), 6);
+    assert_string_equal(out, "ab\\n");
+    assert_int_equal(kb_escape_ctl(NULL, 0, "\x01\x02", 2), 8);
+    assert_true(kb_escape_ctl(out, sizeof out, "\x01\x02\x03", 3) <= 3 * 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -76,6 +98,7 @@ int main(void)
         cmocka_unit_test(utf8__rejects_overlongs_surrogates_and_truncation),
         cmocka_unit_test(sha256__matches_published_vectors),
         cmocka_unit_test(path__absolute_folds_dots_and_slashes),
+        cmocka_unit_test(escape__controls_become_visible_and_utf8_stays_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
