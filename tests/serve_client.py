@@ -242,8 +242,8 @@ SWEEP = [  # route, a valid body, the container of the fields ("" = the body its
      [("id", "str", True, 4096), ("text", "str", True, None), ("title", "str", False, 4096),
       ("format", "enum", False, ("text", "markdown")), ("metadata", "metadata", False, 65536)]),
 ]
-# Cases another change fixes (issue 18 item 2: modified_after overflows a time computation);
-# they are reported, not failed, until it lands: then remove them here.
+# Cases another change fixes (issue 18 item 2: modified_after overflows a time computation,
+# which ends the sanitizer build's server): printed, not sent, until it lands; then remove them.
 PENDING = {("/v1/search", "modified_after", "out of range")}
 WRONG_TYPE = {"str": 7, "int": "3", "bool": "yes", "enum": 1, "template": ["default"],
               "history": {"role": "user"}, "input": {"text": "x"}, "metadata": [1],
@@ -309,16 +309,16 @@ def check_error_body(raw, what):
 
 
 def sweep_one(path, body, what, field):
+    name = f"POST {path} {field} {what}"
+    if (path, field, what) in PENDING:  # not sent: it stops the sanitizer build's server
+        print(f"PENDING: {name} (not sent until issue 18 item 2 lands)", flush=True)
+        return
     tok = ADMIN if path.startswith("/v1/documents") else READ
     s, _, d = request("POST", path, body, token=tok, raw=True)
     try:
         doc = json.loads(d)
     except ValueError:
         doc = None
-    name = f"POST {path} {field} {what}"
-    if (path, field, what) in PENDING and s != 400:
-        print(f"PENDING: {name} is {s} until issue 18 item 2 lands", flush=True)
-        return
     check(s == 400, f"{name} is 400, never a 5xx (got {s} {d[:200]!r})")
     msg = doc["error"]["message"] if isinstance(doc, dict) and "error" in doc else ""
     check(field in msg, f"{name}: the message names '{field}' (got {msg!r})")
@@ -750,26 +750,29 @@ def case_strict():
 def case_log():
     """Issue 18 item 8: kb serve -v writes one line per request, control characters escaped."""
     log = os.environ["SERVE_ERR"]
-    start = os.path.getsize(log)
-    sent = [b"GET /v1/\x1b[31mred\rX HTTP/1.1\r\n",                 # raw ESC and CR in the target
-            b"GET /v1/%1b[2J%0d%0akb%20serve:%20GET%20/forged%20200 HTTP/1.1\r\n",  # encoded ones
-            b"G\x1bET /healthz HTTP/1.1\r\n",                        # in the method
-            b"GET /healthz HTTP/1.1\r\n"]
-    for line in sent:
-        raw_reply(line + b"Host: " + HOST.encode() + b"\r\n\r\n")
-    time.sleep(0.3)  # the log line is written as the request completes
-    with open(log, "rb") as f:
-        f.seek(start)
-        got = f.read()
-    lines = got.split(b"\n")[:-1]
-    check(len(lines) == len(sent) and all(l.startswith(b"kb serve: ") for l in lines),
-          f"one log line per request ({len(lines)} for {len(sent)}: {got[:400]!r})")
-    check(not any(b < 0x20 and b != 0x0a for b in got) and b"\x7f" not in got,
-          f"no control character reaches the log ({got[:400]!r})")
-    check(b"\\x1b[31mred\\rX" in got and b"G\\x1bET" in got,
-          f"raw control characters are written escaped ({got[:400]!r})")
-    check(not any(l.startswith(b"kb serve: GET /forged") for l in lines),
-          "an encoded newline cannot forge a log line")
+    sent = [(b"GET /v1/\x1b[31mred\rX HTTP/1.1", b"\\x1b[31mred\\rX"),  # raw ESC and CR
+            (b"GET /v1/%1b[2J%0d%0akb%20serve:%20GET%20/forged%20200 HTTP/1.1", b"%0d%0a"),
+            (b"G\x1bET /healthz HTTP/1.1", b"G\\x1bET /healthz"),            # in the method
+            (b"GET /healthz\nkb serve: GET /forged 200 HTTP/1.1", None),  # LF: MHD refuses it
+            (b"GET /healthz HTTP/1.1", b"GET /healthz 200")]
+    everything = b""
+    for line, shown in sent:
+        start = os.path.getsize(log)
+        raw_reply(line + b"\r\nHost: " + HOST.encode() + b"\r\n\r\n")
+        time.sleep(0.2)  # the line is written as the request completes
+        with open(log, "rb") as f:
+            f.seek(start)
+            got = f.read()
+        everything += got
+        lines = got.split(b"\n")[:-1]
+        # a request MHD refused before it was parsed may have no line, never two
+        check((len(lines) == 1 if shown else len(lines) <= 1) and got.endswith(b"\n") == bool(got),
+              f"one log line for the request {line[:40]!r} (got {got!r})")
+        check(not shown or shown in got, f"the log shows {shown!r} (got {got!r})")
+    check(not any(b < 0x20 and b != 0x0a for b in everything) and b"\x7f" not in everything,
+          f"no control character reaches the log ({everything!r})")
+    check(not any(l.startswith(b"kb serve: GET /forged") for l in everything.split(b"\n")),
+          "no request can forge a log line")
 
 
 CASES = {"auth": case_auth, "limits": case_limits, "sse": case_sse,

@@ -441,7 +441,9 @@ static void server_completed(void *cls, struct MHD_Connection *c, void **con_cls
     (void)c;
     if (!r)
         return;
-    if (s->cfg->verbose) /* method and target as the client sent them, escaped */
+    if (s->cfg->verbose && !r->started) /* MHD refused the headers and answered itself */
+        srv_log("- %s - (a malformed request, refused by libmicrohttpd)", r->url);
+    else if (s->cfg->verbose) /* method and target as the client sent them, escaped */
         srv_log("%s %s %u%s", r->method, r->url, r->status,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
     if (r->early.resp)
@@ -510,8 +512,10 @@ static struct MHD_Daemon *server_start(struct srv *s, const char *listen, int v6
                      (s->cfg->verbose > 1 ? MHD_USE_ERROR_LOG : 0);
     (void)listen;
     /* MHD's own connection limit sits above ours, so the connections past ours get a 429
-     * (a reply) instead of being dropped unanswered. */
+     * (a reply) instead of being dropped unanswered. The logger comes first: MHD reports the
+     * options before it with its own. */
     return MHD_start_daemon(flags, (uint16_t)s->cfg->port, NULL, NULL, server_access, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, s,
                             MHD_OPTION_SOCK_ADDR, addr,
                             MHD_OPTION_CONNECTION_LIMIT, s->cfg->max_connections + 16,
                             MHD_OPTION_CONNECTION_TIMEOUT, s->cfg->timeout_s,
@@ -519,7 +523,6 @@ static struct MHD_Daemon *server_start(struct srv *s, const char *listen, int v6
                             MHD_OPTION_NOTIFY_COMPLETED, server_completed, s,
                             MHD_OPTION_NOTIFY_CONNECTION, server_notify, s,
                             MHD_OPTION_URI_LOG_CALLBACK, server_uri, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, s,
                             MHD_OPTION_END);
 }
 
