@@ -94,11 +94,8 @@ static int routes_history(struct srv_reply *out, const cJSON *body, kb_message *
  * prompts folder. */
 static int routes_template_name_ok(const char *name)
 {
-    for (const char *p = name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '-' || *p == '_'))
-            return 0;
-    return 1;
+    return *name && !name[strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789-_")];
 }
 
 int srv_ask_options(struct srv *s, struct srv_reply *out, const cJSON *body,
@@ -114,8 +111,7 @@ int srv_ask_options(struct srv *s, struct srv_reply *out, const cJSON *body,
         srv_get_size(out, body, "context_window", 2, SRV_MAX_CONTEXT_WINDOW, &window) ||
         routes_history(out, body, history, &opts->n_history))
         return -1;
-    if (opts->template_name && (!*opts->template_name ||
-                                !routes_template_name_ok(opts->template_name)))
+    if (opts->template_name && !routes_template_name_ok(opts->template_name))
         return srv_error(out, 400, "invalid_request", "'template' must be a template name: "
                          "1 to %d letters, digits, '-' or '_'", SRV_MAX_TEMPLATE_BYTES);
     if (window && max_tokens && max_tokens >= window)
