@@ -6,6 +6,8 @@
 #   tokens     token files: 0600, stable, refused when readable by others
 #   shutdown   SIGTERM during a streamed answer stops the server cleanly
 #   page       the page at / asks a question in headless Chromium (DOM + screenshot PNG)
+#   strict     repeated Hosts, odd ports, JSON with more after it and NULs are 400 (client)
+#   log        kb serve -v: one line per request, control characters escaped (client)
 # Usage: serve_test.sh PATH_TO_KB MODELS_DIR TESTS_DIR CASE
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -71,7 +73,7 @@ filters)
     start_server; client filters
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
 limits)
-    export MAX_BODY=65536 MAX_CONNECTIONS=4
+    export MAX_BODY=131072 MAX_CONNECTIONS=4
     start_server --max-body $MAX_BODY --max-connections $MAX_CONNECTIONS --timeout 2
     client limits
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM after every limit was hit" ;;
@@ -190,6 +192,12 @@ assert len(colours) > 20, f"only {len(colours)} colours: a blank page"
 assert dark > 2000, f"only {dark} dark pixels: no text drawn"
 PYEOF
     ok $? 0 "the screenshot is 1000x800 and shows text, not a blank page" ;;
+strict)
+    start_server; client strict
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+log)
+    start_server -v; export SERVE_ERR=$T/serve.err; client log
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 finish

@@ -1,4 +1,4 @@
-/* test_util.c — buffers, UTF-8 validation, hashing, paths. */
+/* test_util.c — buffers, UTF-8 validation and escaping, hashing, paths. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

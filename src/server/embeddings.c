@@ -20,7 +20,7 @@ static int embed_inputs(struct srv *s, struct srv_reply *out, const cJSON *body,
                          "'input' must be a string or a non-empty array of strings");
     }
     if (*n > s->cfg->max_k)
-        return srv_error(out, 400, "limit_exceeded", "more than %zu inputs in one request",
+        return srv_error(out, 400, "limit_exceeded", "'input' holds more than %zu texts",
                          s->cfg->max_k);
     if (!(*texts = calloc(*n, sizeof **texts)))
         return srv_error(out, 500, "internal", "out of memory");
@@ -36,7 +36,7 @@ static int embed_inputs(struct srv *s, struct srv_reply *out, const cJSON *body,
         }
     for (i = 0; i < *n; i++)
         if (!srv_utf8_valid((*texts)[i], strlen((*texts)[i])))
-            return srv_error(out, 400, "invalid_request", "input %zu is not valid UTF-8", i);
+            return srv_error(out, 400, "invalid_request", "'input' %zu is not valid UTF-8", i);
     return 0;
 }
 
@@ -79,10 +79,13 @@ static int embed_run(struct srv *s, struct srv_reply *out, const char **texts, s
 {
     int status;
     kb_model *model = srv_model_get(s, &status);
-    if (!model)
-        return status == KB_ENOTFOUND && !*s->model_name
-                   ? srv_error(out, 400, "no_model", "this knowledge base has no encoder model")
-                   : srv_fail(out, status, "the knowledge base's encoder model cannot be opened");
+    if (!model && status == KB_ENOTFOUND && !*s->model_name)
+        return srv_error(out, 400, "no_model", "this knowledge base has no encoder model");
+    if (!model) { /* a folder that went away or broke: the server's problem, not the request's */
+        srv_log("the encoder model %s cannot be opened: %s", s->model_name, kb_strerror(status));
+        return srv_error(out, 500, "internal", "the knowledge base's encoder model cannot be "
+                         "opened (the server's log has the details)");
+    }
     kb_model_info info;
     float *vecs = NULL;
     size_t tokens = 0;
@@ -92,7 +95,7 @@ static int embed_run(struct srv *s, struct srv_reply *out, const char **texts, s
     if (!status)
         status = kb_model_embed(model, texts, n, flags, vecs);
     if (status)
-        srv_fail(out, status, kb_model_errmsg(model));
+        srv_fail(s, out, status, kb_model_errmsg(model));
     for (size_t i = 0; !status && i < n; i++)
         tokens += embed_count_tokens(model, texts[i], info.max_tokens);
     srv_model_put(s);
@@ -110,12 +113,17 @@ int srv_route_embeddings(struct srv *s, const cJSON *body, struct srv_reply *out
     cJSON *doc = NULL;
     int rc = -1;
     if (embed_inputs(s, out, body, &texts, &n) ||
-        srv_get_string(out, body, "model", 0, &model) ||
-        srv_get_string(out, body, "input_type", 0, &input_type))
+        srv_get_string(out, body, "model", 0, SRV_MAX_NAME_BYTES, &model) ||
+        srv_get_string(out, body, "input_type", 0, SRV_MAX_NAME_BYTES, &input_type))
         goto done;
     if (model && *model && strcmp(model, s->model_name)) {
-        rc = srv_error(out, 404, "model_not_found",
-                       "this server embeds with '%s' only", s->model_name);
+        /* a model given as a folder is a path of this machine: not in an error */
+        if (srv_names_private_path(s, s->model_name) || s->model_name[0] == '/')
+            rc = srv_error(out, 404, "model_not_found", "'model' must be left out or be the "
+                           "'model' this server's embeddings carry");
+        else
+            rc = srv_error(out, 404, "model_not_found", "'model' must be left out or be '%s', "
+                           "the only model this server embeds with", s->model_name);
         goto done;
     }
     /* kb's extension: "input_type": "query" uses the model's query prefix (retrieval queries);

@@ -3,6 +3,7 @@
 #include "util/utf8.h"
 
 #include <stdint.h>
+#include <string.h>
 #include <utf8proc.h>
 
 #include "util/buf.h"

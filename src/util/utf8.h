@@ -1,4 +1,4 @@
-/* utf8.h — UTF-8 validation, checked once when text enters kb. */
+/* utf8.h — UTF-8 validation, checked once when text enters kb, and escaping for terminals. */
 #ifndef KB_UTIL_UTF8_H
 #define KB_UTIL_UTF8_H
 
