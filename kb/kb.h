@@ -276,8 +276,13 @@ typedef struct kb_search_options {
                                  glob; its star also spans slashes, so a folder is its path
                                  followed by a slash and a star */
     const char *format;       /* the document's format: "markdown", "pdf", "html", ... */
-    int64_t modified_after;   /* the file was modified after this time (Unix seconds) */
+    int64_t modified_after;   /* the file was modified after this time (Unix seconds, 0 to
+                                 KB_TIME_MAX; others are KB_EINVALID) */
 } kb_search_options;
+
+/* The last second whose nanoseconds fit in int64_t (2262-04-11T23:47:16Z): kb stores file
+ * times in nanoseconds. */
+#define KB_TIME_MAX INT64_C(9223372036)
 
 #define KB_SEARCH_OPTIONS_VERSION 3
 /* The default fusion was chosen on SciFact's train split (docs/BENCHMARKS.md). */
@@ -538,6 +543,72 @@ typedef struct kb_model_entry {
  * (n entries, NULL when none) is freed with kb_model_list_free. Missing caches are empty. */
 KB_API int kb_model_list(kb_model_entry **out, size_t *n);
 KB_API void kb_model_list_free(kb_model_entry *entries, size_t n);
+
+/* ---- Decoder models (GGUF) -------------------------------------------------------------- */
+
+/* A decoder-only language model from a GGUF file (architectures llama and qwen2; tensor
+ * types F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), run in-process, with
+ * the tokenizer the file carries. The weights are used in place from a read-only mapping. A
+ * handle may be shared by threads only if they do not call it at once. */
+typedef struct kb_lm kb_lm;
+
+/* Opens a .gguf file and checks all of it (layout, architecture, tensor types and shapes,
+ * tokenizer). KB_ENOTFOUND when missing, KB_EFORMAT naming the file and what is wrong. Like
+ * kb_open, a failed open still sets *out to a handle for kb_lm_errmsg() and kb_lm_close().
+ * A vocabulary-only file (no tensors) opens for kb_lm_tokenize alone. */
+KB_API int kb_lm_open(kb_lm **out, const char *path);
+KB_API void kb_lm_close(kb_lm *lm);
+KB_API const char *kb_lm_errmsg(const kb_lm *lm);
+
+/* Tokenizes UTF-8 text with the model's tokenizer: BOS first when the model adds one (not with
+ * KB_TOKENIZE_NO_SPECIAL); control tokens written in the text are read as tokens only with
+ * KB_TOKENIZE_PARSE_SPECIAL (never do that for text from users or documents). *ids is freed
+ * with kb_free(). */
+#define KB_TOKENIZE_PARSE_SPECIAL 0x2u
+KB_API int kb_lm_tokenize(kb_lm *lm, const char *text, unsigned flags, int32_t **ids,
+                          size_t *n_ids);
+/* The vocabulary entry of an id as the file stores it (borrowed), NULL when out of range. */
+KB_API const char *kb_lm_token(const kb_lm *lm, int32_t id);
+/* The vocabulary size; 0 for a handle that failed to open. */
+KB_API size_t kb_lm_n_vocab(const kb_lm *lm);
+
+typedef struct kb_generate_options {
+    unsigned version;
+    unsigned max_tokens;      /* tokens to generate at most; 0 = 256 */
+    float temperature;        /* 0 = greedy (the default) */
+    unsigned top_k;           /* 0 = off */
+    float top_p;              /* 0 or 1 = off */
+    float min_p;              /* 0 = off */
+    float repeat_penalty;     /* 0 or 1 = off */
+    uint64_t seed;            /* the same seed gives the same tokens */
+    unsigned context;         /* KV cache positions; 0 = the prompt plus max_tokens */
+    int ignore_end;           /* go on past end-of-text and end-of-turn tokens */
+    kb_token_cb on_token;     /* the text as it is generated (complete UTF-8); may be NULL */
+    void *payload;
+} kb_generate_options;
+
+#define KB_GENERATE_OPTIONS_VERSION 1
+#define KB_GENERATE_OPTIONS_INIT { KB_GENERATE_OPTIONS_VERSION, 0, 0.0f, 0, 0.0f, 0.0f, 0.0f, \
+                                   0, 0, 0, NULL, NULL }
+
+typedef struct kb_generation {
+    int32_t *ids;             /* the generated tokens (the end token, if any, not included) */
+    size_t n_ids;
+    char *text;               /* their text, NUL-terminated */
+    size_t text_len;
+    float *last_logits;       /* n_vocab logits at the last prompt position */
+    size_t n_vocab;
+    int stopped_at_end;       /* 1: an end token came; 0: max_tokens ran out (or the callback) */
+    double prompt_ms, generate_ms;
+} kb_generation;
+
+/* Runs the prompt ids (at least one) through the model, then generates. Generation stops at
+ * an end token (EOS, EOT, a turn-closing control token, or BOS), after max_tokens, or when
+ * on_token returns non-zero (KB_ECANCELED, with what came until then in *out). An id outside
+ * the vocabulary is KB_EINVALID naming it. *out is freed with kb_generation_free. */
+KB_API int kb_lm_generate(kb_lm *lm, const int32_t *prompt, size_t n_prompt,
+                          const kb_generate_options *opts, kb_generation **out);
+KB_API void kb_generation_free(kb_generation *g);
 
 /* ---- Status and checking ---------------------------------------------------------------- */
 

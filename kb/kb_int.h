@@ -32,7 +32,7 @@ int kb_usable(kb *kb, int need_write);
 /* The registry of live handles (kb/kb.c), so that misuse of a closed or foreign pointer is
  * an error rather than a use after free: open adds, close removes (a close of an unregistered
  * pointer does nothing), entry points check. Thread-safe. */
-enum kb_handle_kind { KB_HANDLE_KB = 1, KB_HANDLE_MODEL, KB_HANDLE_RESULTS };
+enum kb_handle_kind { KB_HANDLE_KB = 1, KB_HANDLE_MODEL, KB_HANDLE_RESULTS, KB_HANDLE_LM };
 
 /* 0, or KB_ENOMEM. */
 int kb_handle_add(const void *ptr, enum kb_handle_kind kind);

@@ -23,6 +23,7 @@ static const char main_usage[] =
     "  chat             ask questions one after another, read from stdin\n"
     "  tokenize TEXT    the encoder model's WordPiece tokens for a text\n"
     "  embed TEXT...    the encoder model's embedding vectors\n"
+    "  generate PROMPT  continue a prompt with a local GGUF model (no retrieval)\n"
     "  model pull|list  get encoder models from the Hugging Face hub / list them\n"
     "  serve            the HTTP API and a web page for asking questions\n"
     "  help COMMAND     help for one command\n"
@@ -54,6 +55,7 @@ static const struct {
     { "prompt", cmd_prompt },
     { "chat", cmd_chat },
     { "tokenize", cmd_tokenize }, { "embed", cmd_embed }, { "reindex", cmd_reindex },
+    { "generate", cmd_generate },
     { "model", cmd_model },
     { "serve", cmd_serve },
 };
