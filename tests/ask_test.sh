@@ -219,6 +219,42 @@ PYEOF
     ok "$(wc -c < "$T/req.jsonl")" 0 "no request (and no key) reached the server"
 }
 
+# ---- every HTTP status from 300 to 599, unassigned ones too, ends kb ask: 408, 429 and 5xx
+# after max_retries more requests (Retry-After: 0 keeps it quick), all others after one; the
+# exit code is the documented one (README.md "Asking questions") and stderr one line with the
+# server's message. A kb that loops is stopped by `timeout`, and after 3 such the case gives up.
+case_every_status() {
+    local s b n rc want_rc want_n start=$SECONDS stuck=0 backends=(openai ollama anthropic)
+    for s in $(seq 300 599); do
+        case $s in
+            408|429|5??) want_rc=69 want_n=3 ;;
+            404) want_rc=66 want_n=1 ;;
+            *) want_rc=78 want_n=1 ;;
+        esac
+        b=${backends[s % 3]}
+        : > "$T/req.jsonl"
+        KB_LLM_MAX_RETRIES=2 ANTHROPIC_API_KEY=x timeout -k 1 5 $KB ask --no-stream --backend "$b" \
+            --model m --url "$BASE/status-$s" "$Q" >"$T/out" 2>"$T/err"
+        rc=$?
+        n=$(grep -c "/s/status-$s/" "$T/req.jsonl")
+        ok "$rc" "$want_rc" "HTTP $s ($b): kb ask exits $want_rc"
+        ok "$n" "$want_n" "HTTP $s ($b): the server sees $want_n request(s)"
+        ok "$(wc -l < "$T/err")" 1 "HTTP $s ($b): one line on stderr"
+        # a 304 has no body to quote (libcurl reads none)
+        [ "$s" = 304 ] || { grep -q "HTTP $s.*(fake status $s)" "$T/err"; ok $? 0 "HTTP $s ($b): the line names the status and quotes the server"; }
+        case $s in
+            3??) grep -q "set url to the address the server gave: http://127.0.0.1:$PORT/s/ok/" "$T/err"
+                 ok $? 0 "HTTP $s ($b): the line names the Location to set url to" ;;
+            408|429|5??) grep -q "after 3 attempts" "$T/err"; ok $? 0 "HTTP $s ($b): the line counts the attempts" ;;
+        esac
+        if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+            stuck=$((stuck + 1))
+            [ "$stuck" -lt 3 ] || { ok "stopped at $s" "all ended" "kb ask ended for every status (3 runs were killed by timeout)"; break; }
+        fi
+    done
+    echo "every_status: $(( s - 299 )) statuses in $(( SECONDS - start )) s"
+}
+
 if [ -n "$CASE" ]; then
     declare -F "case_$CASE" >/dev/null || { echo "unknown case '$CASE'"; exit 2; }
     "case_$CASE"

@@ -77,8 +77,19 @@ char *kb_llm_request_url(const struct kb_llm_config *cfg);
 char *kb_llm_request_body(const struct kb_llm_config *cfg, const kb_message *messages,
                           size_t n_messages);
 /* The server's error text from an error reply body (JSON "error.message", "error", or the
- * first line), with `key` replaced by "***" and control characters dropped. Caller frees. */
+ * first line), as kb_llm_server_text gives it. Caller frees; NULL when out of memory. */
 char *kb_llm_error_text(const char *body, size_t len, const char *key);
+/* Text from a server (an error message, a header value) fit to quote in one line: every
+ * spelling of `key` masked (kb_llm_redact), control characters dropped (tab and newline become
+ * spaces), cut to 300 bytes of whole UTF-8 characters. Caller frees; NULL when out of memory. */
+char *kb_llm_server_text(const char *text, size_t len, const char *key);
+
+/* ---- redact.c ---- */
+
+/* Appends text[0..len) to out with every spelling of `key` that redact.c lists (the bytes
+ * themselves, percent-encoded, JSON-escaped, base64) replaced by "***". A NULL or empty key
+ * masks nothing. Returns 0 or KB_ENOMEM. */
+int kb_llm_redact(struct kb_buf *out, const char *text, size_t len, const char *key);
 
 /* ---- http.c ---- */
 
@@ -113,6 +124,7 @@ struct kb_llm_http_res {
     int connect_timed_out;     /* of those: no connection within connect_timeout_ms */
     int tls_refused;           /* of those: the server's TLS certificate did not verify */
     char message[256];         /* libcurl's description of a transport failure */
+    char location[1024];       /* the Location header (a 3xx names where to go), or "" */
 };
 
 /* One POST. Returns 0 when a reply status arrived and the body was read to its end (any

@@ -97,29 +97,14 @@ char *kb_llm_request_body(const struct kb_llm_config *cfg, const kb_message *mes
 
 #define REQUEST_MAX_ERROR_TEXT 300
 
-/* Appends text[0..len) to out with every occurrence of `key` replaced by "***". */
-static int request_mask(struct kb_buf *out, const char *text, size_t len, const char *key)
-{
-    size_t klen = key ? strlen(key) : 0, from = 0;
-    int rc = 0;
-    for (size_t i = 0; klen && !rc && len - i >= klen; i++) {
-        if (memcmp(text + i, key, klen))
-            continue;
-        rc = kb_buf_append(out, text + from, i - from) || kb_buf_puts(out, "***");
-        from = i + klen;
-        i = from - 1;
-    }
-    return rc ? KB_ENOMEM : kb_buf_append(out, text + from, len - from);
-}
-
-/* The server's text for one line of message: `key` masked, control characters dropped (tab
- * and newline become spaces), then masked again, because dropping them can join a key that a
- * server spelt with control characters in between; cut to REQUEST_MAX_ERROR_TEXT bytes of
- * whole UTF-8 characters only after masking, so no cut leaves part of a key. */
-static char *request_scrub(const char *text, size_t len, const char *key)
+/* Masks `key` (kb_llm_redact), drops control characters (tab and newline become spaces), then
+ * masks again, because dropping them can join a key that a server spelt with control characters
+ * in between; cuts to REQUEST_MAX_ERROR_TEXT bytes of whole UTF-8 characters only after
+ * masking, so no cut leaves part of a key. */
+char *kb_llm_server_text(const char *text, size_t len, const char *key)
 {
     struct kb_buf masked = KB_BUF_INIT, clean = KB_BUF_INIT, out = KB_BUF_INIT;
-    int rc = request_mask(&masked, text, len, key);
+    int rc = kb_llm_redact(&masked, text, len, key);
     for (size_t i = 0; !rc && i < masked.len; i++) {
         unsigned char c = (unsigned char)masked.data[i];
         if (c >= 0x20 && c != 0x7F)
@@ -128,7 +113,7 @@ static char *request_scrub(const char *text, size_t len, const char *key)
             rc = kb_buf_append(&clean, " ", 1);
     }
     if (!rc)
-        rc = request_mask(&out, clean.data ? clean.data : "", clean.len, key);
+        rc = kb_llm_redact(&out, clean.data ? clean.data : "", clean.len, key);
     if (!rc && out.len > REQUEST_MAX_ERROR_TEXT)
         out.len = kb_llm_utf8_complete(out.data, REQUEST_MAX_ERROR_TEXT);
     while (!rc && out.len && out.data[out.len - 1] == ' ')
@@ -152,10 +137,10 @@ char *kb_llm_error_text(const char *body, size_t len, const char *key)
         msg = cJSON_GetObjectItemCaseSensitive(doc, "message");
     char *text;
     if (cJSON_IsString(msg)) {
-        text = request_scrub(msg->valuestring, strlen(msg->valuestring), key);
+        text = kb_llm_server_text(msg->valuestring, strlen(msg->valuestring), key);
     } else {
         const char *nl = memchr(body, '\n', len);
-        text = request_scrub(body, nl ? (size_t)(nl - body) : len, key);
+        text = kb_llm_server_text(body, nl ? (size_t)(nl - body) : len, key);
     }
     cJSON_Delete(doc);
     return text;
