@@ -58,10 +58,6 @@ int kb_llm_decoder_feed(struct kb_llm_decoder *dec, const char *data, size_t len
 int kb_llm_decoder_finish(struct kb_llm_decoder *dec, struct kb_err *err);
 void kb_llm_decoder_free(struct kb_llm_decoder *dec);
 
-/* The length of the longest prefix of text[0..len) that does not end inside a UTF-8
- * sequence. */
-size_t kb_llm_utf8_complete(const char *text, size_t len);
-
 /* ---- template.c ---- */
 
 /* Appends the [system] (user = 0) or [user] part with {{question}}, {{context}} and

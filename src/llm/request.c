@@ -1,5 +1,6 @@
 /* request.c — what each backend is sent (endpoint, JSON body) and how its errors read. */
 #include "llm/llm_int.h"
+#include "util/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -115,7 +116,7 @@ char *kb_llm_server_text(const char *text, size_t len, const char *key)
     if (!rc)
         rc = kb_llm_redact(&out, clean.data ? clean.data : "", clean.len, key);
     if (!rc && out.len > REQUEST_MAX_ERROR_TEXT)
-        out.len = kb_llm_utf8_complete(out.data, REQUEST_MAX_ERROR_TEXT);
+        out.len = kb_utf8_complete(out.data, REQUEST_MAX_ERROR_TEXT);
     while (!rc && out.len && out.data[out.len - 1] == ' ')
         out.len--;
     if (!rc && out.data)
