@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llm/backend.h"
 #include "llm/llm.h"
 
 #define ASK_DEFAULT_K 8
@@ -188,4 +189,9 @@ int kb_ask(kb *kb, const char *question, const kb_ask_options *opts, kb_answer *
     kb_llm_config_free(&cfg);
     *out = a;
     return rc;
+}
+
+const char *const *kb_ask_backends(void)
+{
+    return kb_llm_backend_names();
 }

@@ -442,6 +442,8 @@ typedef struct kb_answer {
  * the server's own error text. Like kb_open, on a backend failure *out is still set (the
  * sources and any part of the answer that arrived); free it with kb_answer_free. */
 KB_API int kb_ask(kb *kb, const char *question, const kb_ask_options *opts, kb_answer **out);
+/* The backend names kb_ask_options.backend takes, NULL-terminated (static; thread-safe). */
+KB_API const char *const *kb_ask_backends(void);
 KB_API void kb_answer_free(kb_answer *answer);
 
 /* ---- Encoder models --------------------------------------------------------------------- */

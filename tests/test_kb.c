@@ -379,6 +379,19 @@ static void search__modified_after_outside_the_stored_range_is_refused(void **st
     free(dir);
 }
 
+static void ask__backends_are_listed_from_the_table(void **state)
+{
+    (void)state;
+    const char *const *names = kb_ask_backends();
+    size_t n = 0;
+    while (names[n])
+        n++;
+    assert_int_equal(n, 3);
+    assert_string_equal(names[0], "openai");
+    assert_string_equal(names[1], "ollama");
+    assert_string_equal(names[2], "anthropic");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -392,6 +405,7 @@ int main(void)
         cmocka_unit_test(threads__a_handle_per_thread_is_safe),
         cmocka_unit_test(documents__metadata_is_stored_and_returned_with_results),
         cmocka_unit_test(search__modified_after_outside_the_stored_range_is_refused),
+        cmocka_unit_test(ask__backends_are_listed_from_the_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,6 +70,23 @@ static const char *ask_unsigned(const char *value, size_t min, size_t max, unsig
     return msg;
 }
 
+/* NULL when kb_ask knows the backend, else the message listing those it knows. */
+static const char *ask_backend_known(const char *name)
+{
+    static char msg[160];
+    const char *const *names = kb_ask_backends();
+    size_t n = 0, used = 0;
+    while (names[n] && strcmp(names[n], name))
+        n++;
+    if (names[n])
+        return NULL;
+    used = (size_t)snprintf(msg, sizeof msg, "expected");
+    for (size_t i = 0; names[i] && used < sizeof msg; i++)
+        used += (size_t)snprintf(msg + used, sizeof msg - used, "%s%s", i == 0 ? " "
+                                 : names[i + 1] ? ", " : " or ", names[i]);
+    return msg;
+}
+
 const char *cli_ask_opt(int id, const char *value, void *payload)
 {
     struct ask_cmd *c = payload;
@@ -78,10 +95,8 @@ const char *cli_ask_opt(int id, const char *value, void *payload)
     case OPT_MODE: return cli_parse_mode(value, &c->opts.mode); /* kb_search says what's missing */
     case OPT_TEMPLATE: c->opts.template_name = value; return NULL;
     case OPT_BACKEND:
-        if (strcmp(value, "openai") && strcmp(value, "ollama") && strcmp(value, "anthropic"))
-            return "expected openai, ollama or anthropic";
         c->opts.backend = value;
-        return NULL;
+        return ask_backend_known(value);
     case OPT_MODEL: c->opts.model = value; return NULL;
     case OPT_URL: c->opts.url = value; return NULL;
     case OPT_MAX_TOKENS: return ask_unsigned(value, 1, 1000000, &c->opts.max_tokens);

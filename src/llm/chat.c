@@ -66,37 +66,29 @@ static int chat_on_data(const char *data, size_t len, void *payload)
     return st->decode_rc ? 1 : 0;
 }
 
-static enum kb_llm_proto chat_proto(const char *backend)
-{
-    return !strcmp(backend, "ollama") ? KB_LLM_PROTO_OLLAMA
-           : !strcmp(backend, "anthropic") ? KB_LLM_PROTO_ANTHROPIC : KB_LLM_PROTO_OPENAI;
-}
-
-/* The request headers; hdr[0] holds the key (wiped by the caller) or is empty. */
+/* The request headers: the backend's Accept and extra header, and the key's header (the
+ * caller wipes `auth`). */
 static size_t chat_headers(struct kb_buf *auth, const char *headers[4],
                            const struct kb_llm_call *call)
 {
+    const struct kb_llm_backend *be = kb_llm_backend_find(call->cfg->backend);
     size_t n = 0;
-    const char *backend = call->cfg->backend;
     headers[n++] = "Content-Type: application/json";
-    if (!strcmp(backend, "anthropic")) {
-        headers[n++] = "anthropic-version: 2023-06-01";
-        if (call->key && !kb_buf_printf(auth, "x-api-key: %s", call->key))
-            headers[n++] = auth->data;
-    } else {
-        headers[n++] = !strcmp(backend, "ollama") ? "Accept: application/x-ndjson"
-                                                  : "Accept: text/event-stream";
-        if (call->key && !kb_buf_printf(auth, "Authorization: Bearer %s", call->key))
-            headers[n++] = auth->data;
-    }
+    if (be->extra_header)
+        headers[n++] = be->extra_header;
+    if (be->accept)
+        headers[n++] = be->accept;
+    if (call->key && !kb_buf_printf(auth, be->auth_header, call->key))
+        headers[n++] = auth->data;
     return n;
 }
 
-static const char *chat_key_hint(const char *backend)
+/* Where the key comes from, for the message when it is refused. */
+static void chat_key_hint(const char *backend, char *out, size_t size)
 {
-    return !strcmp(backend, "anthropic") ? "ANTHROPIC_API_KEY, KB_API_KEY or key_file"
-           : !strcmp(backend, "openai") ? "OPENAI_API_KEY, KB_API_KEY or key_file"
-                                        : "KB_API_KEY or key_file";
+    const struct kb_llm_backend *be = kb_llm_backend_find(backend);
+    snprintf(out, size, "%s%sKB_API_KEY or key_file", be && be->key_env ? be->key_env : "",
+             be && be->key_env ? ", " : "");
 }
 
 /* What an HTTP status other than 2xx means (the table in README.md "Configuration"). Each
@@ -190,10 +182,13 @@ static int chat_fail(const struct kb_llm_call *call, const char *url,
         rc = kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: HTTP %ld after %d attempt%s (%s)", b,
                         url, st, attempts, attempts == 1 ? "" : "s", why);
         break;
-    case CHAT_STATUS_AUTH:
+    case CHAT_STATUS_AUTH: {
+        char hint[96];
+        chat_key_hint(b, hint, sizeof hint);
         rc = kb_err_set(err, KB_EAUTH, "%s at %s: HTTP %ld: the API key was refused (%s); "
-                        "check %s", b, url, st, why, chat_key_hint(b));
+                        "check %s", b, url, st, why, hint);
         break;
+    }
     case CHAT_STATUS_NOT_FOUND:
         rc = kb_err_set(err, KB_ENOTFOUND, "%s at %s: HTTP 404: unknown model '%s' or wrong "
                         "URL (%s)", b, url, cfg->model, why);
@@ -240,7 +235,8 @@ static enum chat_step chat_attempt(struct chat_state *st, struct kb_llm_http_req
                                    struct kb_llm_http_res *res, int *rc)
 {
     kb_llm_decoder_free(&st->dec);
-    kb_llm_decoder_init(&st->dec, chat_proto(st->call->cfg->backend), chat_on_token, st);
+    kb_llm_decoder_init(&st->dec, kb_llm_backend_find(st->call->cfg->backend)->proto,
+                        chat_on_token, st);
     kb_buf_reset(st->answer);
     st->decode_rc = 0;
     st->first_token_ms = -1;

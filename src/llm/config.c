@@ -1,4 +1,5 @@
 /* config.c — LLM settings from the config file, the environment and options; API keys. */
+#include "llm/backend.h"
 #include "llm/llm.h"
 #include "util/path.h"
 
@@ -14,14 +15,6 @@
 #define CONFIG_MAX_BYTES ((size_t)1 << 20)
 #define CONFIG_MAX_KEY_BYTES 16384
 
-static const struct {
-    const char *name;
-    const char *url;
-} config_backends[] = {
-    { "openai", "https://api.openai.com/v1" },
-    { "ollama", "http://localhost:11434" },
-    { "anthropic", "https://api.anthropic.com" },
-};
 
 enum config_kind { CONFIG_STR, CONFIG_COUNT, CONFIG_SECONDS };
 
@@ -103,14 +96,9 @@ static int config_set(struct kb_llm_config *cfg, const struct config_key *key, c
         return kb_err_set(err, KB_ENOMEM, "out of memory");
     free(*(char **)field);
     *(char **)field = copy;
-    if (!strcmp(key->name, "backend")) {
-        for (size_t i = 0; i < sizeof config_backends / sizeof *config_backends; i++)
-            if (!strcmp(copy, config_backends[i].name))
-                return 0;
-        return kb_err_set(err, KB_ECONFIG,
-                          "%s: unknown backend '%s' (expected openai, ollama or anthropic)",
-                          where, copy);
-    }
+    if (!strcmp(key->name, "backend") && !kb_llm_backend_find(copy))
+        return kb_err_set(err, KB_ECONFIG, "%s: unknown backend '%s' (expected %s)", where,
+                          copy, kb_llm_backend_list());
     return 0;
 }
 
@@ -149,11 +137,10 @@ static int config_line(struct kb_llm_config *cfg, char *line, const char *where,
             return kb_err_set(err, KB_ECONFIG, "%s: expected [section]", where);
         *close = '\0';
         snprintf(section, section_size, "%s", config_trim(line + 1));
-        for (size_t i = 0; i < sizeof config_backends / sizeof *config_backends; i++)
-            if (!strcmp(section, config_backends[i].name))
-                return 0;
-        return kb_err_set(err, KB_ECONFIG, "%s: unknown section [%s] (expected a backend name)",
-                          where, section);
+        if (kb_llm_backend_find(section))
+            return 0;
+        return kb_err_set(err, KB_ECONFIG, "%s: unknown section [%s] (expected a backend name: "
+                          "%s)", where, section, kb_llm_backend_list());
     }
     char *eq = strchr(line, '=');
     if (!eq)
@@ -245,10 +232,10 @@ static int config_finish(struct kb_llm_config *cfg, struct kb_err *err)
 {
     if (!cfg->backend || cfg->url)
         return 0;
-    for (size_t i = 0; i < sizeof config_backends / sizeof *config_backends; i++)
-        if (!strcmp(cfg->backend, config_backends[i].name))
-            cfg->url = strdup(config_backends[i].url);
-    return cfg->url ? 0 : kb_err_set(err, KB_ENOMEM, "out of memory");
+    const struct kb_llm_backend *be = kb_llm_backend_find(cfg->backend);
+    if (be && !(cfg->url = strdup(be->default_url)))
+        return kb_err_set(err, KB_ENOMEM, "out of memory");
+    return 0;
 }
 
 int kb_llm_config_load(struct kb_llm_config *cfg, const kb_ask_options *opts,
@@ -335,10 +322,9 @@ int kb_llm_key_load(char **out, const struct kb_llm_config *cfg, struct kb_err *
 {
     *out = NULL;
     const char *v = getenv("KB_API_KEY");
-    if ((!v || !*v) && cfg->backend && !strcmp(cfg->backend, "openai"))
-        v = getenv("OPENAI_API_KEY");
-    if ((!v || !*v) && cfg->backend && !strcmp(cfg->backend, "anthropic"))
-        v = getenv("ANTHROPIC_API_KEY");
+    const struct kb_llm_backend *be = kb_llm_backend_find(cfg->backend);
+    if ((!v || !*v) && be && be->key_env)
+        v = getenv(be->key_env);
     if (v && *v) {
         *out = strdup(v);
         return *out ? 0 : kb_err_set(err, KB_ENOMEM, "out of memory");

@@ -4,6 +4,7 @@
 
 #include <time.h>
 
+#include "llm/backend.h"
 #include "llm/llm.h"
 
 /* ---- stream.c: incremental parsers, safe for input split at any byte ---- */
@@ -24,11 +25,6 @@ struct kb_llm_sse {
     int has_data;
 };
 
-enum kb_llm_proto {
-    KB_LLM_PROTO_OPENAI = 1,   /* SSE of chat.completion.chunk, ends with data: [DONE] */
-    KB_LLM_PROTO_OLLAMA,       /* NDJSON of /api/chat records, ends with "done": true */
-    KB_LLM_PROTO_ANTHROPIC     /* SSE of Messages events, ends with message_stop */
-};
 
 /* Turns a backend's streamed reply into answer text. Text reaches on_token only as complete
  * UTF-8: an incomplete sequence at the end of a delta waits for the next one. */

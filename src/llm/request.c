@@ -1,4 +1,5 @@
-/* request.c — what each backend is sent (endpoint, JSON body) and how its errors read. */
+/* request.c — what a backend is sent (endpoint, JSON body, from its row in backend.h) and how
+ * its errors read. */
 #include "llm/llm_int.h"
 #include "util/utf8.h"
 
@@ -14,20 +15,15 @@ static int request_ends_with(const char *s, size_t len, const char *tail)
 
 char *kb_llm_request_url(const struct kb_llm_config *cfg)
 {
+    const struct kb_llm_backend *be = kb_llm_backend_find(cfg->backend);
     const char *base = cfg->url ? cfg->url : "";
     size_t len = strlen(base);
     while (len > 0 && base[len - 1] == '/')
         len--;
-    const char *add;
-    if (!strcmp(cfg->backend, "ollama"))
-        add = request_ends_with(base, len, "/api/chat") ? "" : "/api/chat";
-    else if (!strcmp(cfg->backend, "anthropic"))
-        add = request_ends_with(base, len, "/v1/messages") ? ""
-              : request_ends_with(base, len, "/v1") ? "/messages" : "/v1/messages";
-    else
-        add = request_ends_with(base, len, "/chat/completions") ? ""
-              : request_ends_with(base, len, "/v1") ? "/chat/completions"
-                                                    : "/v1/chat/completions";
+    if (!be)
+        return NULL;
+    const char *add = request_ends_with(base, len, be->path) ? ""
+                      : request_ends_with(base, len, "/v1") ? be->path_after_v1 : be->path;
     struct kb_buf url = KB_BUF_INIT;
     if (kb_buf_append(&url, base, len) || kb_buf_puts(&url, add)) {
         kb_buf_free(&url);
@@ -36,61 +32,15 @@ char *kb_llm_request_url(const struct kb_llm_config *cfg)
     return kb_buf_detach(&url);
 }
 
-/* messages as [{role, content}], leaving out system messages when `skip_system`. */
-static cJSON *request_messages(const kb_message *messages, size_t n, int skip_system)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; arr && i < n; i++) {
-        if (skip_system && !strcmp(messages[i].role, "system"))
-            continue;
-        cJSON *m = cJSON_CreateObject();
-        cJSON_AddItemToArray(arr, m);
-        cJSON_AddStringToObject(m, "role", messages[i].role);
-        cJSON_AddStringToObject(m, "content", messages[i].content);
-    }
-    return arr;
-}
-
-/* The system messages joined, for Anthropic's top-level "system". */
-static char *request_system(const kb_message *messages, size_t n)
-{
-    struct kb_buf sys = KB_BUF_INIT;
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(messages[i].role, "system"))
-            continue;
-        if ((sys.len && kb_buf_puts(&sys, "\n\n")) || kb_buf_puts(&sys, messages[i].content)) {
-            kb_buf_free(&sys);
-            return NULL;
-        }
-    }
-    return kb_buf_detach(&sys);
-}
-
 char *kb_llm_request_body(const struct kb_llm_config *cfg, const kb_message *messages,
                           size_t n_messages)
 {
-    int anthropic = !strcmp(cfg->backend, "anthropic"), ollama = !strcmp(cfg->backend, "ollama");
-    cJSON *doc = cJSON_CreateObject();
+    const struct kb_llm_backend *be = kb_llm_backend_find(cfg->backend);
+    cJSON *doc = be ? cJSON_CreateObject() : NULL;
+    if (!doc)
+        return NULL;
     cJSON_AddStringToObject(doc, "model", cfg->model ? cfg->model : "");
-    if (anthropic) {
-        char *sys = request_system(messages, n_messages);
-        if (sys && *sys)
-            cJSON_AddStringToObject(doc, "system", sys);
-        free(sys);
-        cJSON_AddNumberToObject(doc, "max_tokens", cfg->max_answer_tokens);
-    }
-    cJSON_AddItemToObject(doc, "messages", request_messages(messages, n_messages, anthropic));
-    cJSON_AddBoolToObject(doc, "stream", 1);
-    if (ollama) {
-        /* Ollama's own default context is small; ask for the window kb budgets for. */
-        cJSON *o = cJSON_AddObjectToObject(doc, "options");
-        cJSON_AddNumberToObject(o, "num_ctx", cfg->context_window);
-        cJSON_AddNumberToObject(o, "num_predict", cfg->max_answer_tokens);
-    } else if (!anthropic) {
-        cJSON_AddNumberToObject(doc, "max_tokens", cfg->max_answer_tokens);
-        cJSON *so = cJSON_AddObjectToObject(doc, "stream_options");
-        cJSON_AddBoolToObject(so, "include_usage", 1);
-    }
+    be->body(doc, cfg, messages, n_messages);
     char *body = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
     return body;
