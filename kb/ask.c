@@ -77,7 +77,7 @@ static int ask_prepare(kb *kb, const char *question, const kb_ask_options *opts,
         return rc;
     if (!question || !out)
         return kb_fail(kb, KB_EINVALID, "question and out are required");
-    if (opts->version != KB_ASK_OPTIONS_VERSION)
+    if (opts->version < 1 || opts->version > KB_ASK_OPTIONS_VERSION)
         return kb_fail(kb, KB_EINVALID, "kb_ask_options: unknown version %u", opts->version);
     if ((rc = kb_llm_config_load(cfg, opts, &kb->err)))
         return rc;
@@ -141,6 +141,8 @@ static int ask_send(kb *kb, const kb_ask_options *opts, const struct kb_llm_conf
     if (!cfg->model)
         return kb_fail(kb, KB_ECONFIG, "no model set for backend %s; set 'model' in the "
                        "config file, KB_LLM_MODEL or --model", cfg->backend);
+    if (kb_llm_backend_find(cfg->backend)->in_process)
+        return kb_local_answer(kb, opts, cfg, a);
     char *key = NULL;
     int rc = kb_llm_key_load(&key, cfg, &kb->err);
     struct kb_buf text = KB_BUF_INIT;

@@ -328,7 +328,8 @@ KB_API void kb_results_free(kb_results *results);
 /* kb_ask() retrieves passages, renders a prompt template with them and streams an answer from
  * an LLM backend over HTTP: "openai" (Chat Completions, /v1/chat/completions: OpenAI,
  * llama.cpp server, vLLM, LM Studio, Ollama's /v1), "ollama" (/api/chat) or "anthropic"
- * (/v1/messages). The backend, url, model and limits come from, in rising precedence, the
+ * (/v1/messages); or, with "local", from a GGUF model file that kb runs in-process (the model
+ * option names the file; its chat template lays out the messages). The backend, url, model and limits come from, in rising precedence, the
  * config file $XDG_CONFIG_HOME/kb/config (format in README.md "Asking questions"), the
  * environment (KB_LLM_BACKEND, KB_LLM_URL, KB_LLM_MODEL, ...) and these options. API keys come
  * only from KB_API_KEY, OPENAI_API_KEY / ANTHROPIC_API_KEY or a `key_file` of mode 0600 named in
@@ -353,9 +354,10 @@ typedef void (*kb_log_cb)(int level, const char *line, void *payload);
 
 typedef struct kb_ask_options {
     unsigned version;
-    const char *backend;        /* "openai", "ollama" or "anthropic"; NULL = config/environment */
+    const char *backend;        /* "openai", "ollama", "anthropic" or "local" (kb_ask_backends);
+                                   NULL = config/environment */
     const char *url;            /* base URL; NULL = config/environment/the backend's default */
-    const char *model;          /* NULL = config/environment */
+    const char *model;          /* NULL = config/environment; for "local", a .gguf file */
     const char *template_name;  /* a name in $XDG_CONFIG_HOME/kb/prompts or the built-in ones,
                                    or a path containing '/'; NULL = config or "default" */
     size_t k;                   /* passages retrieved; 0 = 8 */
@@ -370,11 +372,15 @@ typedef struct kb_ask_options {
     kb_token_cb on_token;       /* may be NULL */
     kb_log_cb on_log;           /* may be NULL */
     void *payload;              /* passed to both callbacks */
+    /* version 2: */
+    const char *chat_format;    /* backend "local": how messages become the model's text
+                                   ("chatml", "llama3", "llama3.2"); NULL = config, else the
+                                   model's own tokenizer.chat_template */
 } kb_ask_options;
 
-#define KB_ASK_OPTIONS_VERSION 1
+#define KB_ASK_OPTIONS_VERSION 2
 #define KB_ASK_OPTIONS_INIT { KB_ASK_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, (kb_mode)0, \
-                              0, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL }
+                              0, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL, NULL }
 
 /* A passage as placed in the prompt (or left out of it). */
 typedef struct kb_source {

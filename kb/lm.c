@@ -1,6 +1,7 @@
 /* lm.c — the public decoder-model handle (kb_lm): open a GGUF file, tokenize, generate. */
 #include "kb/kb.h"
 #include "kb/kb_int.h"
+#include "kb/lm_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,15 +18,6 @@
 
 #define LM_DEFAULT_MAX_TOKENS 256
 #define LM_MAX_CONTEXT (1u << 20)
-
-struct kb_lm {
-    struct kb_gguf *vocab_only; /* a file with a tokenizer and no tensors (kb_lm_tokenize only) */
-    struct kb_dec_model *model;
-    struct kb_tok *tok;
-    char **token_text;        /* NUL-terminated copies of the vocabulary, for kb_lm_token */
-    size_t n_vocab;
-    struct kb_err err;
-};
 
 static int lm_fail(kb_lm *lm, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -255,6 +255,35 @@ case_every_status() {
     echo "every_status: $(( s - 299 )) statuses in $(( SECONDS - start )) s"
 }
 
+# ---- backend local: the in-process decoder on the real stories260K model (no server at all)
+case_local() {
+    local M=$SHARED/decoder/stories260K/stories260K.gguf
+    [ -f "$M" ] || skip "$M is absent"
+    kill "$SERVER_PID" 2>/dev/null; SERVER_PID=  # nothing listens: the answer needs no server
+    local L=(--backend local --model "$M" -k 1 --max-tokens 24)
+    $KB ask "${L[@]}" "$Q" >"$T/out" 2>"$T/err"; ok $? 78 "a model without a chat template exits 78"
+    grep -q "has no chat template; set chat_format" "$T/err"; ok $? 0 "and says to set chat_format"
+    ok "$(wc -l <"$T/err")" 1 "in one line"
+    $KB ask "${L[@]}" --chat-format chatml "$Q" >"$T/out" 2>"$T/err"; ok $? 0 "--chat-format chatml answers (exit 0)"
+    grep -q '^\[1\] .*logs.md' "$T/out"; ok $? 0 "the sources follow the answer"
+    $KB --json ask --no-stream "${L[@]}" --chat-format chatml "$Q" >"$T/json"; ok $? 0 "--json --no-stream exits 0"
+    $PY - "$T/json" "$T/out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+streamed = open(sys.argv[2]).read()
+assert d["answer"] and d["answer"] in streamed, (d["answer"], streamed)  # greedy: the same text
+u = d["usage"]
+assert 0 < u["completion_tokens"] <= 24 and u["prompt_tokens"] > 20, u
+assert d["backend"] == "local" and len(d["sources"]) == 1, d
+PY
+    ok $? 0 "the JSON answer equals the streamed one, with counted usage and one source"
+    KB_LLM_CHAT_FORMAT=llama3 $KB ask "${L[@]}" "$Q" >/dev/null 2>&1; ok $? 0 "chat_format comes from the environment too"
+    $KB ask "${L[@]}" --chat-format gemma "$Q" 2>"$T/err" >/dev/null; ok $? 78 "an unknown chat format exits 78"
+    $KB ask "${L[@]}" --chat-format chatml -k 8 --context-window 64 "$Q" 2>"$T/err" >/dev/null; ok $? 2 "a prompt over the context exits 2"
+    grep -q "the prompt is [0-9]* tokens, more than the model's context of 64" "$T/err"; ok $? 0 "and gives the numbers"
+    $KB ask --backend local --model "$T/none.gguf" --chat-format chatml "$Q" 2>"$T/err" >/dev/null; ok $? 66 "a missing model file exits 66"
+}
+
 if [ -n "$CASE" ]; then
     declare -F "case_$CASE" >/dev/null || { echo "unknown case '$CASE'"; exit 2; }
     "case_$CASE"

@@ -109,7 +109,7 @@ $KB --kb wk --json search --modified-after 86400 words >out; ok $? 0 "an early t
 python3 -c 'import json,sys; sys.exit(0 if len(json.load(open("out"))["results"]) == 1 else 1)'
 ok $? 0 "a file changed after 1970-01-02 is found"
 $KB --kb kbdir ask --backend gpt x 2>err; ok $? 2 "an unknown --backend is a usage error"
-grep -q "expected openai, ollama or anthropic" err; ok $? 0 "the message lists the backends from kb's table"
+grep -q "expected openai, ollama, anthropic or local" err; ok $? 0 "the message lists the backends from kb's table"
 $KB --kb kbdir search -k 2>/dev/null; ok $? 2 "usage error exits 2"
 for c in ingest search status check eval; do $KB $c --help | grep -q 'examples\?:'; ok $? 0 "$c --help has an example"; done
 $KB --version | grep -q '^kb [0-9]'; ok $? 0 "--version"

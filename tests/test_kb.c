@@ -386,10 +386,11 @@ static void ask__backends_are_listed_from_the_table(void **state)
     size_t n = 0;
     while (names[n])
         n++;
-    assert_int_equal(n, 3);
+    assert_int_equal(n, 4);
     assert_string_equal(names[0], "openai");
     assert_string_equal(names[1], "ollama");
     assert_string_equal(names[2], "anthropic");
+    assert_string_equal(names[3], "local");
 }
 
 int main(void)

@@ -23,8 +23,10 @@ static const char ask_help[] =
     "  --mode MODE         bm25, vector or hybrid (default: hybrid when the KB has vectors)\n"
     "  --template NAME     prompt template: default, concise, summarize, or your own\n"
     "                      (~/.config/kb/prompts/NAME.prompt, or a path)\n"
-    "  --backend NAME      openai (any Chat Completions server), ollama or anthropic\n"
-    "  --model NAME        the model to ask\n"
+    "  --backend NAME      openai (any Chat Completions server), ollama, anthropic, or\n"
+    "                      local (a GGUF model file kb runs itself, no server)\n"
+    "  --model NAME        the model to ask (local: FILE.gguf)\n"
+    "  --chat-format NAME  local: chatml, llama3 or llama3.2 instead of the model's template\n"
     "  --url URL           the server (e.g. http://localhost:8080/v1)\n"
     "  --max-tokens N      longest answer in tokens (default 1024)\n"
     "  --context-window N  the model's context in tokens (default 8192)\n"
@@ -52,13 +54,14 @@ static const char prompt_help[] =
     "  kb prompt --json \"what does the backup script do\" | jq .\n";
 
 enum { OPT_K = 1, OPT_MODE, OPT_TEMPLATE, OPT_BACKEND, OPT_MODEL, OPT_URL, OPT_MAX_TOKENS,
-       OPT_CONTEXT, OPT_NO_STREAM };
+       OPT_CONTEXT, OPT_NO_STREAM, OPT_CHAT_FORMAT };
 
 const struct cli_opt cli_ask_opts[] = {
     { "k", 'k', 1, OPT_K }, { "mode", 0, 1, OPT_MODE }, { "template", 0, 1, OPT_TEMPLATE },
     { "backend", 0, 1, OPT_BACKEND }, { "model", 0, 1, OPT_MODEL }, { "url", 0, 1, OPT_URL },
     { "max-tokens", 0, 1, OPT_MAX_TOKENS }, { "context-window", 0, 1, OPT_CONTEXT },
-    { "no-stream", 0, 0, OPT_NO_STREAM }, { NULL, 0, 0, 0 },
+    { "no-stream", 0, 0, OPT_NO_STREAM }, { "chat-format", 0, 1, OPT_CHAT_FORMAT },
+    { NULL, 0, 0, 0 },
 };
 
 static const char *ask_unsigned(const char *value, size_t min, size_t max, unsigned *out)
@@ -102,6 +105,7 @@ const char *cli_ask_opt(int id, const char *value, void *payload)
     case OPT_MAX_TOKENS: return ask_unsigned(value, 1, 1000000, &c->opts.max_tokens);
     case OPT_CONTEXT: return ask_unsigned(value, 2, 10000000, &c->opts.context_window);
     case OPT_NO_STREAM: c->no_stream = 1; return NULL;
+    case OPT_CHAT_FORMAT: c->opts.chat_format = value; return NULL;
     }
     return NULL;
 }

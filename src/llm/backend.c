@@ -7,6 +7,7 @@
 
 static const struct kb_llm_backend *const backends[] = {
     &kb_llm_backend_openai, &kb_llm_backend_ollama, &kb_llm_backend_anthropic,
+    &kb_llm_backend_local,
 };
 #define N_BACKENDS (sizeof backends / sizeof *backends)
 

@@ -29,6 +29,7 @@ struct kb_llm_backend {
     const char *auth_header;   /* the key's header, a printf format with one %s */
     const char *extra_header;  /* one more header line, or NULL */
     enum kb_llm_proto proto;
+    int in_process;            /* no HTTP: the facade runs the model itself (kb/local.c) */
     /* Adds everything after "model" to the request body: the messages, "stream": true, and
      * the backend's own fields. */
     void (*body)(struct cJSON *doc, const struct kb_llm_config *cfg, const kb_message *messages,
@@ -38,6 +39,7 @@ struct kb_llm_backend {
 extern const struct kb_llm_backend kb_llm_backend_openai;
 extern const struct kb_llm_backend kb_llm_backend_ollama;
 extern const struct kb_llm_backend kb_llm_backend_anthropic;
+extern const struct kb_llm_backend kb_llm_backend_local;
 
 /* The backend called `name`, or NULL. */
 const struct kb_llm_backend *kb_llm_backend_find(const char *name);

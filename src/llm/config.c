@@ -32,6 +32,7 @@ static const struct config_key config_keys[] = {
     { "model", "KB_LLM_MODEL", CONFIG_STR, CONFIG_AT(model) },
     { "template", "KB_LLM_TEMPLATE", CONFIG_STR, CONFIG_AT(template_name) },
     { "key_file", "KB_LLM_KEY_FILE", CONFIG_STR, CONFIG_AT(key_file) },
+    { "chat_format", "KB_LLM_CHAT_FORMAT", CONFIG_STR, CONFIG_AT(chat_format) },
     { "context_window", "KB_LLM_CONTEXT_WINDOW", CONFIG_COUNT, CONFIG_AT(context_window) },
     { "max_answer_tokens", "KB_LLM_MAX_TOKENS", CONFIG_COUNT, CONFIG_AT(max_answer_tokens) },
     { "connect_timeout", "KB_LLM_CONNECT_TIMEOUT", CONFIG_SECONDS, CONFIG_AT(connect_timeout_ms) },
@@ -268,6 +269,8 @@ int kb_llm_config_load(struct kb_llm_config *cfg, const kb_ask_options *opts,
         rc = config_apply_opt(cfg, "model", opts->model, err);
     if (!rc)
         rc = config_apply_opt(cfg, "template", opts->template_name, err);
+    if (!rc && opts->version >= 2)
+        rc = config_apply_opt(cfg, "chat_format", opts->chat_format, err);
     if (!rc) {
         config_apply_counts(cfg, opts);
         rc = config_finish(cfg, err);
@@ -286,6 +289,7 @@ void kb_llm_config_free(struct kb_llm_config *cfg)
     free(cfg->model);
     free(cfg->template_name);
     free(cfg->key_file);
+    free(cfg->chat_format);
     memset(cfg, 0, sizeof *cfg);
 }
 
