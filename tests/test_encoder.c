@@ -335,7 +335,7 @@ static void make_parents(const char *dir, const char *name)
  *   name | file | action | argument | argument | expected code | expected message part
  * actions: header (replace in the safetensors header), text (replace in a text file),
  * truncate (keep N bytes), hdrlen (set the header length), remove (delete the file),
- * write (replace the file by the first argument),
+ * append (add the first argument as a line), write (replace the file by the first argument),
  * fifo or folder (put a FIFO or a folder in the file's place). For write, fifo and folder a
  * second argument "name=content" writes another file. */
 struct corrupt_case {
@@ -355,6 +355,11 @@ static void apply_case(const struct corrupt_case *c, const char *dir)
         set_header_length(path, strtoull(c->arg1, NULL, 0));
     } else if (strcmp(c->action, "remove") == 0) {
         assert_int_equal(remove(path), 0);
+    } else if (strcmp(c->action, "append") == 0) {
+        FILE *f = fopen(path, "ab");
+        assert_non_null(f);
+        fprintf(f, "%s\n", c->arg1);
+        fclose(f);
     } else if (strcmp(c->action, "write") == 0) {
         th_write(dir, c->file, c->arg1, (size_t)-1);
     } else if (strcmp(c->action, "fifo") == 0 || strcmp(c->action, "folder") == 0) {
@@ -439,6 +444,40 @@ static void encoder__refuses_corrupt_models_with_a_one_line_error(void **state)
     fclose(f);
     free(path);
     assert_true(n_cases >= 10);
+}
+
+/* Word-embedding matrices are often padded past the vocabulary (to a multiple of 8 or 64):
+ * fewer tokens than config.json's vocab_size is a sound model, and its ids all embed. */
+static void encoder__accepts_a_vocabulary_smaller_than_vocab_size(void **state)
+{
+    (void)state;
+    char *src = model_path("tiny_f32_plain"), *dir = th_tempdir();
+    copy_file(src, dir, "config.json");
+    copy_file(src, dir, "model.safetensors");
+    copy_file(src, dir, "tokenizer_config.json");
+    char *vocab_src = th_path(src, "vocab.txt");
+    size_t len;
+    char *vocab = read_file(vocab_src, &len);
+    char *last = vocab + len - 1;                    /* drop the last line */
+    while (last > vocab && last[-1] != '\n')
+        last--;
+    th_write(dir, "vocab.txt", vocab, (size_t)(last - vocab));
+    struct kb_encoder *enc = NULL;
+    struct kb_err err = { 0 };
+    if (kb_encoder_open(&enc, dir, &err))
+        fail_msg("open: %s", err.msg);
+    size_t n_ids = kb_wordpiece_vocab_size(kb_encoder_tokenizer(enc));
+    assert_true(n_ids < (size_t)kb_encoder_info(enc)->vocab_size);
+    const char *texts[] = { "the last ids of a shorter vocabulary" };
+    float *out = malloc((size_t)kb_encoder_info(enc)->hidden_dim * sizeof *out);
+    assert_int_equal(kb_encoder_embed(enc, texts, 1, 0, out, &err), 0);
+    free(out);
+    kb_encoder_free(enc);
+    free(vocab);
+    free(vocab_src);
+    th_rmtree(dir);
+    free(dir);
+    free(src);
 }
 
 /* ---- math ---------------------------------------------------------------------------------- */
@@ -571,6 +610,7 @@ int main(int argc, char **argv)
     };
     const struct CMUnitTest errors[] = {
         cmocka_unit_test(encoder__refuses_corrupt_models_with_a_one_line_error),
+        cmocka_unit_test(encoder__accepts_a_vocabulary_smaller_than_vocab_size),
     };
     const struct CMUnitTest math[] = {
         cmocka_unit_test(encoder__erf_exp_and_gelu_approximations_are_accurate),

@@ -674,6 +674,21 @@ case_a_model_file_that_is_not_a_regular_file_is_refused_at_once() {
     $KB --kb k check >/dev/null; ok $? 0 "check passes"
 }
 
+# Every id the tokenizer gives needs a row in the word embeddings: a vocab.txt with more
+# entries than config.json's vocab_size is refused when the model is opened (65, naming both
+# numbers), not when a text uses the extra token; fewer entries is a sound (padded) model.
+case_a_vocabulary_larger_than_vocab_size_is_refused_at_load() {
+    local n; n=$(wc -l < "$A/vocab.txt")
+    rm -rf m; cp -r "$A" m; echo zzextratoken >> m/vocab.txt
+    $KB embed --model ./m hello >out 2>err; ok $? 65 "kb embed exits 65"
+    ok "$(wc -l < err)" 1 "one line on stderr"
+    grep -qF "vocab.txt: $((n + 1)) entries, more than config.json's vocab_size of $n" err
+    ok $? 0 "it names the file and both numbers"
+    $KB tokenize --model ./m zzextratoken >out 2>err; ok $? 65 "kb tokenize refuses it too"
+    rm -rf m; cp -r "$A" m; sed -i '$d' m/vocab.txt
+    $KB embed --model ./m hello >out 2>err; ok $? 0 "a vocabulary one entry short embeds"
+}
+
 type "case_$CASE" >/dev/null 2>&1 || { echo "unknown case $CASE"; exit 2; }
 "case_$CASE"
 echo "$CASE: $pass passed, $fail failed"

@@ -497,6 +497,18 @@ static void enc_free_proto(struct kb_encoder *enc)
     free(enc);
 }
 
+/* Every id the tokenizer can give must have a row in the word embeddings (config.json's
+ * vocab_size of them); fewer ids than rows is common (a matrix padded to a round size). */
+static int enc_check_vocab(const struct kb_encoder *enc, struct kb_err *err)
+{
+    size_t n_ids = kb_wordpiece_vocab_size(enc->wp);
+    if (n_ids > (size_t)enc->info.vocab_size)
+        return kb_err_set(err, KB_EFORMAT, "%s: %zu entries, more than config.json's "
+                          "vocab_size of %d", kb_wordpiece_file(enc->wp), n_ids,
+                          enc->info.vocab_size);
+    return 0;
+}
+
 static int enc_load(struct kb_encoder *enc, const char *model_dir, unsigned flags,
                     struct kb_err *err)
 {
@@ -520,8 +532,9 @@ static int enc_load(struct kb_encoder *enc, const char *model_dir, unsigned flag
     if (rc || (rc = enc_bind_all(enc, err)) || (rc = enc_pack_layers(enc, err)))
         return rc;
     enc->info.dtype = enc_dtype_name(enc);
-    if (!(flags & KB_ENCODER_OPEN_NO_TOKENIZER))
-        rc = kb_wordpiece_open(&enc->wp, model_dir, err);
+    if (!(flags & KB_ENCODER_OPEN_NO_TOKENIZER) &&
+        !(rc = kb_wordpiece_open(&enc->wp, model_dir, err)))
+        rc = enc_check_vocab(enc, err);
     return rc;
 }
 

@@ -58,6 +58,7 @@ struct kb_wordpiece {
     uint8_t added_first[256];    /* 1 when some added token starts with this byte */
     uint8_t ascii_class[128];
     char ascii_norm[128];        /* the byte an ASCII char becomes (lowercased) */
+    const char *file;            /* "tokenizer.json" or "vocab.txt": where the ids come from */
 };
 
 /* ---- vocabulary: arena + hash table ---------------------------------------------------------- */
@@ -509,6 +510,7 @@ static int open_vocab_txt(struct kb_wordpiece *wp, const char *vocab_path, const
     struct vocab_builder vb = { KB_BUF_INIT, NULL, NULL, NULL, 0, 0 };
     char *data = NULL;
     size_t len = 0;
+    wp->file = "vocab.txt";
     int rc = read_file(&data, &len, vocab_path, err);
     if (rc < 0)
         goto done;
@@ -734,6 +736,7 @@ done:
 static int open_tokenizer_json(struct kb_wordpiece *wp, const char *path, struct kb_err *err)
 {
     cJSON *root = NULL;
+    wp->file = "tokenizer.json";
     int rc = parse_json_file(&root, path, err);
     if (rc < 0)
         return rc;
@@ -809,6 +812,11 @@ int32_t kb_wordpiece_special_id(const struct kb_wordpiece *wp, enum kb_wordpiece
 size_t kb_wordpiece_vocab_size(const struct kb_wordpiece *wp)
 {
     return wp->n_ids;
+}
+
+const char *kb_wordpiece_file(const struct kb_wordpiece *wp)
+{
+    return wp->file;
 }
 
 /* ---- encoding -------------------------------------------------------------------------------- */
