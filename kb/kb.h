@@ -276,8 +276,13 @@ typedef struct kb_search_options {
                                  glob; its star also spans slashes, so a folder is its path
                                  followed by a slash and a star */
     const char *format;       /* the document's format: "markdown", "pdf", "html", ... */
-    int64_t modified_after;   /* the file was modified after this time (Unix seconds) */
+    int64_t modified_after;   /* the file was modified after this time (Unix seconds, 0 to
+                                 KB_TIME_MAX; others are KB_EINVALID) */
 } kb_search_options;
+
+/* The last second whose nanoseconds fit in int64_t (2262-04-11T23:47:16Z): kb stores file
+ * times in nanoseconds. */
+#define KB_TIME_MAX INT64_C(9223372036)
 
 #define KB_SEARCH_OPTIONS_VERSION 3
 /* The default fusion was chosen on SciFact's train split (docs/BENCHMARKS.md). */

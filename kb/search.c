@@ -392,6 +392,10 @@ int kb_search(kb *kb, const char *query, const kb_search_options *opts, kb_resul
     size_t k = opts->k ? opts->k : SEARCH_DEFAULT_K;
     if (k > SEARCH_MAX_K)
         return kb_fail(kb, KB_EINVALID, "k=%zu is over the limit of %d", k, SEARCH_MAX_K);
+    if (opts->modified_after < 0 || opts->modified_after > KB_TIME_MAX)
+        return kb_fail(kb, KB_EINVALID, "modified_after %lld is out of range: Unix seconds "
+                       "from 0 to %lld (2262-04-11)", (long long)opts->modified_after,
+                       (long long)KB_TIME_MAX);
     kb_results *res = calloc(1, sizeof *res);
     if (!res)
         return kb_fail(kb, KB_ENOMEM, "out of memory");

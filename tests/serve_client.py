@@ -470,9 +470,30 @@ def case_page():
             proc.kill()
 
 
+def case_filters():
+    """modified_after is checked at the edge: kb stores nanoseconds in int64, so seconds past
+    9223372036 (2262-04-11) cannot be compared; a value out of range or of int64_t's range
+    (undefined to convert) is a 400 naming the range, and the server stays up."""
+    def search(after):
+        return request("POST", "/v1/search", {"query": "logs rotated", "k": 3,
+                                               "modified_after": after}, READ)
+    for bad in [1e10, 9223372037, 1e300, -1, -1e300, "1e10", True, None]:
+        s, _, d = search(bad)
+        check(s == 400 and is_error(d, "invalid_request") and "modified_after" in
+              d["error"]["message"] and "9223372036" in d["error"]["message"],
+              f"modified_after {bad!r}: 400 naming the range (got {s} {d})")
+    s, _, d = search(9223372036)
+    check(s == 200 and d["results"] == [], f"the last second in range matches nothing ({s} {d})")
+    s, _, d = search(86400)
+    check(s == 200 and len(d["results"]) == 3, f"an early time filters nothing ({s})")
+    s, _, _ = request("GET", "/healthz")
+    check(s == 200, "the server answers after every out-of-range time")
+
+
 CASES = {"auth": case_auth, "limits": case_limits, "sse": case_sse,
          "concurrent": case_concurrent, "embeddings": case_embeddings,
-         "dropped": case_dropped, "page": case_page}
+         "dropped": case_dropped, "page": case_page,
+         "filters": case_filters}
 
 if __name__ == "__main__":
     CASES[sys.argv[1]]()

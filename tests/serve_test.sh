@@ -2,7 +2,7 @@
 # serve_test.sh — kb serve over real sockets: a KB embedded with a random-weight model, a
 # loopback LLM (tests/llm_server.py) for answers, kb serve on a free port, and
 # tests/serve_client.py (or headless Chromium for the page) checking one CASE:
-#   auth limits sse concurrent embeddings dropped  (serve_client.py cases)
+#   auth limits sse concurrent embeddings dropped filters  (serve_client.py cases)
 #   tokens     token files: 0600, stable, refused when readable by others
 #   shutdown   SIGTERM during a streamed answer stops the server cleanly
 #   page       the page at / asks a question in headless Chromium (DOM + screenshot PNG)
@@ -66,6 +66,9 @@ export KB ANSWER=$DATA/answer.txt MODEL EXTRA_DOCS=$T/extra
 case $CASE in
 auth)
     start_llm; start_server; client auth
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+filters)
+    start_server; client filters
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
 limits)
     export MAX_BODY=65536 MAX_CONNECTIONS=4

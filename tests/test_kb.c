@@ -347,6 +347,38 @@ static void documents__metadata_is_stored_and_returned_with_results(void **state
     free(dir);
 }
 
+static void search__modified_after_outside_the_stored_range_is_refused(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    kb *kb = NULL;
+    assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
+    kb_document doc = { "n1", NULL, "The boiler is serviced every spring.", 36, "text", NULL };
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), 0);
+    kb_search_options o = KB_SEARCH_OPTIONS_INIT;
+    kb_results *res = NULL;
+    /* times are stored in nanoseconds: seconds past KB_TIME_MAX cannot be compared */
+    const int64_t bad[] = { KB_TIME_MAX + 1, INT64_C(10000000000), INT64_MAX, -1, INT64_MIN };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        o.modified_after = bad[i];
+        assert_int_equal(kb_search(kb, "boiler", &o, &res), KB_EINVALID);
+        assert_null(res);
+        assert_non_null(strstr(kb_errmsg(kb), "modified_after"));
+        assert_non_null(strstr(kb_errmsg(kb), "9223372036"));
+    }
+    o.modified_after = KB_TIME_MAX;
+    assert_int_equal(kb_search(kb, "boiler", &o, &res), 0);
+    assert_int_equal(kb_results_count(res), 0);
+    kb_results_free(res);
+    o.modified_after = 0;
+    assert_int_equal(kb_search(kb, "boiler", &o, &res), 0);
+    assert_int_equal(kb_results_count(res), 1);
+    kb_results_free(res);
+    kb_close(kb);
+    th_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +391,7 @@ int main(void)
         cmocka_unit_test(misuse__closed_models_and_freed_results_are_refused),
         cmocka_unit_test(threads__a_handle_per_thread_is_safe),
         cmocka_unit_test(documents__metadata_is_stored_and_returned_with_results),
+        cmocka_unit_test(search__modified_after_outside_the_stored_range_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,9 +69,53 @@ static void path__absolute_folds_dots_and_slashes(void **state)
     free(p);
 }
 
+static char *escaped(const char *text, size_t len, enum kb_escape_mode mode)
+{
+    struct kb_buf b = KB_BUF_INIT;
+    assert_int_equal(kb_utf8_escape(&b, text, len, mode), 0);
+    assert_int_equal(kb_buf_puts(&b, ""), 0);
+    return kb_buf_detach(&b);
+}
+
+static void utf8__escape_leaves_no_control_character_for_a_terminal(void **state)
+{
+    (void)state;
+#define IN(s) s, sizeof s - 1
+    static const struct { const char *in; size_t len; const char *line, *text; } cases[] = {
+        { IN("plain caf\xC3\xA9 \xE6\x97\xA5"), "plain caf\xC3\xA9 \xE6\x97\xA5",
+          "plain caf\xC3\xA9 \xE6\x97\xA5" },
+        { IN("\x1b[31mred\x1b[0m"), "\\x1b[31mred\\x1b[0m", "\\x1b[31mred\\x1b[0m" },
+        { IN("a\r\nb\tc"), "a\\r\\nb\\tc", "a\\r\nb\tc" },
+        { IN("nul\0bell\a del\x7f"), "nul\\x00bell\\x07 del\\x7f", "nul\\x00bell\\x07 del\\x7f" },
+        /* C1 controls as UTF-8 (U+009B is CSI on some terminals), and raw bytes not UTF-8 */
+        { IN("\xC2\x9B" "2J \xC2\x85 \xC2\xA0"), "\\u009b2J \\u0085 \xC2\xA0",
+          "\\u009b2J \\u0085 \xC2\xA0" },
+        { IN("\x9b" "2J \xff \xC3"), "\\x9b2J \\xff \\xc3", "\\x9b2J \\xff \\xc3" },
+        { IN(""), "", "" },
+    };
+#undef IN
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *line = escaped(cases[i].in, cases[i].len, KB_ESCAPE_LINE);
+        char *text = escaped(cases[i].in, cases[i].len, KB_ESCAPE_TEXT);
+        assert_string_equal(line, cases[i].line);
+        assert_string_equal(text, cases[i].text);
+        free(line);
+        free(text);
+    }
+    /* every byte value alone: the result holds no C0, DEL or lone high byte */
+    for (unsigned c = 0; c < 256; c++) {
+        char in = (char)c;
+        char *line = escaped(&in, 1, KB_ESCAPE_LINE);
+        for (const unsigned char *p = (const unsigned char *)line; *p; p++)
+            assert_true(*p >= 0x20 && *p < 0x7F);
+        free(line);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(utf8__escape_leaves_no_control_character_for_a_terminal),
         cmocka_unit_test(buf__refuses_to_grow_past_its_cap),
         cmocka_unit_test(utf8__rejects_overlongs_surrogates_and_truncation),
         cmocka_unit_test(sha256__matches_published_vectors),

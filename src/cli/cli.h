@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "kb/kb.h"
+#include "util/utf8.h"
 
 /* sysexits-style exit codes (../shared/CLI.md). */
 enum cli_exit {
@@ -88,6 +89,13 @@ char *cli_display_path(const char *path);
 
 /* Writes text and a newline to stdout, with U+FFFD for every byte that is not valid UTF-8. */
 void cli_put_utf8_line(const char *text);
+
+/* What people read gets no control character from a document, a file name, a model or a
+ * server (terminal escapes, forged lines): text[0..len) is written to f escaped as
+ * kb_utf8_escape does in `mode`. */
+void cli_put_text(FILE *f, const char *text, size_t len, enum kb_escape_mode mode);
+/* One line: printf's output escaped as one line (KB_ESCAPE_LINE), then a newline. */
+void cli_line(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prints a cJSON value as the single JSON document on stdout and frees it. */
 struct cJSON;

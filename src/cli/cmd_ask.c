@@ -94,7 +94,7 @@ const char *cli_ask_opt(int id, const char *value, void *payload)
 static int ask_on_token(const char *text, size_t len, void *payload)
 {
     struct ask_cmd *c = payload;
-    fwrite(text, 1, len, stdout);
+    cli_put_text(stdout, text, len, KB_ESCAPE_TEXT);
     fflush(stdout);
     c->streamed = 1;
     c->last = text[len - 1];
@@ -129,7 +129,7 @@ static void ask_on_log(int level, const char *line, void *payload)
 {
     struct ask_cmd *c = payload;
     if (level <= c->cli->verbose)
-        fprintf(stderr, "kb: %s\n", line);
+        cli_line(stderr, "kb: %s", line);
 }
 
 void cli_ask_set_callbacks(struct ask_cmd *c)
@@ -163,7 +163,9 @@ void cli_ask_print_passages(const kb_prompt_result *p)
         cli_ask_print_source(&p->sources[i]);
         for (const char *t = p->sources[i].text; *t;) {
             size_t n = strcspn(t, "\n");
-            printf("    %.*s\n", (int)n, t);
+            fputs("    ", stdout);
+            cli_put_text(stdout, t, n, KB_ESCAPE_LINE);
+            putchar('\n');
             t += n + (t[n] ? 1 : 0);
         }
         putchar('\n');
@@ -178,12 +180,12 @@ static void ask_report_prompt(const struct cli *cli, const kb_prompt_result *p)
         return;
     for (size_t i = 0; i < p->n_dropped; i++) {
         char *shown = cli_display_path(p->dropped[i].path);
-        fprintf(stderr, "kb: left out %s:%u-%u (%s)\n", shown ? shown : p->dropped[i].path,
-                p->dropped[i].line_start, p->dropped[i].line_end, p->dropped[i].note);
+        cli_line(stderr, "kb: left out %s:%u-%u (%s)", shown ? shown : p->dropped[i].path,
+                 p->dropped[i].line_start, p->dropped[i].line_end, p->dropped[i].note);
         free(shown);
     }
-    fprintf(stderr, "kb: template %s; %zu passages; prompt ~%zu tokens of a %zu-token budget\n",
-            p->template_name, p->n_sources, p->prompt_tokens, p->budget_tokens);
+    cli_line(stderr, "kb: template %s; %zu passages; prompt ~%zu tokens of a %zu-token budget",
+             p->template_name, p->n_sources, p->prompt_tokens, p->budget_tokens);
 }
 
 void cli_ask_report_speed(const struct cli *cli, const kb_answer *a)
@@ -292,7 +294,7 @@ static int ask_print(struct ask_cmd *c, const kb_answer *a)
     if (c->cli->json)
         return ask_json_out(c, a, NULL);
     if (c->no_stream || !c->streamed) {
-        fwrite(a->text, 1, a->text_len, stdout);
+        cli_put_text(stdout, a->text, a->text_len, KB_ESCAPE_TEXT);
         c->last = a->text_len ? a->text[a->text_len - 1] : '\n';
     }
     if (c->last != '\n')
@@ -372,8 +374,12 @@ static int prompt_print(const struct cli *cli, const kb_prompt_result *p)
     if (cli->json) {
         return cli_print_json(cli_json_messages(p));
     }
-    for (size_t i = 0; i < p->n_messages; i++)
-        printf("[%s]\n%s\n", p->messages[i].role, p->messages[i].content);
+    for (size_t i = 0; i < p->n_messages; i++) {
+        printf("[%s]\n", p->messages[i].role);
+        cli_put_text(stdout, p->messages[i].content, strlen(p->messages[i].content),
+                     KB_ESCAPE_TEXT);
+        putchar('\n');
+    }
     return fflush(stdout) ? CLI_EXIT_IOERR : 0;
 }
 

@@ -115,8 +115,11 @@ static void chat_text_turn(struct chat_session *s, const kb_answer *a, int statu
     if (c->streamed && c->last != '\n')
         putchar('\n');
     if (!status && a->prompt->backend) {
-        if (c->no_stream && a->text_len)
-            printf("%s%s", a->text, a->text[a->text_len - 1] == '\n' ? "" : "\n");
+        if (c->no_stream && a->text_len) {
+            cli_put_text(stdout, a->text, a->text_len, KB_ESCAPE_TEXT);
+            if (a->text[a->text_len - 1] != '\n')
+                putchar('\n');
+        }
         cli_ask_report_speed(c->cli, a);
     } else if (!status) {
         if (!s->hinted++ && !c->cli->quiet)

@@ -60,8 +60,10 @@ static int tokenize_print(const struct cli *cli, const struct tokenize_cmd *c, k
     for (size_t i = 0; i < n; i++) {
         if (c->ids_only)
             printf(i ? " %d" : "%d", (int)ids[i]);
-        else
-            printf("%d\t%s\n", (int)ids[i], kb_model_token(model, ids[i]));
+        else {
+            printf("%d\t", (int)ids[i]);
+            cli_line(stdout, "%s", kb_model_token(model, ids[i]));
+        }
     }
     if (c->ids_only)
         putchar('\n');

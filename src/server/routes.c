@@ -19,12 +19,13 @@ static int routes_search_opts(struct srv *s, const cJSON *body, struct srv_reply
                               const char **query, kb_search_options *o)
 {
     int docs = 0;
-    double after = 0;
     const cJSON *ma = cJSON_GetObjectItemCaseSensitive(body, "modified_after");
-    if (ma && !cJSON_IsNumber(ma))
-        return srv_error(out, 400, "invalid_request", "'modified_after' must be Unix seconds");
-    after = ma ? ma->valuedouble : 0;
-    o->modified_after = (int64_t)after;
+    /* Checked as a double before the conversion: out of int64_t's range it is undefined. */
+    if (ma && !(cJSON_IsNumber(ma) && ma->valuedouble >= 0 &&
+                ma->valuedouble <= (double)KB_TIME_MAX))
+        return srv_error(out, 400, "invalid_request", "'modified_after' must be Unix seconds "
+                         "from 0 to %lld (2262-04-11)", (long long)KB_TIME_MAX);
+    o->modified_after = ma ? (int64_t)ma->valuedouble : 0;
     if (srv_get_string(out, body, "query", 1, query) ||
         srv_get_size(out, body, "k", 1, s->cfg->max_k, &o->k) ||
         srv_get_mode(out, body, &o->mode) || srv_get_bool(out, body, "documents", &docs) ||
