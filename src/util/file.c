@@ -24,10 +24,13 @@ int kb_file_open_regular(const char *path, int *fd, struct stat *st, struct kb_e
     if (*fd < 0)
         return file_fail(err, errno == ENOENT ? KB_ENOTFOUND : KB_EIO, errno);
     int code = 0, saved = 0;
-    if (fstat(*fd, st) != 0)
-        code = KB_EIO, saved = errno;
-    else if (!S_ISREG(st->st_mode))
-        code = KB_EFORMAT, saved = EINVAL;
+    if (fstat(*fd, st) != 0) {
+        code = KB_EIO;
+        saved = errno;
+    } else if (!S_ISREG(st->st_mode)) {
+        code = KB_EFORMAT;
+        saved = EINVAL;
+    }
     if (!code)
         return 0;
     close(*fd);
@@ -37,6 +40,7 @@ int kb_file_open_regular(const char *path, int *fd, struct stat *st, struct kb_e
 
 int kb_file_read_fd(struct kb_buf *buf, int fd, struct kb_err *err)
 {
+    size_t cap = buf->max ? buf->max : KB_BUF_DEFAULT_MAX;
     char chunk[65536];
     for (;;) {
         ssize_t n = read(fd, chunk, sizeof chunk);
@@ -46,9 +50,10 @@ int kb_file_read_fd(struct kb_buf *buf, int fd, struct kb_err *err)
             return kb_err_set(err, KB_EIO, "%s", strerror(errno));
         if (n == 0)
             return 0;
+        if (buf->len + (size_t)n > cap)
+            return kb_err_set(err, KB_ENOMEM, "grew past the %zu-byte limit while read", cap);
         if (kb_buf_append(buf, chunk, (size_t)n))
-            return kb_err_set(err, KB_ENOMEM, "out of memory, or past the %zu-byte limit",
-                              buf->max ? buf->max : KB_BUF_DEFAULT_MAX);
+            return kb_err_set(err, KB_ENOMEM, "out of memory (%zu bytes)", buf->len + (size_t)n);
     }
 }
 

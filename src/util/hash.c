@@ -41,26 +41,25 @@ int kb_sha256_file(const char *path, uint64_t offset, uint64_t len, char out[KB_
     sha256_init(&ctx);
     static __thread unsigned char buf[1 << 16];
     uint64_t left = len ? len : UINT64_MAX;
-    int rc = 0, saved = 0;
+    ssize_t got = 0;
     while (left) {
         size_t want = left < sizeof buf ? (size_t)left : sizeof buf;
-        ssize_t got = pread(fd, buf, want, (off_t)offset);
+        got = pread(fd, buf, want, (off_t)offset);
         if (got < 0 && errno == EINTR)
             continue;
-        if (got <= 0) {
-            rc = got < 0 ? -1 : 0;
-            saved = errno;
+        if (got <= 0)
             break;
-        }
         sha256_update(&ctx, (size_t)got, buf);
         left -= (uint64_t)got;
         offset += (uint64_t)got;
     }
+    int saved = errno;
     close(fd);
-    if (!rc)
-        hash_finish(&ctx, out);
-    errno = saved ? saved : errno;
-    return rc;
+    errno = saved;
+    if (got < 0)
+        return -1;
+    hash_finish(&ctx, out);
+    return 0;
 }
 
 void kb_sha256_hex(const void *data, size_t len, char out[KB_SHA256_HEX_SIZE])
