@@ -103,10 +103,10 @@ static int vec_open_model(kb *kb, const char *name)
     }
     char identity[65];
     if ((rc = kb_model_identity(model, identity))) {
+        kb_fail(kb, rc, "model '%s': cannot read its files to identify it: %s", name,
+                kb_model_errmsg(model));
         kb_model_close(model);
-        return rc == KB_ENOMEM ? kb_fail(kb, rc, "model '%s': out of memory", name)
-                               : kb_fail(kb, rc, "model '%s': cannot read its files to identify it",
-                                         name);
+        return rc;
     }
     if (v->model_name && strcmp(identity, v->identity)) {
         kb_model_close(model);

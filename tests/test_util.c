@@ -1,14 +1,19 @@
-/* test_util.c — buffers, UTF-8 validation and escaping, hashing, paths. */
+/* test_util.c — buffers, UTF-8 validation and escaping, hashing, paths, regular-file reads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "kb/kb.h"
 #include "util/buf.h"
+#include "util/file.h"
 #include "util/hash.h"
 #include "util/path.h"
 #include "util/utf8.h"
@@ -77,6 +82,59 @@ static char *escaped(const char *text, size_t len, enum kb_escape_mode mode)
     return kb_buf_detach(&b);
 }
 
+/* A FIFO without a writer would block open() and read() forever: kb_file_open_regular opens
+ * without waiting and refuses it, a folder and a device as "not a regular file" (errno EINVAL);
+ * kb_sha256_file does the same; a regular file reads whole, within the buffer's cap. */
+static void file__reads_regular_files_and_refuses_the_rest_at_once(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kb-util-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    struct kb_err err = { 0 };
+    struct stat st;
+    int fd;
+    alarm(20); /* a blocking open or read fails the test rather than hanging it */
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    const char *refused[] = { path, dir, "/dev/null" };
+    char digest[KB_SHA256_HEX_SIZE];
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        assert_int_equal(kb_file_open_regular(refused[i], &fd, &st, &err), KB_EFORMAT);
+        assert_int_equal(fd, -1);
+        assert_string_equal(err.msg, "not a regular file");
+        struct kb_buf b = KB_BUF_INIT;
+        assert_int_equal(kb_file_read_regular(&b, refused[i], &err), KB_EFORMAT);
+        kb_buf_free(&b);
+        errno = 0;
+        assert_int_equal(kb_sha256_file(refused[i], 0, 0, digest), -1);
+        assert_int_equal(errno, EINVAL);
+    }
+    unlink(path);
+    assert_int_equal(kb_file_open_regular(path, &fd, &st, &err), KB_ENOTFOUND);
+    assert_int_equal(kb_sha256_file(path, 0, 0, digest), -1);
+    assert_int_equal(errno, ENOENT);
+    FILE *f = fopen(path, "wb");
+    fputs("abc", f);
+    fclose(f);
+    struct kb_buf b = KB_BUF_INIT;
+    assert_int_equal(kb_file_read_regular(&b, path, &err), 0);
+    assert_string_equal(b.data, "abc");
+    b.max = 5; /* 3 held, 3 more would pass the cap: refused unread */
+    assert_int_equal(kb_file_read_regular(&b, path, &err), KB_ENOMEM);
+    assert_string_equal(err.msg, "larger than the 5-byte limit (3 bytes)");
+    assert_string_equal(b.data, "abc");
+    kb_buf_free(&b);
+    assert_int_equal(kb_sha256_file(path, 0, 0, digest), 0);
+    assert_string_equal(digest,
+                        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_int_equal(kb_sha256_file(path, 1, 1, digest), 0); /* "b" */
+    assert_string_equal(digest,
+                        "3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d");
+    alarm(0);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void utf8__escape_leaves_no_control_character_for_a_terminal(void **state)
 {
     (void)state;
@@ -120,6 +178,7 @@ int main(void)
         cmocka_unit_test(utf8__rejects_overlongs_surrogates_and_truncation),
         cmocka_unit_test(sha256__matches_published_vectors),
         cmocka_unit_test(path__absolute_folds_dots_and_slashes),
+        cmocka_unit_test(file__reads_regular_files_and_refuses_the_rest_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -645,6 +645,50 @@ PYEOF
     ok "$verdict" same "kept embeddings equal a fresh run's (max |difference| $d <= 1e-5)"
 }
 
+# A FIFO (which a read would wait on forever) or a folder in a model file's place: kb embed and
+# kb ingest --model exit 65 at once with one line naming the file; the KB stays as it was.
+case_a_model_file_that_is_not_a_regular_file_is_refused_at_once() {
+    mkdir docs
+    $GEN "$A/vocab.txt" docs 3 17 --sections 1 --words 20
+    $KB --kb k ingest --model "$A" docs >/dev/null; ok $? 0 "ingest with the sound model exits 0"
+    snapshot k before
+    local f kind
+    for f in config.json vocab.txt model.safetensors tokenizer_config.json modules.json \
+             1_Pooling/config.json; do
+        for kind in fifo folder; do
+            rm -rf m; cp -r "$A" m; rm -f "m/$f"
+            if [ $kind = fifo ]; then mkfifo "m/$f"; else mkdir "m/$f"; fi
+            timeout 20 $KB embed --model ./m hello >out 2>err
+            ok $? 65 "kb embed exits 65 with a $kind as $f"
+            ok "$(wc -l < err)$(grep -cF "$f: not a regular file" err)" 11 "one line naming $f"
+            timeout 20 $KB --kb k ingest --model ./m docs >out 2>err
+            ok $? 65 "kb ingest --model exits 65 with a $kind as $f"
+        done
+    done
+    # A file only the model's identity reads (a pooling config that modules.json does not name).
+    rm -rf m; cp -r "$A" m; rm -f m/modules.json m/1_Pooling/config.json; mkfifo m/1_Pooling/config.json
+    timeout 20 $KB --kb k ingest --model ./m docs >out 2>err
+    ok $? 65 "kb ingest --model exits 65 when the identity meets a FIFO"
+    ok "$(wc -l < err)$(grep -cF "1_Pooling/config.json: not a regular file" err)" 11 "one line naming it"
+    snapshot k after; ok "$(cmp -s before after && echo same)" same "no refused run changed a vector"
+    $KB --kb k check >/dev/null; ok $? 0 "check passes"
+}
+
+# Every id the tokenizer gives needs a row in the word embeddings: a vocab.txt with more
+# entries than config.json's vocab_size is refused when the model is opened (65, naming both
+# numbers), not when a text uses the extra token; fewer entries is a sound (padded) model.
+case_a_vocabulary_larger_than_vocab_size_is_refused_at_load() {
+    local n; n=$(wc -l < "$A/vocab.txt")
+    rm -rf m; cp -r "$A" m; echo zzextratoken >> m/vocab.txt
+    $KB embed --model ./m hello >out 2>err; ok $? 65 "kb embed exits 65"
+    ok "$(wc -l < err)" 1 "one line on stderr"
+    grep -qF "vocab.txt: $((n + 1)) entries, more than config.json's vocab_size of $n" err
+    ok $? 0 "it names the file and both numbers"
+    $KB tokenize --model ./m zzextratoken >out 2>err; ok $? 65 "kb tokenize refuses it too"
+    rm -rf m; cp -r "$A" m; sed -i '$d' m/vocab.txt
+    $KB embed --model ./m hello >out 2>err; ok $? 0 "a vocabulary one entry short embeds"
+}
+
 type "case_$CASE" >/dev/null 2>&1 || { echo "unknown case $CASE"; exit 2; }
 "case_$CASE"
 echo "$CASE: $pass passed, $fail failed"

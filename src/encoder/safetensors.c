@@ -3,7 +3,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "util/file.h"
 
 #define ST_MAX_TENSORS 1000000
 #define ST_MAX_INT ((double)((uint64_t)1 << 53))
@@ -198,16 +199,12 @@ int kb_safetensors_open(struct kb_safetensors *st, const char *path, const char 
                         struct kb_err *err)
 {
     memset(st, 0, sizeof *st);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return kb_err_set(err, errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "%s: %s", label,
-                          strerror(errno));
     struct stat sb;
-    int rc = 0;
+    int fd, rc = kb_file_open_regular(path, &fd, &sb, err);
     void *map = NULL;
-    if (fstat(fd, &sb) != 0) {
-        rc = kb_err_set(err, KB_EIO, "%s: %s", label, strerror(errno));
-        goto done;
+    if (rc) {
+        kb_err_prefix(err, label);
+        return rc;
     }
     if (sb.st_size < 8) {
         rc = kb_err_set(err, KB_EFORMAT, "%s: file is too short (%lld bytes) to hold a header",
