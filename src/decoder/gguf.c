@@ -4,7 +4,6 @@
 #include "decoder/gguf.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "decoder/quant.h"
+#include "util/file.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_ALIGNMENT (1u << 16)
@@ -285,17 +285,11 @@ int kb_gguf_open(struct kb_gguf **out, const char *path, struct kb_err *err)
         free(g);
         return kb_err_set(err, KB_ENOMEM, "%s: out of memory", path);
     }
-    /* O_NONBLOCK: a FIFO in place of the file must not hang the open. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    int fd;
     struct stat st;
-    int rc = 0;
-    if (fd < 0)
-        rc = kb_err_set(err, errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "%s: %s", path,
-                        strerror(errno));
-    else if (fstat(fd, &st) != 0)
-        rc = kb_err_set(err, KB_EIO, "%s: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = kb_err_set(err, KB_EFORMAT, "%s: not a regular file", path);
+    int rc = kb_file_open_regular(path, &fd, &st, err); /* a FIFO never hangs the open */
+    if (rc)
+        kb_err_prefix(err, path);
     else if (st.st_size < 24)
         rc = gguf_fail(err, path, "%lld bytes: too short for a GGUF file", (long long)st.st_size);
     if (!rc) {
