@@ -14,6 +14,7 @@
 #include "kb/kb.h"
 #include "util/buf.h"
 #include "util/file.h"
+#include "util/half.h"
 #include "util/hash.h"
 #include "util/path.h"
 #include "util/utf8.h"
@@ -170,9 +171,34 @@ static void utf8__escape_leaves_no_control_character_for_a_terminal(void **state
     }
 }
 
+static void half__rounding_to_binary16_and_bfloat16_is_to_nearest_even(void **state)
+{
+    (void)state;
+    for (uint32_t h = 0; h < 0x10000; h++) { /* every value comes back as itself */
+        float f = kb_f16_to_f32((uint16_t)h);
+        if (f == f)
+            assert_int_equal(kb_f32_to_f16(f), h);
+        else
+            assert_true((kb_f32_to_f16(f) & 0x7c00) == 0x7c00 && (kb_f32_to_f16(f) & 0x3ff));
+    }
+    assert_int_equal(kb_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);          /* tie: down to even */
+    assert_int_equal(kb_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02);      /* tie: up to even */
+    assert_int_equal(kb_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01); /* past the tie */
+    assert_int_equal(kb_f32_to_f16(65504.0f), 0x7bff);
+    assert_int_equal(kb_f32_to_f16(65519.0f), 0x7bff);
+    assert_int_equal(kb_f32_to_f16(65520.0f), 0x7c00);                 /* rounds to infinity */
+    assert_int_equal(kb_f32_to_f16(-0x1p-25f), 0x8000);               /* tie to even: -0 */
+    assert_int_equal(kb_f32_to_f16(0x1p-25f * 3), 0x0002);            /* subnormal tie: up */
+    assert_int_equal(kb_f32_to_bf16(1.0f), 0x3f80);
+    assert_int_equal(kb_f32_to_bf16(kb_bf16_to_f32(0x3f80) + 0x1p-8f), 0x3f80); /* tie: even */
+    assert_int_equal(kb_f32_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);
+    assert_int_equal(kb_f32_to_bf16(0x1p-130f), 0x0000);               /* subnormal: flushed */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(half__rounding_to_binary16_and_bfloat16_is_to_nearest_even),
         cmocka_unit_test(utf8__escape_leaves_no_control_character_for_a_terminal),
         cmocka_unit_test(buf__refuses_to_grow_past_its_cap),
         cmocka_unit_test(utf8__rejects_overlongs_surrogates_and_truncation),

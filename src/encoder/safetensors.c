@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "util/file.h"
+#include "util/half.h"
 
 #define ST_MAX_TENSORS 1000000
 #define ST_MAX_INT ((double)((uint64_t)1 << 53))
@@ -253,32 +254,6 @@ const struct kb_st_tensor *kb_safetensors_find(const struct kb_safetensors *st,
     return bsearch(&key, st->tensors, st->n_tensors, sizeof key, st_cmp_name);
 }
 
-float kb_st_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t expo = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-    if (expo == 0x1f) {
-        bits = sign | 0x7f800000u | mant << 13;          /* inf, nan (payload kept) */
-    } else if (expo != 0) {
-        bits = sign | (expo + 112) << 23 | mant << 13;  /* normal: rebias 15 -> 127 */
-    } else {
-        float v = (float)mant * 0x1p-24f;              /* zero or subnormal: exact */
-        memcpy(&bits, &v, 4);
-        bits |= sign;
-    }
-    float out;
-    memcpy(&out, &bits, 4);
-    return out;
-}
-
-float kb_st_bf16_to_f32(uint16_t h)
-{
-    uint32_t bits = (uint32_t)h << 16;
-    float out;
-    memcpy(&out, &bits, 4);
-    return out;
-}
-
 int kb_safetensors_to_f32(const struct kb_st_tensor *t, float *out)
 {
     const uint8_t *p = t->data;
@@ -288,11 +263,11 @@ int kb_safetensors_to_f32(const struct kb_st_tensor *t, float *out)
         return 0;
     case KB_ST_F16:
         for (size_t i = 0; i < t->n_elems; i++)
-            out[i] = kb_st_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+            out[i] = kb_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         return 0;
     case KB_ST_BF16:
         for (size_t i = 0; i < t->n_elems; i++)
-            out[i] = kb_st_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+            out[i] = kb_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         return 0;
     default:
         return KB_EFORMAT;
