@@ -23,10 +23,12 @@
 
 #include "decoder/chat.h"
 #include "decoder/gguf.h"
+#include "decoder/kernels.h"
 #include "decoder/model.h"
 #include "decoder/quant.h"
 #include "decoder/tokenizer.h"
 #include "helpers.h"
+#include "util/half.h"
 
 static char *shared_path(const char *rel)
 {
@@ -576,6 +578,67 @@ static void chat__templates_render_as_jinja_renders_them(void **state)
     free(expected_path);
 }
 
+/* ---- kernels: each fast kernel against its scalar twin, and both against the float path -- */
+
+static void random_blocks(uint32_t type, uint8_t *row, size_t n, unsigned *seed)
+{
+    const struct kb_qtype *q = kb_qtype(type);
+    size_t bytes = n / q->block * q->bytes;
+    for (size_t i = 0; i < bytes; i++)
+        row[i] = (uint8_t)rand_r(seed);
+    for (size_t b = 0; b < n / q->block; b++) { /* finite scales of a realistic size */
+        uint8_t *blk = row + b * q->bytes;
+        uint16_t d = kb_f32_to_f16(((float)rand_r(seed) / (float)RAND_MAX - 0.5f) * 0.02f);
+        uint16_t dmin = kb_f32_to_f16((float)rand_r(seed) / (float)RAND_MAX * 0.01f);
+        size_t at = type == KB_Q_Q6_K ? 208 : 0;
+        memcpy(blk + at, &d, 2);
+        if (type == KB_Q_Q4_K)
+            memcpy(blk + 2, &dmin, 2);
+    }
+}
+
+static void kernels__fast_equals_scalar_and_scalar_is_near_the_float_path(void **state)
+{
+    (void)state;
+    static const uint32_t types[] = { KB_Q_Q8_0, KB_Q_Q4_0, KB_Q_Q4_K, KB_Q_Q6_K };
+    static const size_t blocks[] = { 1, 3, 7, 32, 256 }; /* k from 32 to 8192 (65536) */
+    unsigned seed = 7;
+    print_message("kernels: %s\n", kb_kernels_name());
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++)
+        for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
+            uint32_t type = types[t];
+            size_t n = kb_qtype(type)->block * blocks[b];
+            if (n > 8192 && kb_qtype(type)->block == KB_QK_K)
+                continue;
+            uint8_t *row = malloc(n / kb_qtype(type)->block * kb_qtype(type)->bytes);
+            float *x = malloc(n * sizeof *x), *scratch = malloc(n * sizeof *scratch);
+            void *act = malloc(kb_act_bytes(kb_act_type_for(type), n));
+            double fs = 0, fd = 0, rs = 0, rd = 0;
+            for (int r = 0; r < 64; r++) {
+                random_blocks(type, row, n, &seed);
+                for (size_t i = 0; i < n; i++)
+                    x[i] = (float)rand_r(&seed) / (float)RAND_MAX * 2.0f - 1.0f;
+                kb_act_quantize(kb_act_type_for(type), x, act, n);
+                double fast = kb_dot_q(type, row, act, n), slow = kb_dot_q_scalar(type, row, act, n);
+                double ref = kb_dot_row_ref(type, row, x, n, scratch);
+                fs += (fast - slow) * (fast - slow), fd += slow * slow;
+                rs += (slow - ref) * (slow - ref), rd += ref * ref;
+            }
+            print_message("%s k=%zu: fast vs scalar nmse %.1e, scalar vs float %.1e\n",
+                          kb_qtype(type)->name, n, fs / fd, rs / rd);
+            if (!(fs / fd <= 1e-10))
+                fail_msg("%s k=%zu: fast and scalar differ (nmse %.3e)", kb_qtype(type)->name, n,
+                         fs / fd);
+            if (!(rs / rd <= 5e-4))
+                fail_msg("%s k=%zu: integer and float paths differ (nmse %.3e)",
+                         kb_qtype(type)->name, n, rs / rd);
+            free(row);
+            free(x);
+            free(scratch);
+            free(act);
+        }
+}
+
 /* ---- damaged files ---------------------------------------------------------------------- */
 
 struct gb {
@@ -816,6 +879,7 @@ int main(int argc, char **argv)
         return 77;
     }
     const struct CMUnitTest quantized[] = {
+        cmocka_unit_test(kernels__fast_equals_scalar_and_scalar_is_near_the_float_path),
         cmocka_unit_test(decoder__every_quantized_type_gives_llama_cpp_logits) };
     const struct CMUnitTest tiny[] = {
         cmocka_unit_test(decoder__tiny_random_llama_gives_llama_cpp_logits_and_greedy_ids) };

@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decoder/kernels.h"
 #include "decoder/quant.h"
 #include "util/half.h"
+#include "util/pool.h"
+#include "util/threads.h"
 
 struct dec_layer {
     const struct kb_gguf_tensor *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv;
@@ -34,7 +37,14 @@ struct kb_dec_state {
     size_t kv_dim;            /* n_head_kv * head_dim */
     float *k_cache, *v_cache; /* [layer][pos][kv_dim] */
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2, *scores, *logits, *scratch, *norm_w;
+    void *act;                /* the input of a matrix-vector product, quantized */
+    struct kb_pool *pool;     /* helpers splitting the rows of a product, or NULL */
+    float **part_scratch;     /* a row's dequantized floats, per part (the float path) */
+    int n_parts;
 };
+
+/* Products smaller than this run on the calling thread alone: a hand-off costs more. */
+#define DEC_PARALLEL_MIN_WEIGHTS (1u << 16)
 
 /* ---- opening -------------------------------------------------------------------------- */
 
@@ -296,6 +306,19 @@ int kb_dec_state_new(struct kb_dec_state **out, const struct kb_dec_model *m, ui
     s->logits = malloc(hp->n_vocab * sizeof(float));
     s->scratch = malloc((m->max_row > hp->n_embd ? m->max_row : hp->n_embd) * sizeof(float));
     s->norm_w = malloc((hp->n_embd > q ? hp->n_embd : q) * sizeof(float));
+    size_t widest = m->max_row > hp->n_embd ? m->max_row : hp->n_embd;
+    s->act = malloc(kb_act_bytes(KB_ACT_Q8_0, widest) + kb_act_bytes(KB_ACT_Q8_K, widest) + 64);
+    int threads = kb_threads_default();
+    s->pool = threads > 1 ? kb_pool_start(threads - 1) : NULL; /* NULL: one thread */
+    s->n_parts = kb_pool_parts(s->pool);
+    s->part_scratch = calloc((size_t)s->n_parts, sizeof *s->part_scratch);
+    for (int i = 0; s->part_scratch && i < s->n_parts; i++)
+        if (!(s->part_scratch[i] = malloc(widest * sizeof(float))))
+            s->n_parts = i; /* checked below */
+    if (!s->act || !s->part_scratch || s->n_parts != kb_pool_parts(s->pool)) {
+        kb_dec_state_free(s);
+        return kb_err_set(err, KB_ENOMEM, "out of memory for a context of %u tokens", n_ctx);
+    }
     if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->att ||
         !s->hb || !s->hb2 || !s->scores || !s->logits || !s->scratch || !s->norm_w) {
         kb_dec_state_free(s);
@@ -313,6 +336,11 @@ void kb_dec_state_free(struct kb_dec_state *s)
                       s->hb2, s->scores, s->logits, s->scratch, s->norm_w };
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
+    for (int i = 0; s->part_scratch && i < s->n_parts; i++)
+        free(s->part_scratch[i]);
+    free(s->part_scratch);
+    kb_pool_stop(s->pool);
+    free(s->act);
     free(s);
 }
 
@@ -334,13 +362,42 @@ const float *kb_dec_state_logits(const struct kb_dec_state *s)
 
 /* ---- the forward pass ----------------------------------------------------------------- */
 
-/* y[r] = row r of w . x, for every row. */
+/* One matrix-vector product, split by rows between the pool's parts. */
+struct matvec_job {
+    struct kb_dec_state *s;
+    const struct kb_gguf_tensor *w;
+    const float *x;
+    float *y;
+    enum kb_act_type act;
+};
+
+static void matvec_part(void *arg, int part, int n_parts)
+{
+    const struct matvec_job *j = arg;
+    const struct kb_gguf_tensor *w = j->w;
+    size_t n = (size_t)w->ne[0], rows = (size_t)w->ne[1];
+    size_t from = rows * (size_t)part / (size_t)n_parts;
+    size_t to = rows * (size_t)(part + 1) / (size_t)n_parts;
+    for (size_t r = from; r < to; r++) {
+        const uint8_t *row = w->data + r * w->row_bytes;
+        j->y[r] = j->act != KB_ACT_NONE
+                  ? kb_dot_q(w->type, row, j->s->act, n)
+                  : kb_dot_row_ref(w->type, row, j->x, n, j->s->part_scratch[part]);
+    }
+}
+
+/* y[r] = row r of w . x, for every row: with the activations quantized as ggml does for
+ * the types that have integer kernels, else through the float reference. */
 static void matvec(struct kb_dec_state *s, const struct kb_gguf_tensor *w, const float *x,
                    float *y)
 {
-    size_t n = (size_t)w->ne[0];
-    for (uint64_t r = 0; r < w->ne[1]; r++)
-        y[r] = kb_dot_row_ref(w->type, w->data + r * w->row_bytes, x, n, s->scratch);
+    struct matvec_job j = { s, w, x, y, kb_act_type_for(w->type) };
+    if (j.act != KB_ACT_NONE)
+        kb_act_quantize(j.act, x, s->act, (size_t)w->ne[0]);
+    if (s->pool && w->ne[0] * w->ne[1] >= DEC_PARALLEL_MIN_WEIGHTS)
+        kb_pool_run(s->pool, matvec_part, &j);
+    else
+        matvec_part(&j, 0, 1);
 }
 
 static void add_bias(struct kb_dec_state *s, const struct kb_gguf_tensor *b, float *y)
