@@ -196,6 +196,36 @@ static void decoder__every_quantized_type_gives_llama_cpp_logits(void **state)
     }
 }
 
+/* A prompt run in batches (prefill) gives the logits it gives token by token, to the bit. */
+static void decoder__a_batched_prompt_equals_one_token_at_a_time(void **state)
+{
+    (void)state;
+    static const char *const files[] = { "quantized/test-qwen2-q4_k_m.gguf",
+                                         "quantized/test-llama-f16.gguf" };
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        char *path = shared_path(files[f]);
+        struct kb_err err = { 0 };
+        struct kb_dec_model *m;
+        if (kb_dec_model_open(&m, path, &err))
+            fail_msg("%s", err.msg);
+        int32_t ids[77];
+        for (int i = 0; i < 77; i++)
+            ids[i] = (int32_t)((i * 37 + 11) % 256);
+        struct kb_dec_state *batched = run_prompt(m, ids, 77, 128, 0), *single;
+        assert_int_equal(kb_dec_state_new(&single, m, 128, 0, &err), 0);
+        for (int i = 0; i < 77; i++)
+            assert_int_equal(kb_dec_eval(single, &ids[i], 1, &err), 0);
+        size_t n = kb_dec_model_hparams(m)->n_vocab;
+        assert_memory_equal(kb_dec_state_logits(batched), kb_dec_state_logits(single),
+                            n * sizeof(float));
+        assert_int_equal(kb_dec_state_pos(batched), 77);
+        kb_dec_state_free(batched);
+        kb_dec_state_free(single);
+        kb_dec_model_close(m);
+        free(path);
+    }
+}
+
 /* ---- tiny-random-llama: F16 weights, the Llama 2 vocabulary ---------------------------- */
 
 /* llama.cpp's run kept its KV cache in F16 and its attention accumulates in F16 on this path;
@@ -880,7 +910,8 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest quantized[] = {
         cmocka_unit_test(kernels__fast_equals_scalar_and_scalar_is_near_the_float_path),
-        cmocka_unit_test(decoder__every_quantized_type_gives_llama_cpp_logits) };
+        cmocka_unit_test(decoder__every_quantized_type_gives_llama_cpp_logits),
+        cmocka_unit_test(decoder__a_batched_prompt_equals_one_token_at_a_time) };
     const struct CMUnitTest tiny[] = {
         cmocka_unit_test(decoder__tiny_random_llama_gives_llama_cpp_logits_and_greedy_ids) };
     const struct CMUnitTest stories[] = {
