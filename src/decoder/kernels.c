@@ -197,7 +197,8 @@ float kb_dot_q_scalar(uint32_t type, const void *row, const void *act, size_t n)
 
 static int kernels_avx2(void)
 {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
 }
 
 float kb_dot_q(uint32_t type, const void *row, const void *act, size_t n)

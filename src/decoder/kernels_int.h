@@ -9,7 +9,7 @@
 float kb_half(const uint8_t *p);
 /* Q4_K's eight 6-bit scales and minimums from its 12 packed bytes. */
 void kb_q4k_scales(const uint8_t *q, int sc[8], int m[8]);
-/* kernels_avx2.c: kb_dot_q with AVX2 and FMA (callers check the CPU has them). */
+/* kernels_avx2.c: kb_dot_q with AVX2, FMA and F16C (callers check the CPU has them). */
 float kb_dot_q_avx2(uint32_t type, const void *row, const void *act, size_t n);
 
 #endif
