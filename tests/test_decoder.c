@@ -622,7 +622,7 @@ static void random_blocks(uint32_t type, uint8_t *row, size_t n, unsigned *seed)
         uint16_t dmin = kb_f32_to_f16((float)rand_r(seed) / (float)RAND_MAX * 0.01f);
         size_t at = type == KB_Q_Q6_K ? 208 : 0;
         memcpy(blk + at, &d, 2);
-        if (type == KB_Q_Q4_K)
+        if (type == KB_Q_Q4_K || type == KB_Q_Q5_K)
             memcpy(blk + 2, &dmin, 2);
     }
 }
@@ -630,7 +630,7 @@ static void random_blocks(uint32_t type, uint8_t *row, size_t n, unsigned *seed)
 static void kernels__fast_equals_scalar_and_scalar_is_near_the_float_path(void **state)
 {
     (void)state;
-    static const uint32_t types[] = { KB_Q_Q8_0, KB_Q_Q4_0, KB_Q_Q4_K, KB_Q_Q6_K };
+    static const uint32_t types[] = { KB_Q_Q8_0, KB_Q_Q4_0, KB_Q_Q4_K, KB_Q_Q5_K, KB_Q_Q6_K };
     static const size_t blocks[] = { 1, 3, 7, 32, 256 }; /* k from 32 to 8192 (65536) */
     unsigned seed = 7;
     print_message("kernels: %s\n", kb_kernels_name());

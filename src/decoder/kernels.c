@@ -14,7 +14,7 @@ enum kb_act_type kb_act_type_for(uint32_t weight_type)
 {
     switch (weight_type) {
     case KB_Q_Q4_0: case KB_Q_Q8_0: return KB_ACT_Q8_0;
-    case KB_Q_Q4_K: case KB_Q_Q6_K: return KB_ACT_Q8_K;
+    case KB_Q_Q4_K: case KB_Q_Q5_K: case KB_Q_Q6_K: return KB_ACT_Q8_K;
     default: return KB_ACT_NONE;
     }
 }
@@ -130,11 +130,13 @@ void kb_q4k_scales(const uint8_t *q, int sc[8], int m[8])
 
 /* Q4_K: sub-block j (32 values) holds the low nibbles of qs[32 (j/2) ..] when j is even, the
  * high ones when odd; value = d sc_j q - dmin m_j, so the minimum term needs only the
- * activations' sums. */
-static float dot_q4_k(const uint8_t *w, const uint8_t *a, size_t n)
+ * activations' sums. Q5_K (five = 1) adds a fifth bit: bit j of qh[l] for value l of
+ * sub-block j. */
+static float dot_q45_k(const uint8_t *w, const uint8_t *a, size_t n, int five)
 {
     float sum = 0;
-    for (size_t b = 0; b < n / 256; b++, w += 144, a += KB_Q8_K_BYTES) {
+    size_t bytes = five ? 176 : 144;
+    for (size_t b = 0; b < n / 256; b++, w += bytes, a += KB_Q8_K_BYTES) {
         float ad;
         memcpy(&ad, a, 4);
         const int8_t *y = (const int8_t *)(a + 4);
@@ -142,13 +144,14 @@ static float dot_q4_k(const uint8_t *w, const uint8_t *a, size_t n)
         memcpy(bsums, a + 260, sizeof bsums);
         int sc[8], m[8];
         kb_q4k_scales(w + 4, sc, m);
-        const uint8_t *qs = w + 16;
+        const uint8_t *qh = w + 16, *qs = w + (five ? 48 : 16);
         int sumi = 0, summ = 0;
         for (int j = 0; j < 8; j++) {
             const uint8_t *q = qs + 32 * (j / 2);
             int dot = 0;
             for (int l = 0; l < 32; l++)
-                dot += (j & 1 ? q[l] >> 4 : q[l] & 0x0F) * y[32 * j + l];
+                dot += ((j & 1 ? q[l] >> 4 : q[l] & 0x0F) | (five ? (qh[l] >> j & 1) << 4 : 0)) *
+                       y[32 * j + l];
             sumi += sc[j] * dot;
             summ += m[j] * (bsums[2 * j] + bsums[2 * j + 1]);
         }
@@ -187,7 +190,8 @@ float kb_dot_q_scalar(uint32_t type, const void *row, const void *act, size_t n)
     switch (type) {
     case KB_Q_Q8_0: return dot_q8_0(row, act, n);
     case KB_Q_Q4_0: return dot_q4_0(row, act, n);
-    case KB_Q_Q4_K: return dot_q4_k(row, act, n);
+    case KB_Q_Q4_K: return dot_q45_k(row, act, n, 0);
+    case KB_Q_Q5_K: return dot_q45_k(row, act, n, 1);
     case KB_Q_Q6_K: return dot_q6_k(row, act, n);
     default: return 0; /* callers use kb_act_type_for first */
     }

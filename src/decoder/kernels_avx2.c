@@ -77,14 +77,18 @@ AVX2 static float dot_q4_0(const uint8_t *w, const uint8_t *a, size_t n)
     return hsum_ps(acc);
 }
 
-AVX2 static float dot_q4_k(const uint8_t *w, const uint8_t *a, size_t n)
+/* Q4_K, and Q5_K when `five`: the fifth bits of sub-blocks j and j + 1 are bits j and j + 1
+ * of the 32 bytes of qh, moved to bit 4 of each value. */
+AVX2 static float dot_q45_k(const uint8_t *w, const uint8_t *a, size_t n, int five)
 {
     float sum = 0;
-    const __m256i low = _mm256_set1_epi8(0x0F);
-    for (size_t b = 0; b < n / 256; b++, w += 144, a += KB_Q8_K_BYTES) {
+    const __m256i low = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+    size_t bytes = five ? 176 : 144;
+    for (size_t b = 0; b < n / 256; b++, w += bytes, a += KB_Q8_K_BYTES) {
         float ad;
         memcpy(&ad, a, 4);
-        const uint8_t *y = a + 4, *qs = w + 16;
+        const uint8_t *y = a + 4, *qs = w + (five ? 48 : 16);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 16));
         int16_t bsums[16];
         memcpy(bsums, a + 260, sizeof bsums);
         int sc[8], m[8], summ = 0;
@@ -93,6 +97,11 @@ AVX2 static float dot_q4_k(const uint8_t *w, const uint8_t *a, size_t n)
         for (int j = 0; j < 8; j += 2, qs += 32, y += 64) {
             __m256i q = _mm256_loadu_si256((const __m256i *)qs);
             __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+            if (five) { /* bit j of qh to bit 4, then bit j + 1 */
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
+                qh = _mm256_srli_epi16(qh, 2);
+            }
             __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y));
             __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y + 32)));
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pl, _mm256_set1_epi16((short)sc[j])));
@@ -155,7 +164,8 @@ float kb_dot_q_avx2(uint32_t type, const void *row, const void *act, size_t n)
     switch (type) {
     case KB_Q_Q8_0: return dot_q8_0(row, act, n);
     case KB_Q_Q4_0: return dot_q4_0(row, act, n);
-    case KB_Q_Q4_K: return dot_q4_k(row, act, n);
+    case KB_Q_Q4_K: return dot_q45_k(row, act, n, 0);
+    case KB_Q_Q5_K: return dot_q45_k(row, act, n, 1);
     case KB_Q_Q6_K: return dot_q6_k(row, act, n);
     default: return kb_dot_q_scalar(type, row, act, n);
     }
