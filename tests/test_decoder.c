@@ -616,6 +616,17 @@ static void random_blocks(uint32_t type, uint8_t *row, size_t n, unsigned *seed)
     size_t bytes = n / q->block * q->bytes;
     for (size_t i = 0; i < bytes; i++)
         row[i] = (uint8_t)rand_r(seed);
+    if (q->block == 1) { /* float weights: finite values of a realistic size */
+        for (size_t i = 0; i < n; i++) {
+            float v = ((float)rand_r(seed) / (float)RAND_MAX - 0.5f) * 0.2f;
+            uint16_t h = type == KB_Q_F16 ? kb_f32_to_f16(v) : kb_f32_to_bf16(v);
+            if (type == KB_Q_F32)
+                memcpy(row + 4 * i, &v, 4);
+            else
+                memcpy(row + 2 * i, &h, 2);
+        }
+        return;
+    }
     for (size_t b = 0; b < n / q->block; b++) { /* finite scales of a realistic size */
         uint8_t *blk = row + b * q->bytes;
         uint16_t d = kb_f32_to_f16(((float)rand_r(seed) / (float)RAND_MAX - 0.5f) * 0.02f);
@@ -630,7 +641,8 @@ static void random_blocks(uint32_t type, uint8_t *row, size_t n, unsigned *seed)
 static void kernels__fast_equals_scalar_and_scalar_is_near_the_float_path(void **state)
 {
     (void)state;
-    static const uint32_t types[] = { KB_Q_Q8_0, KB_Q_Q4_0, KB_Q_Q4_K, KB_Q_Q5_K, KB_Q_Q6_K };
+    static const uint32_t types[] = { KB_Q_Q8_0, KB_Q_Q4_0, KB_Q_Q4_K, KB_Q_Q5_K, KB_Q_Q6_K,
+                                      KB_Q_F16, KB_Q_BF16, KB_Q_F32 };
     static const size_t blocks[] = { 1, 3, 7, 32, 256 }; /* k from 32 to 8192 (65536) */
     unsigned seed = 7;
     print_message("kernels: %s\n", kb_kernels_name());
@@ -638,6 +650,8 @@ static void kernels__fast_equals_scalar_and_scalar_is_near_the_float_path(void *
         for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
             uint32_t type = types[t];
             size_t n = kb_qtype(type)->block * blocks[b];
+            if (kb_qtype(type)->block == 1) /* float rows: odd lengths too */
+                n = 32 * blocks[b] + (blocks[b] == 1 ? 0 : 5);
             if (n > 8192 && kb_qtype(type)->block == KB_QK_K)
                 continue;
             uint8_t *row = malloc(n / kb_qtype(type)->block * kb_qtype(type)->bytes);

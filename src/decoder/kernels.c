@@ -15,6 +15,9 @@ enum kb_act_type kb_act_type_for(uint32_t weight_type)
     switch (weight_type) {
     case KB_Q_Q4_0: case KB_Q_Q8_0: return KB_ACT_Q8_0;
     case KB_Q_Q4_K: case KB_Q_Q5_K: case KB_Q_Q6_K: return KB_ACT_Q8_K;
+    case KB_Q_F16: return KB_ACT_F16;
+    case KB_Q_BF16: return KB_ACT_BF16;
+    case KB_Q_F32: return KB_ACT_F32;
     default: return KB_ACT_NONE;
     }
 }
@@ -22,7 +25,8 @@ enum kb_act_type kb_act_type_for(uint32_t weight_type)
 size_t kb_act_bytes(enum kb_act_type act, size_t n)
 {
     return act == KB_ACT_Q8_0 ? n / 32 * KB_Q8_0_BYTES
-           : act == KB_ACT_Q8_K ? n / 256 * KB_Q8_K_BYTES : 0;
+           : act == KB_ACT_Q8_K ? n / 256 * KB_Q8_K_BYTES
+           : act == KB_ACT_NONE ? 0 : n * sizeof(float);
 }
 
 float kb_half(const uint8_t *p)
@@ -82,10 +86,19 @@ static void quantize_q8_k(const float *x, uint8_t *out, size_t n)
 
 void kb_act_quantize(enum kb_act_type act, const float *x, void *out, size_t n)
 {
+    float *f = out;
     if (act == KB_ACT_Q8_0)
         quantize_q8_0(x, out, n);
     else if (act == KB_ACT_Q8_K)
         quantize_q8_k(x, out, n);
+    else if (act == KB_ACT_F16)
+        for (size_t i = 0; i < n; i++)
+            f[i] = kb_f16_to_f32(kb_f32_to_f16(x[i]));
+    else if (act == KB_ACT_BF16)
+        for (size_t i = 0; i < n; i++)
+            f[i] = kb_bf16_to_f32(kb_f32_to_bf16(x[i]));
+    else if (act == KB_ACT_F32)
+        memcpy(f, x, n * sizeof *f);
 }
 
 /* ---- scalar twins ------------------------------------------------------------------------ */
@@ -185,6 +198,22 @@ static float dot_q6_k(const uint8_t *w, const uint8_t *a, size_t n)
     return sum;
 }
 
+/* 16- or 32-bit float weights with float activations. */
+static float dot_float(uint32_t type, const uint8_t *w, const float *x, size_t n)
+{
+    float sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        if (type == KB_Q_F32)
+            memcpy(&v, w + 4 * i, 4);
+        else
+            v = type == KB_Q_F16 ? kb_half(w + 2 * i)
+                                 : kb_bf16_to_f32((uint16_t)(w[2 * i] | w[2 * i + 1] << 8));
+        sum += v * x[i];
+    }
+    return sum;
+}
+
 float kb_dot_q_scalar(uint32_t type, const void *row, const void *act, size_t n)
 {
     switch (type) {
@@ -193,6 +222,7 @@ float kb_dot_q_scalar(uint32_t type, const void *row, const void *act, size_t n)
     case KB_Q_Q4_K: return dot_q45_k(row, act, n, 0);
     case KB_Q_Q5_K: return dot_q45_k(row, act, n, 1);
     case KB_Q_Q6_K: return dot_q6_k(row, act, n);
+    case KB_Q_F16: case KB_Q_BF16: case KB_Q_F32: return dot_float(type, row, act, n);
     default: return 0; /* callers use kb_act_type_for first */
     }
 }

@@ -2,7 +2,8 @@
  * them: the activations are quantized too (to Q8_0 blocks of 32, or Q8_K super-blocks of 256
  * with sums of each 16), and each block's products are summed in integers, then scaled. A
  * scalar version of each kernel is the twin the vectorised ones (AVX2, chosen at run time) are
- * tested against. Types without an integer kernel use the float reference (quant.h). */
+ * tested against. 16- and 32-bit float weights meet float activations (rounded to the weights'
+ * type, as ggml does). Types without a kernel here use the float reference (quant.h). */
 #ifndef KB_DECODER_KERNELS_H
 #define KB_DECODER_KERNELS_H
 
@@ -14,7 +15,9 @@
 #define KB_Q8_0_BYTES 34
 #define KB_Q8_K_BYTES 292
 
-enum kb_act_type { KB_ACT_NONE = 0, KB_ACT_Q8_0, KB_ACT_Q8_K };
+/* F16, BF16: floats rounded to the weights' 16-bit type first, as ggml does; F32: as they are. */
+enum kb_act_type { KB_ACT_NONE = 0, KB_ACT_Q8_0, KB_ACT_Q8_K, KB_ACT_F16, KB_ACT_BF16,
+                   KB_ACT_F32 };
 
 /* The activation type a weight type's integer kernel takes; KB_ACT_NONE: the float path. */
 enum kb_act_type kb_act_type_for(uint32_t weight_type);

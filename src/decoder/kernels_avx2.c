@@ -159,6 +159,41 @@ AVX2 static float dot_q6_k(const uint8_t *w, const uint8_t *a, size_t n)
     return sum;
 }
 
+/* Eight weights as floats: F16 by F16C, BF16 by a 16-bit shift, F32 as they are. */
+AVX2 static inline __m256 load8(uint32_t type, const uint8_t *w)
+{
+    if (type == KB_Q_F32)
+        return _mm256_loadu_ps((const float *)w);
+    __m128i h = _mm_loadu_si128((const __m128i *)w);
+    if (type == KB_Q_F16)
+        return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+AVX2 static float dot_float(uint32_t type, const uint8_t *w, const float *x, size_t n)
+{
+    size_t step = type == KB_Q_F32 ? 32 : 16, i = 0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16, w += 2 * step) {
+        acc0 = _mm256_fmadd_ps(load8(type, w), _mm256_loadu_ps(x + i), acc0);
+        acc1 = _mm256_fmadd_ps(load8(type, w + step), _mm256_loadu_ps(x + i + 8), acc1);
+    }
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++, w += step / 8) { /* rows of other lengths: the rest one by one */
+        float v;
+        if (type == KB_Q_F32)
+            memcpy(&v, w, 4);
+        else if (type == KB_Q_F16)
+            v = half(w);
+        else {
+            uint32_t bits = (uint32_t)(w[0] | w[1] << 8) << 16;
+            memcpy(&v, &bits, 4);
+        }
+        sum += v * x[i];
+    }
+    return sum;
+}
+
 float kb_dot_q_avx2(uint32_t type, const void *row, const void *act, size_t n)
 {
     switch (type) {
@@ -167,6 +202,7 @@ float kb_dot_q_avx2(uint32_t type, const void *row, const void *act, size_t n)
     case KB_Q_Q4_K: return dot_q45_k(row, act, n, 0);
     case KB_Q_Q5_K: return dot_q45_k(row, act, n, 1);
     case KB_Q_Q6_K: return dot_q6_k(row, act, n);
+    case KB_Q_F16: case KB_Q_BF16: case KB_Q_F32: return dot_float(type, row, act, n);
     default: return kb_dot_q_scalar(type, row, act, n);
     }
 }

@@ -301,7 +301,7 @@ int kb_dec_state_new(struct kb_dec_state **out, const struct kb_dec_model *m, ui
     s->wide = hp->n_embd > s->q_dim ? hp->n_embd : s->q_dim;
     size_t cache = (size_t)hp->n_layer * s->n_ctx * s->kv_dim, B = DEC_BATCH;
     size_t widest = m->max_row > s->wide ? m->max_row : s->wide;
-    s->act_stride = kb_act_bytes(KB_ACT_Q8_0, widest) + kb_act_bytes(KB_ACT_Q8_K, widest) + 64;
+    s->act_stride = kb_act_bytes(KB_ACT_F32, widest) + 64; /* the largest form of an input */
     s->k_cache = malloc(cache * sizeof(float));
     s->v_cache = malloc(cache * sizeof(float));
     s->x = malloc(B * hp->n_embd * sizeof(float));
