@@ -392,7 +392,8 @@ typedef struct kb_source {
     double score;
     const char *text;         /* the passage text (neighbouring chunks merged) */
     const char *note;         /* why it was left out ("duplicate", "near-duplicate", "over the
-                                 token budget"), or "" */
+                                 token budget"); for a passage placed, "shortened to fit the
+                                 token budget" when its text was cut (ending " […]"), else "" */
     const char *format;       /* the document's format ("markdown", "pdf", ...), as in kb_result */
     const char *location;     /* as in kb_result: "page 3", "chapter 2: Winter", "row 2 – row 9";
                                  "" when the lines say it all. A passage merged from neighbouring

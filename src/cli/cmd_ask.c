@@ -197,6 +197,14 @@ static void ask_report_prompt(const struct cli *cli, const kb_prompt_result *p)
 {
     if (cli->verbose < 1)
         return;
+    for (size_t i = 0; i < p->n_sources; i++) {
+        if (!*p->sources[i].note)
+            continue;
+        char *shown = cli_display_path(p->sources[i].path);
+        cli_line(stderr, "kb: sent %s:%u-%u (%s)", shown ? shown : p->sources[i].path,
+                 p->sources[i].line_start, p->sources[i].line_end, p->sources[i].note);
+        free(shown);
+    }
     for (size_t i = 0; i < p->n_dropped; i++) {
         char *shown = cli_display_path(p->dropped[i].path);
         cli_line(stderr, "kb: left out %s:%u-%u (%s)", shown ? shown : p->dropped[i].path,
