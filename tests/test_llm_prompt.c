@@ -578,6 +578,45 @@ static void prompt__history_keeps_the_newest_turns_that_fit(void **state)
     kb_llm_prompt_clear(&p);
 }
 
+static void request__a_base_url_ending_in_a_version_path_gets_only_the_endpoint(void **state)
+{
+    (void)state;
+    struct kb_llm_config cfg = { 0 };
+    static const struct { const char *backend, *url, *endpoint; } cases[] = {
+        /* Gemini, Cohere, Groq, OpenRouter, Together/Mistral/vLLM/LM Studio/llama.cpp */
+        { "openai", "https://generativelanguage.googleapis.com/v1beta/openai/",
+          "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions" },
+        { "openai", "https://api.cohere.ai/compatibility/v1",
+          "https://api.cohere.ai/compatibility/v1/chat/completions" },
+        { "openai", "https://api.groq.com/openai/v1",
+          "https://api.groq.com/openai/v1/chat/completions" },
+        { "openai", "https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1/chat/completions" },
+        { "openai", "http://localhost:8000/v1/", "http://localhost:8000/v1/chat/completions" },
+        { "openai", "http://h/v2alpha1", "http://h/v2alpha1/chat/completions" },
+        /* A full endpoint is used as it is (Perplexity has no version path). */
+        { "openai", "https://api.perplexity.ai/chat/completions",
+          "https://api.perplexity.ai/chat/completions" },
+        /* No version path: /v1 is added; look-alikes are no version. */
+        { "openai", "https://api.deepseek.com", "https://api.deepseek.com/v1/chat/completions" },
+        { "openai", "http://h/proxy", "http://h/proxy/v1/chat/completions" },
+        { "openai", "http://h/openai", "http://h/openai/v1/chat/completions" },
+        { "openai", "http://h/version", "http://h/version/v1/chat/completions" },
+        { "openai", "http://v1", "http://v1/v1/chat/completions" },
+        { "openai", "http://h/v1x2y", "http://h/v1x2y/v1/chat/completions" },
+        { "anthropic", "https://h/v1", "https://h/v1/messages" },
+        { "ollama", "http://h:2/", "http://h:2/api/chat" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cfg.backend = (char *)cases[i].backend;
+        cfg.url = (char *)cases[i].url;
+        char *url = kb_llm_request_url(&cfg);
+        assert_non_null(url);
+        if (strcmp(url, cases[i].endpoint))
+            fail_msg("%s -> %s, want %s", cases[i].url, url, cases[i].endpoint);
+        free(url);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -594,6 +633,7 @@ int main(void)
         cmocka_unit_test(request__urls_and_bodies_follow_each_protocol),
         cmocka_unit_test(prompt__budget_fills_in_rank_order_with_passages_of_mixed_sizes),
         cmocka_unit_test(prompt__best_passage_over_the_budget_is_shortened_at_a_line_or_sentence),
+        cmocka_unit_test(request__a_base_url_ending_in_a_version_path_gets_only_the_endpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
