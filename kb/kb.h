@@ -160,7 +160,10 @@ typedef struct kb_ingest_options {
     const char *model;          /* encoder model (hub name or folder) for a KB that has none;
                                    NULL = the KB's own, else KB_DEFAULT_MODEL when downloaded,
                                    else keyword search only; "none" = keyword search only. A
-                                   different model than the KB's is KB_ECONFIG (kb_reindex). */
+                                   different model than the KB's is KB_ECONFIG (kb_reindex), and
+                                   so is a model for a KB that holds passages without one
+                                   (kb_reindex embeds them all); the default is then not
+                                   taken, and the notice says so. */
     const char *index;          /* vector index type ("flat", "ivf", "hnsw", with parameters
                                    as "ivf:nlist=1024,nprobe=32"); NULL = chosen by size */
     /* Version 3: */
