@@ -278,7 +278,8 @@ typedef struct kb_search_options {
     const char *path_glob;    /* the document's stored path (absolute for files) matches this
                                  glob; its star also spans slashes, so a folder is its path
                                  followed by a slash and a star */
-    const char *format;       /* the document's format: "markdown", "pdf", "html", ... */
+    const char *format;       /* the document's format: "markdown", "pdf", "html", ... (one
+                                 that kb does not read is KB_EINVALID, naming those it does) */
     int64_t modified_after;   /* the file was modified after this time (Unix seconds, 0 to
                                  KB_TIME_MAX; others are KB_EINVALID) */
 } kb_search_options;

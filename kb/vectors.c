@@ -1027,8 +1027,8 @@ int kb_vec_search(kb *kb, const char *query, size_t k, const struct kb_filter *f
     if (rc)
         return rc;
     if (!v->model_name)
-        return kb_fail(kb, KB_EINVALID, "this knowledge base has no vectors; use --mode bm25 "
-                       "(or ingest with a model)");
+        return kb_fail(kb, KB_EINVALID, "this knowledge base has no vectors, so mode must be "
+                       "\"bm25\"");
     if (!v->model && (rc = vec_open_model(kb, v->model_name)))
         return rc;
     int filtered = kb_filter_active(filter);

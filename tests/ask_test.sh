@@ -404,7 +404,7 @@ $PY "$T/lines.py" "$T/out" "$DATA/answer.txt" "unreachable"; ok $? 0 "--json: un
 $KB ask --mode bm25 --backend openai --model m --url "$BASE/ok" "$Q" >/dev/null 2>&1; ok $? 0 "--mode bm25 answers"
 for m in vector hybrid; do
   $KB ask --mode $m --backend openai --model m --url "$BASE/ok" "$Q" >"$T/out" 2>"$T/err"; ok $? 2 "--mode $m on a KB without vectors is a usage error"
-  grep -q 'this knowledge base has no vectors; use --mode bm25' "$T/err"; ok $? 0 "--mode $m: the search says the KB has no vectors"
+  grep -q 'this knowledge base has no vectors, so mode must be "bm25"' "$T/err"; ok $? 0 "--mode $m: the search says the KB has no vectors"
 done
 $KB ask --mode fuzzy "$Q" >/dev/null 2>"$T/err"; ok $? 2 "an unknown --mode is a usage error"
 $KB ask --no-stream --backend ollama --model m --url "$BASE/ok" "$Q" >"$T/out" 2>/dev/null; ok $? 0 "--no-stream exits 0"

@@ -119,6 +119,11 @@ int cli_fail(const struct cli *cli, kb *kb, int status)
             break;
         cli_hint("create it with 'kb --kb %s ingest FOLDER'", cli->kb_dir);
         break;
+    case KB_EINVALID:
+        if (strstr(msg, "so mode must be \"bm25\""))
+            cli_hint("search it with --mode bm25, or give it vectors with "
+                     "'kb reindex --model NAME'");
+        break;
     case KB_ELOCKED:
         cli_hint("retry when the other writer has finished");
         break;
