@@ -26,7 +26,7 @@ model() {
 }
 A=$(model tiny_f16_mean)
 jget() { $PY -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-stat_of() { $KB --kb "$1" --json status | jget "d.get('$2', '')"; }
+stat_of() { $KB --kb "$1" --json status | jget "'' if d.get('$2') is None else d['$2']"; }
 sql() { $PY -c "import sqlite3,sys; c=sqlite3.connect('file:'+sys.argv[1]+'/kb.sqlite?mode=ro',uri=True); print('\n'.join('|'.join(str(x) for x in r) for r in c.execute(sys.argv[2])))" "$@"; }
 # results KBDIR ARGS...: "chunk_id score" lines of a --json search
 results() {
