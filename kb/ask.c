@@ -110,6 +110,13 @@ static void ask_log_prompt(const kb_ask_options *opts, const kb_prompt_result *p
     char line[1200];
     if (!opts->on_log)
         return;
+    for (size_t i = 0; i < p->n_sources; i++) {
+        if (!*p->sources[i].note)
+            continue;
+        snprintf(line, sizeof line, "sent %s:%u-%u (%s)", p->sources[i].path,
+                 p->sources[i].line_start, p->sources[i].line_end, p->sources[i].note);
+        opts->on_log(1, line, opts->payload);
+    }
     for (size_t i = 0; i < p->n_dropped; i++) {
         snprintf(line, sizeof line, "left out %s:%u-%u (%s)", p->dropped[i].path,
                  p->dropped[i].line_start, p->dropped[i].line_end, p->dropped[i].note);

@@ -160,7 +160,10 @@ typedef struct kb_ingest_options {
     const char *model;          /* encoder model (hub name or folder) for a KB that has none;
                                    NULL = the KB's own, else KB_DEFAULT_MODEL when downloaded,
                                    else keyword search only; "none" = keyword search only. A
-                                   different model than the KB's is KB_ECONFIG (kb_reindex). */
+                                   different model than the KB's is KB_ECONFIG (kb_reindex), and
+                                   so is a model for a KB that holds passages without one
+                                   (kb_reindex embeds them all); the default is then not
+                                   taken, and the notice says so. */
     const char *index;          /* vector index type ("flat", "ivf", "hnsw", with parameters
                                    as "ivf:nlist=1024,nprobe=32"); NULL = chosen by size */
     /* Version 3: */
@@ -275,7 +278,8 @@ typedef struct kb_search_options {
     const char *path_glob;    /* the document's stored path (absolute for files) matches this
                                  glob; its star also spans slashes, so a folder is its path
                                  followed by a slash and a star */
-    const char *format;       /* the document's format: "markdown", "pdf", "html", ... */
+    const char *format;       /* the document's format: "markdown", "pdf", "html", ... (one
+                                 that kb does not read is KB_EINVALID, naming those it does) */
     int64_t modified_after;   /* the file was modified after this time (Unix seconds, 0 to
                                  KB_TIME_MAX; others are KB_EINVALID) */
 } kb_search_options;
@@ -392,7 +396,8 @@ typedef struct kb_source {
     double score;
     const char *text;         /* the passage text (neighbouring chunks merged) */
     const char *note;         /* why it was left out ("duplicate", "near-duplicate", "over the
-                                 token budget"), or "" */
+                                 token budget"); for a passage placed, "shortened to fit the
+                                 token budget" when its text was cut (ending " […]"), else "" */
     const char *format;       /* the document's format ("markdown", "pdf", ...), as in kb_result */
     const char *location;     /* as in kb_result: "page 3", "chapter 2: Winter", "row 2 – row 9";
                                  "" when the lines say it all. A passage merged from neighbouring

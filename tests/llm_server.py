@@ -2,7 +2,9 @@
 """llm_server.py — a loopback LLM server for kb's tests.
 
 Speaks the three protocols kb uses and replays recorded replies from tests/data/llm:
-  POST .../v1/chat/completions  OpenAI Chat Completions, SSE (openai.sse)
+  POST .../v1/chat/completions  OpenAI Chat Completions, SSE (openai.sse); any path ending in
+                                /chat/completions too, as hosted providers have them
+                                (/v1beta/openai/chat/completions, /api/v1/chat/completions, ...)
   POST .../api/chat             Ollama, NDJSON (ollama.ndjson)
   POST .../v1/messages          Anthropic Messages, SSE (anthropic.sse); needs x-api-key and
                                 anthropic-version headers like the real API
@@ -143,6 +145,8 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) < 4 or parts[1] != "s":
             return self.send_json(404, {"error": "no such path"})
         scenario, endpoint = parts[2], "/" + parts[3]
+        if endpoint.endswith("/chat/completions"):
+            endpoint = "/v1/chat/completions"  # hosted providers' shapes: /v1beta/openai/..., /api/v1/...
         if endpoint not in ENDPOINTS:
             return self.send_json(404, {"error": f"no endpoint {endpoint}"})
         proto, recording, ctype = ENDPOINTS[endpoint]

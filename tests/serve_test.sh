@@ -8,6 +8,7 @@
 #   page       the page at / asks a question in headless Chromium (DOM + screenshot PNG)
 #   strict     repeated Hosts, odd ports, JSON with more after it and NULs are 400 (client)
 #   log        kb serve -v: one line per request, control characters escaped (client)
+#   keyword_only  a KB without vectors: errors name request fields ("mode"), not CLI flags
 # Usage: serve_test.sh PATH_TO_KB MODELS_DIR TESTS_DIR CASE
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -197,6 +198,34 @@ strict)
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
 log)
     start_server -v; export SERVE_ERR=$T/serve.err; client log
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+keyword_only)
+    # A KB without vectors: refusals speak of the request's fields, never of CLI flags.
+    export KB_DIR=$T/kw
+    $KB ingest -q --model none "$DATA/docs" >/dev/null 2>&1; ok $? 0 "a keyword-only KB is ingested"
+    start_server
+    $PY - <<'PYEOF'
+import http.client, json, os
+def post(path, doc):
+    c = http.client.HTTPConnection("127.0.0.1", int(os.environ["SERVE_PORT"]), timeout=30)
+    c.request("POST", path, json.dumps(doc), {"Authorization": "Bearer " + os.environ["SERVE_READ"],
+                                              "Content-Type": "application/json"})
+    r = c.getresponse()
+    return r.status, json.loads(r.read())
+for path, doc in (("/v1/search", {"query": "logs", "mode": "vector"}),
+                  ("/v1/search", {"query": "logs", "mode": "hybrid"}),
+                  ("/v1/prompt", {"question": "logs", "mode": "vector"})):
+    status, body = post(path, doc)
+    msg = body["error"]["message"]
+    assert status == 400 and body["error"]["code"] == "invalid_request", (path, status, body)
+    assert 'mode must be "bm25"' in msg and "--" not in msg, (path, msg)
+status, body = post("/v1/search", {"query": "logs", "format": "docxx"})
+msg = body["error"]["message"]
+assert status == 400 and "unknown format 'docxx'" in msg and "markdown" in msg, (status, body)
+status, body = post("/v1/search", {"query": "logs", "mode": "bm25"})
+assert status == 200 and body["results"], (status, body)
+PYEOF
+    ok $? 0 "mode on a KB without vectors and an unknown format are 400s naming the fields, not flags"
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac

@@ -26,7 +26,7 @@ model() {
 }
 A=$(model tiny_f16_mean)
 jget() { $PY -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-stat_of() { $KB --kb "$1" --json status | jget "d.get('$2', '')"; }
+stat_of() { $KB --kb "$1" --json status | jget "'' if d.get('$2') is None else d['$2']"; }
 sql() { $PY -c "import sqlite3,sys; c=sqlite3.connect('file:'+sys.argv[1]+'/kb.sqlite?mode=ro',uri=True); print('\n'.join('|'.join(str(x) for x in r) for r in c.execute(sys.argv[2])))" "$@"; }
 # results KBDIR ARGS...: "chunk_id score" lines of a --json search
 results() {
@@ -447,7 +447,8 @@ case_kb_without_a_model_searches_bm25() {
         done
         $KB --kb $d check >/dev/null; ok $? 0 "$d: check passes"
     done
-    $KB --kb none ingest --model "$A" docs >/dev/null 2>err; ok $? 0 "a model can be given to a KB ingested without one"
+    $KB --kb none ingest --model "$A" docs >/dev/null 2>err; ok $? 78 "ingest --model does not half-embed a KB ingested without one"
+    $KB --kb none reindex --model "$A" >/dev/null 2>err; ok $? 0 "reindex --model gives it one"
     ok "$(stat_of none model)" "$A" "it becomes the KB's model"
     $KB --kb plain --json reindex --model "$A" >/dev/null; ok $? 0 "reindex --model adds vectors to a KB without"
     ok "$(stat_of plain vectors)" "$(sql plain 'SELECT count(*) FROM chunks')" "every chunk gets a vector"
@@ -687,6 +688,39 @@ case_a_vocabulary_larger_than_vocab_size_is_refused_at_load() {
     $KB tokenize --model ./m zzextratoken >out 2>err; ok $? 65 "kb tokenize refuses it too"
     rm -rf m; cp -r "$A" m; sed -i '$d' m/vocab.txt
     $KB embed --model ./m hello >out 2>err; ok $? 0 "a vocabulary one entry short embeds"
+}
+
+# A KB ingested without a model gets its first one for every chunk or not at all: ingest
+# --model refuses (nothing stored) and names kb reindex --model, which embeds them all; kb check
+# on a KB left half-embedded (as an earlier kb did) names the command that mends it.
+case_a_first_model_embeds_every_chunk_or_is_refused() {
+    mkdir docs
+    $GEN "$A/vocab.txt" docs 12 83 --sections 2 --words 20
+    $KB --kb k ingest --model none docs >/dev/null 2>&1; ok $? 0 "a keyword-only KB is ingested"
+    local n; n=$(sql k 'SELECT count(*) FROM chunks')
+    ok "$(( n > 12 ))" 1 "it holds passages ($n)"
+    cp docs/doc0001.md docs/new.md; echo "one more line" >> docs/new.md
+    sql k 'SELECT count(*) FROM documents' > docs_before
+    $KB --kb k ingest --model "$A" docs >out 2>err; ok $? 78 "ingest --model on it exits 78"
+    ok "$(wc -l < err)" 1 "one line on stderr"
+    grep -qF "holds $n passages without vectors; give it model '$A' with 'kb reindex --model $A'" err
+    ok $? 0 "the line counts the passages and names 'kb reindex --model'"
+    ok "$(stat_of k model)|$(sql k 'SELECT count(*) FROM vectors')" "|0" "no model recorded, no vector stored"
+    ok "$(sql k 'SELECT count(*) FROM documents')" "$(cat docs_before)" "the new file was not half-added either"
+    $KB --kb k check >/dev/null 2>err; ok $? 0 "check passes: the KB is still keyword-only and sound"
+    $KB --kb k ingest docs >out 2>err; ok $? 0 "a plain ingest goes on keyword-only"
+    ok "$(stat_of k model)|$(sql k 'SELECT count(*) FROM vectors')" "|0" "and records no model"
+    $KB --kb k --json reindex --model "$A" >out; ok $? 0 "kb reindex --model exits 0"
+    ok "$(sql k 'SELECT count(*) FROM vectors')" "$(sql k 'SELECT count(*) FROM chunks')" "every chunk has a vector"
+    $KB --kb k check >/dev/null 2>err; ok $? 0 "check passes"
+    # Half-embedded, as an earlier kb left such a KB: check names the fix, and it works.
+    $PY -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]+"/kb.sqlite"); c.execute("DELETE FROM vectors WHERE chunk_id IN (SELECT chunk_id FROM vectors LIMIT 5)"); c.commit()' k
+    $KB --kb k check >out 2>err; ok $? 65 "check finds the chunks with no vector (65)"
+    grep -q "5 chunks have no vector from model '$A'" err; ok $? 0 "it counts them and names the model"
+    grep -qF "hint: embed every chunk with 'kb reindex --model $A'" err; ok $? 0 "the hint names kb reindex --model"
+    grep -q "re-create" err; ok $? 1 "and does not say to re-create the KB"
+    $KB --kb k reindex --model "$A" >/dev/null 2>&1; ok $? 0 "the hinted command runs"
+    $KB --kb k check >/dev/null 2>err; ok $? 0 "and check passes after it"
 }
 
 type "case_$CASE" >/dev/null 2>&1 || { echo "unknown case $CASE"; exit 2; }

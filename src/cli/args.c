@@ -47,12 +47,20 @@ static const struct cli_opt *args_find_short(const struct cli_opt *opts, char c)
     return NULL;
 }
 
+int cli_verbosity(const char *arg)
+{
+    if (!strcmp(arg, "--verbose"))
+        return 1;
+    size_t n = arg[0] == '-' ? strspn(arg + 1, "v") : 0;
+    return n && !arg[1 + n] ? (int)n : 0;
+}
+
 /* Options every command accepts after its name. Returns 1 when `arg` was one of them. */
 static int args_common(struct cli *cli, const char *arg, int *help)
 {
     if (!strcmp(arg, "--json")) cli->json = 1;
     else if (!strcmp(arg, "-q") || !strcmp(arg, "--quiet")) cli->quiet = 1;
-    else if (!strcmp(arg, "-v") || !strcmp(arg, "--verbose")) cli->verbose++;
+    else if (cli_verbosity(arg)) cli->verbose += cli_verbosity(arg);
     else if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) *help = 1;
     else return 0;
     return 1;

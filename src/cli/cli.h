@@ -41,14 +41,18 @@ struct cli_opt {
 };
 
 /* Parses a command's argv (argv[0] is the command). Options may come before or after
- * positional arguments; "--" ends options. --json, -q, -v and -h/--help are handled for
- * every command (help sets *help). Each option calls on_opt(id, value, payload), which returns
+ * positional arguments; "--" ends options. --json, -q, -v (-vv, -vvv) and -h/--help are
+ * handled for every command (help sets *help). Each option calls on_opt(id, value, payload), which returns
  * 0 or a usage error message. Positionals go to pos (which must hold argc entries).
  * Returns 0, or CLI_EXIT_USAGE after printing the error. */
 typedef const char *(*cli_opt_fn)(int id, const char *value, void *payload);
 int cli_parse(struct cli *cli, const char *cmd, const struct cli_opt *opts, int argc,
               char **argv, cli_opt_fn on_opt, void *payload, char **pos, int *n_pos,
               int *help);
+
+/* How much more verbose an argument asks for: 1 for -v or --verbose, N for "-" and N v's
+ * (-vv, -vvv); 0 when it is something else. */
+int cli_verbosity(const char *arg);
 
 /* Whether a model argument names a GGUF file (a decoder model): it ends in ".gguf". */
 int cli_is_gguf(const char *name);

@@ -197,6 +197,14 @@ static void ask_report_prompt(const struct cli *cli, const kb_prompt_result *p)
 {
     if (cli->verbose < 1)
         return;
+    for (size_t i = 0; i < p->n_sources; i++) {
+        if (!*p->sources[i].note)
+            continue;
+        char *shown = cli_display_path(p->sources[i].path);
+        cli_line(stderr, "kb: sent %s:%u-%u (%s)", shown ? shown : p->sources[i].path,
+                 p->sources[i].line_start, p->sources[i].line_end, p->sources[i].note);
+        free(shown);
+    }
     for (size_t i = 0; i < p->n_dropped; i++) {
         char *shown = cli_display_path(p->dropped[i].path);
         cli_line(stderr, "kb: left out %s:%u-%u (%s)", shown ? shown : p->dropped[i].path,
@@ -291,6 +299,13 @@ static int ask_json_out(const struct ask_cmd *c, const kb_answer *a, const char 
     return rc ? rc : cli_ask_json_line(cli_ask_json(c, "summary", a, error, 0));
 }
 
+void cli_ask_no_backend(const char *what, const char *tail)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    cli_error("no LLM backend configured: showing %s; to get answers set 'backend' and 'model' "
+              "in %s/kb/config%s", what, xdg && *xdg ? xdg : "~/.config", tail);
+}
+
 /* No answer: the best passages on stdout and one line on stderr. */
 static int ask_fallback(const struct ask_cmd *c, const kb_answer *a, kb *kb, int status)
 {
@@ -298,9 +313,8 @@ static int ask_fallback(const struct ask_cmd *c, const kb_answer *a, kb *kb, int
     if (status)
         cli_error("%s; showing the best passages instead", kb_errmsg(kb));
     else if (!cli->quiet)
-        cli_error("no LLM backend configured: showing the best passages; to get answers set "
-                  "'backend' and 'model' in ~/.config/kb/config or KB_LLM_BACKEND and "
-                  "KB_LLM_MODEL (see 'kb ask --help')");
+        cli_ask_no_backend("the best passages", " or KB_LLM_BACKEND and KB_LLM_MODEL (see "
+                           "'kb ask --help')");
     int rc = cli->json ? ask_json_out(c, a, status ? kb_errmsg(kb) : NULL) : 0;
     if (!cli->json)
         cli_ask_print_passages(a->prompt);

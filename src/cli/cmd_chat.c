@@ -123,8 +123,7 @@ static void chat_text_turn(struct chat_session *s, const kb_answer *a, int statu
         cli_ask_report_speed(c->cli, a);
     } else if (!status) {
         if (!s->hinted++ && !c->cli->quiet)
-            cli_error("no LLM backend configured: showing the best passages; set 'backend' "
-                      "and 'model' in ~/.config/kb/config (see 'kb ask --help')");
+            cli_ask_no_backend("the best passages", " (see 'kb ask --help')");
         cli_ask_print_passages(a->prompt);
     }
     putchar('\n');

@@ -95,6 +95,8 @@ int cmd_status(struct cli *cli, int argc, char **argv)
             cJSON_AddStringToObject(o, "model", st.model);
             cJSON_AddNumberToObject(o, "dim", st.dim);
             cJSON_AddNumberToObject(o, "vectors", (double)st.n_vectors);
+        } else {
+            cJSON_AddNullToObject(o, "model"); /* keyword search only */
         }
         if (*st.index) {
             cJSON_AddStringToObject(o, "index", st.index);

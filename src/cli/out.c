@@ -98,6 +98,17 @@ int cli_exit_code(int status)
     }
 }
 
+/* For "N chunks have no vector from model 'NAME'": the command that embeds them. */
+static int cli_hint_reindex(const char *msg)
+{
+    static const char mark[] = "have no vector from model '";
+    const char *name = strstr(msg, mark), *end;
+    if (!name || !(end = strrchr(name += sizeof mark - 1, '\'')))
+        return 0;
+    cli_hint("embed every chunk with 'kb reindex --model %.*s'", (int)(end - name), name);
+    return 1;
+}
+
 int cli_fail(const struct cli *cli, kb *kb, int status)
 {
     const char *msg = kb ? kb_errmsg(kb) : "";
@@ -107,6 +118,11 @@ int cli_fail(const struct cli *cli, kb *kb, int status)
         if (!strstr(msg, "no such knowledge base"))
             break;
         cli_hint("create it with 'kb --kb %s ingest FOLDER'", cli->kb_dir);
+        break;
+    case KB_EINVALID:
+        if (strstr(msg, "so mode must be \"bm25\""))
+            cli_hint("search it with --mode bm25, or give it vectors with "
+                     "'kb reindex --model NAME'");
         break;
     case KB_ELOCKED:
         cli_hint("retry when the other writer has finished");
@@ -119,6 +135,8 @@ int cli_fail(const struct cli *cli, kb *kb, int status)
             cli_hint("upgrade kb to read this knowledge base");
         break;
     case KB_ECORRUPT:
+        if (cli_hint_reindex(msg))
+            break;
         if (strstr(msg, ".faiss"))
             cli_hint("the vector index is a cache: rebuild it with 'kb reindex --index auto'");
         else

@@ -23,8 +23,10 @@ struct kb_llm_backend {
     const char *name;
     const char *default_url;
     const char *key_env;       /* the backend's own API key variable (after KB_API_KEY), or NULL */
-    const char *path;          /* appended to the base URL unless it ends with it already */
-    const char *path_after_v1; /* appended instead when the base URL ends with "/v1" */
+    const char *path;          /* appended to the base URL, unless it ends with this path or
+                                  with path_after_version already (then used as it is) */
+    const char *path_after_version; /* appended instead when the base URL's path ends in an
+                                       API version: "/v1", "/api/v1", "/v1beta/openai", ... */
     const char *accept;        /* an Accept header line, or NULL */
     const char *auth_header;   /* the key's header, a printf format with one %s */
     const char *extra_header;  /* one more header line, or NULL */

@@ -4,6 +4,7 @@
 #include "util/utf8.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,31 @@ static int request_ends_with(const char *s, size_t len, const char *tail)
 {
     size_t n = strlen(tail);
     return len >= n && !memcmp(s + len - n, tail, n);
+}
+
+/* Whether the base URL's path ends in an API version: a last segment "v" digits [letters
+ * digits] ("/v1", "/api/v1", "/compatibility/v1", "/v1beta", "/v2alpha1"), or "/openai" after
+ * one (Gemini's "/v1beta/openai"). */
+static int request_versioned(const char *base, size_t len)
+{
+    const char *host = strstr(base, "://");
+    size_t start = host ? (size_t)(host + 3 - base) : 0, seg = len;
+    while (seg > start && base[seg - 1] != '/')
+        seg--;
+    if (seg <= start || seg == len)
+        return 0; /* no path after the host */
+    if (request_ends_with(base, len, "/openai"))
+        return request_versioned(base, seg - 1);
+    size_t i = seg + 1;
+    if (base[seg] != 'v' || i >= len || !isdigit((unsigned char)base[i]))
+        return 0;
+    while (i < len && isdigit((unsigned char)base[i]))
+        i++;
+    while (i < len && islower((unsigned char)base[i]))
+        i++;
+    while (i < len && isdigit((unsigned char)base[i]))
+        i++;
+    return i == len;
 }
 
 char *kb_llm_request_url(const struct kb_llm_config *cfg)
@@ -22,8 +48,11 @@ char *kb_llm_request_url(const struct kb_llm_config *cfg)
         len--;
     if (!be)
         return NULL;
-    const char *add = request_ends_with(base, len, be->path) ? ""
-                      : request_ends_with(base, len, "/v1") ? be->path_after_v1 : be->path;
+    const char *add = request_ends_with(base, len, be->path) ||
+                              request_ends_with(base, len, be->path_after_version)
+                          ? ""
+                      : request_versioned(base, len) ? be->path_after_version
+                                                     : be->path;
     struct kb_buf url = KB_BUF_INIT;
     if (kb_buf_append(&url, base, len) || kb_buf_puts(&url, add)) {
         kb_buf_free(&url);
