@@ -23,10 +23,12 @@
 
 #include "decoder/chat.h"
 #include "decoder/gguf.h"
+#include "decoder/kernels.h"
 #include "decoder/model.h"
 #include "decoder/quant.h"
 #include "decoder/tokenizer.h"
 #include "helpers.h"
+#include "util/half.h"
 
 static char *shared_path(const char *rel)
 {
@@ -191,6 +193,36 @@ static void decoder__every_quantized_type_gives_llama_cpp_logits(void **state)
     for (size_t i = 0; i < sizeof quant_files / sizeof *quant_files; i++) {
         check_quantized("llama", quant_files[i]);
         check_quantized("qwen2", quant_files[i]);
+    }
+}
+
+/* A prompt run in batches (prefill) gives the logits it gives token by token, to the bit. */
+static void decoder__a_batched_prompt_equals_one_token_at_a_time(void **state)
+{
+    (void)state;
+    static const char *const files[] = { "quantized/test-qwen2-q4_k_m.gguf",
+                                         "quantized/test-llama-f16.gguf" };
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        char *path = shared_path(files[f]);
+        struct kb_err err = { 0 };
+        struct kb_dec_model *m;
+        if (kb_dec_model_open(&m, path, &err))
+            fail_msg("%s", err.msg);
+        int32_t ids[77];
+        for (int i = 0; i < 77; i++)
+            ids[i] = (int32_t)((i * 37 + 11) % 256);
+        struct kb_dec_state *batched = run_prompt(m, ids, 77, 128, 0), *single;
+        assert_int_equal(kb_dec_state_new(&single, m, 128, 0, &err), 0);
+        for (int i = 0; i < 77; i++)
+            assert_int_equal(kb_dec_eval(single, &ids[i], 1, &err), 0);
+        size_t n = kb_dec_model_hparams(m)->n_vocab;
+        assert_memory_equal(kb_dec_state_logits(batched), kb_dec_state_logits(single),
+                            n * sizeof(float));
+        assert_int_equal(kb_dec_state_pos(batched), 77);
+        kb_dec_state_free(batched);
+        kb_dec_state_free(single);
+        kb_dec_model_close(m);
+        free(path);
     }
 }
 
@@ -576,6 +608,67 @@ static void chat__templates_render_as_jinja_renders_them(void **state)
     free(expected_path);
 }
 
+/* ---- kernels: each fast kernel against its scalar twin, and both against the float path -- */
+
+static void random_blocks(uint32_t type, uint8_t *row, size_t n, unsigned *seed)
+{
+    const struct kb_qtype *q = kb_qtype(type);
+    size_t bytes = n / q->block * q->bytes;
+    for (size_t i = 0; i < bytes; i++)
+        row[i] = (uint8_t)rand_r(seed);
+    for (size_t b = 0; b < n / q->block; b++) { /* finite scales of a realistic size */
+        uint8_t *blk = row + b * q->bytes;
+        uint16_t d = kb_f32_to_f16(((float)rand_r(seed) / (float)RAND_MAX - 0.5f) * 0.02f);
+        uint16_t dmin = kb_f32_to_f16((float)rand_r(seed) / (float)RAND_MAX * 0.01f);
+        size_t at = type == KB_Q_Q6_K ? 208 : 0;
+        memcpy(blk + at, &d, 2);
+        if (type == KB_Q_Q4_K || type == KB_Q_Q5_K)
+            memcpy(blk + 2, &dmin, 2);
+    }
+}
+
+static void kernels__fast_equals_scalar_and_scalar_is_near_the_float_path(void **state)
+{
+    (void)state;
+    static const uint32_t types[] = { KB_Q_Q8_0, KB_Q_Q4_0, KB_Q_Q4_K, KB_Q_Q5_K, KB_Q_Q6_K };
+    static const size_t blocks[] = { 1, 3, 7, 32, 256 }; /* k from 32 to 8192 (65536) */
+    unsigned seed = 7;
+    print_message("kernels: %s\n", kb_kernels_name());
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++)
+        for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
+            uint32_t type = types[t];
+            size_t n = kb_qtype(type)->block * blocks[b];
+            if (n > 8192 && kb_qtype(type)->block == KB_QK_K)
+                continue;
+            uint8_t *row = malloc(n / kb_qtype(type)->block * kb_qtype(type)->bytes);
+            float *x = malloc(n * sizeof *x), *scratch = malloc(n * sizeof *scratch);
+            void *act = malloc(kb_act_bytes(kb_act_type_for(type), n));
+            double fs = 0, fd = 0, rs = 0, rd = 0;
+            for (int r = 0; r < 64; r++) {
+                random_blocks(type, row, n, &seed);
+                for (size_t i = 0; i < n; i++)
+                    x[i] = (float)rand_r(&seed) / (float)RAND_MAX * 2.0f - 1.0f;
+                kb_act_quantize(kb_act_type_for(type), x, act, n);
+                double fast = kb_dot_q(type, row, act, n), slow = kb_dot_q_scalar(type, row, act, n);
+                double ref = kb_dot_row_ref(type, row, x, n, scratch);
+                fs += (fast - slow) * (fast - slow), fd += slow * slow;
+                rs += (slow - ref) * (slow - ref), rd += ref * ref;
+            }
+            print_message("%s k=%zu: fast vs scalar nmse %.1e, scalar vs float %.1e\n",
+                          kb_qtype(type)->name, n, fs / fd, rs / rd);
+            if (!(fs / fd <= 1e-10))
+                fail_msg("%s k=%zu: fast and scalar differ (nmse %.3e)", kb_qtype(type)->name, n,
+                         fs / fd);
+            if (!(rs / rd <= 5e-4))
+                fail_msg("%s k=%zu: integer and float paths differ (nmse %.3e)",
+                         kb_qtype(type)->name, n, rs / rd);
+            free(row);
+            free(x);
+            free(scratch);
+            free(act);
+        }
+}
+
 /* ---- damaged files ---------------------------------------------------------------------- */
 
 struct gb {
@@ -816,7 +909,9 @@ int main(int argc, char **argv)
         return 77;
     }
     const struct CMUnitTest quantized[] = {
-        cmocka_unit_test(decoder__every_quantized_type_gives_llama_cpp_logits) };
+        cmocka_unit_test(kernels__fast_equals_scalar_and_scalar_is_near_the_float_path),
+        cmocka_unit_test(decoder__every_quantized_type_gives_llama_cpp_logits),
+        cmocka_unit_test(decoder__a_batched_prompt_equals_one_token_at_a_time) };
     const struct CMUnitTest tiny[] = {
         cmocka_unit_test(decoder__tiny_random_llama_gives_llama_cpp_logits_and_greedy_ids) };
     const struct CMUnitTest stories[] = {

@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decoder/kernels.h"
 #include "decoder/quant.h"
 #include "util/half.h"
+#include "util/pool.h"
+#include "util/threads.h"
 
 struct dec_layer {
     const struct kb_gguf_tensor *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv;
@@ -27,14 +30,28 @@ struct kb_dec_model {
     size_t max_row;           /* the longest row of any matrix */
 };
 
+/* Prompt tokens run through the layers together, so that each weight row read is used by
+ * up to this many tokens (prefill); generation runs one at a time. */
+#define DEC_BATCH 32
+
 struct kb_dec_state {
     const struct kb_dec_model *m;
     uint32_t n_ctx, pos;
     unsigned flags;
-    size_t kv_dim;            /* n_head_kv * head_dim */
+    size_t kv_dim, q_dim, wide; /* wide: the larger of n_embd and q_dim */
     float *k_cache, *v_cache; /* [layer][pos][kv_dim] */
-    float *x, *xb, *q, *k, *v, *att, *hb, *hb2, *scores, *logits, *scratch, *norm_w;
+    /* DEC_BATCH rows each, one per token of a batch: */
+    float *x, *xb, *q, *k, *v, *att, *hb, *hb2;
+    float *scores, *logits, *norm_w, *bias;
+    uint8_t *act;             /* each token's input to a product, quantized */
+    size_t act_stride;
+    struct kb_pool *pool;     /* helpers splitting the rows of a product, or NULL */
+    float **part_scratch;     /* a row's dequantized floats, per part (the float path) */
+    int n_parts;
 };
+
+/* Products smaller than this run on the calling thread alone: a hand-off costs more. */
+#define DEC_PARALLEL_MIN_WEIGHTS (1u << 16)
 
 /* ---- opening -------------------------------------------------------------------------- */
 
@@ -280,24 +297,36 @@ int kb_dec_state_new(struct kb_dec_state **out, const struct kb_dec_model *m, ui
     s->flags = flags;
     s->n_ctx = n_ctx ? n_ctx : 1;
     s->kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t cache = (size_t)hp->n_layer * s->n_ctx * s->kv_dim;
-    size_t q = (size_t)hp->n_head * hp->head_dim;
+    s->q_dim = (size_t)hp->n_head * hp->head_dim;
+    s->wide = hp->n_embd > s->q_dim ? hp->n_embd : s->q_dim;
+    size_t cache = (size_t)hp->n_layer * s->n_ctx * s->kv_dim, B = DEC_BATCH;
+    size_t widest = m->max_row > s->wide ? m->max_row : s->wide;
+    s->act_stride = kb_act_bytes(KB_ACT_Q8_0, widest) + kb_act_bytes(KB_ACT_Q8_K, widest) + 64;
     s->k_cache = malloc(cache * sizeof(float));
     s->v_cache = malloc(cache * sizeof(float));
-    s->x = malloc(hp->n_embd * sizeof(float));
-    s->xb = malloc((hp->n_embd > q ? hp->n_embd : q) * sizeof(float));
-    s->q = malloc(q * sizeof(float));
-    s->k = malloc(s->kv_dim * sizeof(float));
-    s->v = malloc(s->kv_dim * sizeof(float));
-    s->att = malloc(q * sizeof(float));
-    s->hb = malloc(hp->n_ff * sizeof(float));
-    s->hb2 = malloc(hp->n_ff * sizeof(float));
+    s->x = malloc(B * hp->n_embd * sizeof(float));
+    s->xb = malloc(B * s->wide * sizeof(float));
+    s->q = malloc(B * s->q_dim * sizeof(float));
+    s->k = malloc(B * s->kv_dim * sizeof(float));
+    s->v = malloc(B * s->kv_dim * sizeof(float));
+    s->att = malloc(B * s->q_dim * sizeof(float));
+    s->hb = malloc(B * hp->n_ff * sizeof(float));
+    s->hb2 = malloc(B * hp->n_ff * sizeof(float));
     s->scores = malloc(s->n_ctx * sizeof(float));
     s->logits = malloc(hp->n_vocab * sizeof(float));
-    s->scratch = malloc((m->max_row > hp->n_embd ? m->max_row : hp->n_embd) * sizeof(float));
-    s->norm_w = malloc((hp->n_embd > q ? hp->n_embd : q) * sizeof(float));
+    s->norm_w = malloc(s->wide * sizeof(float));
+    s->bias = malloc(s->wide * sizeof(float));
+    s->act = malloc(B * s->act_stride);
+    int threads = kb_threads_default();
+    s->pool = threads > 1 ? kb_pool_start(threads - 1) : NULL; /* NULL: one thread */
+    int parts = kb_pool_parts(s->pool);
+    s->part_scratch = calloc((size_t)parts, sizeof *s->part_scratch);
+    for (int i = 0; s->part_scratch && i < parts; i++, s->n_parts++)
+        if (!(s->part_scratch[i] = malloc(widest * sizeof(float))))
+            break;
     if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->att ||
-        !s->hb || !s->hb2 || !s->scores || !s->logits || !s->scratch || !s->norm_w) {
+        !s->hb || !s->hb2 || !s->scores || !s->logits || !s->norm_w || !s->bias || !s->act ||
+        s->n_parts != parts) {
         kb_dec_state_free(s);
         return kb_err_set(err, KB_ENOMEM, "out of memory for a context of %u tokens", n_ctx);
     }
@@ -310,9 +339,14 @@ void kb_dec_state_free(struct kb_dec_state *s)
     if (!s)
         return;
     float *bufs[] = { s->k_cache, s->v_cache, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb,
-                      s->hb2, s->scores, s->logits, s->scratch, s->norm_w };
+                      s->hb2, s->scores, s->logits, s->norm_w, s->bias };
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
+    for (int i = 0; s->part_scratch && i < s->n_parts; i++)
+        free(s->part_scratch[i]);
+    free(s->part_scratch);
+    kb_pool_stop(s->pool);
+    free(s->act);
     free(s);
 }
 
@@ -334,34 +368,73 @@ const float *kb_dec_state_logits(const struct kb_dec_state *s)
 
 /* ---- the forward pass ----------------------------------------------------------------- */
 
-/* y[r] = row r of w . x, for every row. */
-static void matvec(struct kb_dec_state *s, const struct kb_gguf_tensor *w, const float *x,
-                   float *y)
+/* Y[t] = W X[t] for the nb tokens of a batch, split by rows between the pool's parts: each row
+ * is read once for all of them. */
+struct matvec_job {
+    struct kb_dec_state *s;
+    const struct kb_gguf_tensor *w;
+    const float *x;
+    float *y;
+    size_t x_stride, y_stride, nb;
+    enum kb_act_type act;
+};
+
+static void matvec_part(void *arg, int part, int n_parts)
 {
-    size_t n = (size_t)w->ne[0];
-    for (uint64_t r = 0; r < w->ne[1]; r++)
-        y[r] = kb_dot_row_ref(w->type, w->data + r * w->row_bytes, x, n, s->scratch);
+    const struct matvec_job *j = arg;
+    const struct kb_gguf_tensor *w = j->w;
+    size_t n = (size_t)w->ne[0], rows = (size_t)w->ne[1];
+    size_t from = rows * (size_t)part / (size_t)n_parts;
+    size_t to = rows * (size_t)(part + 1) / (size_t)n_parts;
+    for (size_t r = from; r < to; r++) {
+        const uint8_t *row = w->data + r * w->row_bytes;
+        for (size_t t = 0; t < j->nb; t++)
+            j->y[t * j->y_stride + r] =
+                j->act != KB_ACT_NONE
+                ? kb_dot_q(w->type, row, j->s->act + t * j->s->act_stride, n)
+                : kb_dot_row_ref(w->type, row, j->x + t * j->x_stride, n,
+                                 j->s->part_scratch[part]);
+    }
 }
 
-static void add_bias(struct kb_dec_state *s, const struct kb_gguf_tensor *b, float *y)
+/* The products of a batch: with the activations quantized as ggml does for the types that
+ * have integer kernels, else through the float reference. */
+static void matvec(struct kb_dec_state *s, const struct kb_gguf_tensor *w, const float *x,
+                   size_t x_stride, float *y, size_t y_stride, size_t nb)
+{
+    struct matvec_job j = { s, w, x, y, x_stride, y_stride, nb, kb_act_type_for(w->type) };
+    for (size_t t = 0; j.act != KB_ACT_NONE && t < nb; t++)
+        kb_act_quantize(j.act, x + t * x_stride, s->act + t * s->act_stride, (size_t)w->ne[0]);
+    if (s->pool && w->ne[0] * w->ne[1] * nb >= DEC_PARALLEL_MIN_WEIGHTS)
+        kb_pool_run(s->pool, matvec_part, &j);
+    else
+        matvec_part(&j, 0, 1);
+}
+
+static void add_bias(struct kb_dec_state *s, const struct kb_gguf_tensor *b, float *y,
+                     size_t stride, size_t nb)
 {
     if (!b)
         return;
-    kb_dequant_row(b->type, b->data, s->scratch, (size_t)b->ne[0]);
-    for (uint64_t i = 0; i < b->ne[0]; i++)
-        y[i] += s->scratch[i];
+    kb_dequant_row(b->type, b->data, s->bias, (size_t)b->ne[0]);
+    for (size_t t = 0; t < nb; t++)
+        for (uint64_t i = 0; i < b->ne[0]; i++)
+            y[t * stride + i] += s->bias[i];
 }
 
-static void rmsnorm(struct kb_dec_state *s, float *out, const float *x,
-                    const struct kb_gguf_tensor *w, size_t n)
+/* out[t] = RMSNorm(x[t]) * w for each token of the batch. */
+static void rmsnorm(struct kb_dec_state *s, float *out, size_t out_stride, const float *x,
+                    const struct kb_gguf_tensor *w, size_t n, size_t nb)
 {
-    double ss = 0;
-    for (size_t i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / (double)n + (double)s->m->hp.norm_eps));
     kb_dequant_row(w->type, w->data, s->norm_w, n);
-    for (size_t i = 0; i < n; i++)
-        out[i] = x[i] * scale * s->norm_w[i];
+    for (size_t t = 0; t < nb; t++, out += out_stride, x += n) {
+        double ss = 0;
+        for (size_t i = 0; i < n; i++)
+            ss += (double)x[i] * x[i];
+        float scale = (float)(1.0 / sqrt(ss / (double)n + (double)s->m->hp.norm_eps));
+        for (size_t i = 0; i < n; i++)
+            out[i] = x[i] * scale * s->norm_w[i];
+    }
 }
 
 /* Rotates each of n_heads heads of v (head_dim apart) for position pos. */
@@ -388,7 +461,8 @@ static void round_f16(float *x, size_t n)
         x[i] = kb_f16_to_f32(kb_f32_to_f16(x[i]));
 }
 
-static void attention(struct kb_dec_state *s, uint32_t layer)
+/* Token t's attention output (s->att row t) over positions 0..pos of the layer's cache. */
+static void attention(struct kb_dec_state *s, uint32_t layer, size_t t, uint32_t pos)
 {
     const struct kb_dec_hparams *hp = &s->m->hp;
     size_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
@@ -396,87 +470,108 @@ static void attention(struct kb_dec_state *s, uint32_t layer)
     const float *vc = s->v_cache + (size_t)layer * s->n_ctx * s->kv_dim;
     float scale = 1.0f / sqrtf((float)hd);
     for (uint32_t h = 0; h < hp->n_head; h++) {
-        const float *q = s->q + h * hd;
+        const float *q = s->q + t * s->q_dim + h * hd;
         size_t kvo = (h / group) * hd;
         float max = -INFINITY;
-        for (uint32_t t = 0; t <= s->pos; t++) {
-            const float *k = kc + t * s->kv_dim + kvo;
+        for (uint32_t p = 0; p <= pos; p++) {
+            const float *k = kc + p * s->kv_dim + kvo;
             float dot = 0;
             for (size_t i = 0; i < hd; i++)
                 dot += q[i] * k[i];
-            s->scores[t] = dot * scale;
-            if (s->scores[t] > max)
-                max = s->scores[t];
+            s->scores[p] = dot * scale;
+            if (s->scores[p] > max)
+                max = s->scores[p];
         }
         double sum = 0;
-        for (uint32_t t = 0; t <= s->pos; t++) {
-            s->scores[t] = expf(s->scores[t] - max);
-            sum += s->scores[t];
+        for (uint32_t p = 0; p <= pos; p++) {
+            s->scores[p] = expf(s->scores[p] - max);
+            sum += s->scores[p];
         }
-        float *out = s->att + h * hd;
+        float *out = s->att + t * s->q_dim + h * hd;
         memset(out, 0, hd * sizeof *out);
-        for (uint32_t t = 0; t <= s->pos; t++) {
-            const float *v = vc + t * s->kv_dim + kvo;
-            float p = (float)(s->scores[t] / sum);
+        for (uint32_t p = 0; p <= pos; p++) {
+            const float *v = vc + p * s->kv_dim + kvo;
+            float w = (float)(s->scores[p] / sum);
             if (s->flags & KB_DEC_KV_F16)
-                p = kb_f16_to_f32(kb_f32_to_f16(p));
+                w = kb_f16_to_f32(kb_f32_to_f16(w));
             for (size_t i = 0; i < hd; i++)
-                out[i] += p * v[i];
+                out[i] += w * v[i];
         }
     }
 }
 
-static void layer_forward(struct kb_dec_state *s, uint32_t li)
+/* Queries, keys and values of the batch's nb tokens at positions pos0..; keys and values go
+ * into the cache before any token attends, so each sees the ones before it. */
+static void layer_attention(struct kb_dec_state *s, uint32_t li, size_t nb, uint32_t pos0)
 {
     const struct kb_dec_model *m = s->m;
     const struct kb_dec_hparams *hp = &m->hp;
     const struct dec_layer *l = &m->layers[li];
     size_t e = hp->n_embd;
-    rmsnorm(s, s->xb, s->x, l->attn_norm, e);
-    matvec(s, l->wq, s->xb, s->q);
-    matvec(s, l->wk, s->xb, s->k);
-    matvec(s, l->wv, s->xb, s->v);
-    add_bias(s, l->bq, s->q);
-    add_bias(s, l->bk, s->k);
-    add_bias(s, l->bv, s->v);
-    rope(m, s->q, hp->n_head, s->pos);
-    rope(m, s->k, hp->n_head_kv, s->pos);
-    if (s->flags & KB_DEC_KV_F16) {
-        round_f16(s->k, s->kv_dim);
-        round_f16(s->v, s->kv_dim);
-        round_f16(s->q, (size_t)hp->n_head * hp->head_dim);
+    rmsnorm(s, s->xb, s->wide, s->x, l->attn_norm, e, nb);
+    matvec(s, l->wq, s->xb, s->wide, s->q, s->q_dim, nb);
+    matvec(s, l->wk, s->xb, s->wide, s->k, s->kv_dim, nb);
+    matvec(s, l->wv, s->xb, s->wide, s->v, s->kv_dim, nb);
+    add_bias(s, l->bq, s->q, s->q_dim, nb);
+    add_bias(s, l->bk, s->k, s->kv_dim, nb);
+    add_bias(s, l->bv, s->v, s->kv_dim, nb);
+    for (size_t t = 0; t < nb; t++) {
+        float *q = s->q + t * s->q_dim, *k = s->k + t * s->kv_dim, *v = s->v + t * s->kv_dim;
+        rope(m, q, hp->n_head, pos0 + (uint32_t)t);
+        rope(m, k, hp->n_head_kv, pos0 + (uint32_t)t);
+        if (s->flags & KB_DEC_KV_F16) {
+            round_f16(k, s->kv_dim);
+            round_f16(v, s->kv_dim);
+            round_f16(q, s->q_dim);
+        }
+        size_t at = ((size_t)li * s->n_ctx + pos0 + t) * s->kv_dim;
+        memcpy(s->k_cache + at, k, s->kv_dim * sizeof(float));
+        memcpy(s->v_cache + at, v, s->kv_dim * sizeof(float));
     }
-    size_t at = ((size_t)li * s->n_ctx + s->pos) * s->kv_dim;
-    memcpy(s->k_cache + at, s->k, s->kv_dim * sizeof(float));
-    memcpy(s->v_cache + at, s->v, s->kv_dim * sizeof(float));
-    attention(s, li);
-    matvec(s, l->wo, s->att, s->xb);
-    for (size_t i = 0; i < e; i++)
-        s->x[i] += s->xb[i];
-    rmsnorm(s, s->xb, s->x, l->ffn_norm, e);
-    matvec(s, l->w_gate, s->xb, s->hb);
-    matvec(s, l->w_up, s->xb, s->hb2);
-    for (uint32_t i = 0; i < hp->n_ff; i++) {
+    for (size_t t = 0; t < nb; t++)
+        attention(s, li, t, pos0 + (uint32_t)t);
+    matvec(s, l->wo, s->att, s->q_dim, s->xb, s->wide, nb);
+    for (size_t t = 0; t < nb; t++)
+        for (size_t i = 0; i < e; i++)
+            s->x[t * e + i] += s->xb[t * s->wide + i];
+}
+
+static void layer_ffn(struct kb_dec_state *s, uint32_t li, size_t nb)
+{
+    const struct kb_dec_hparams *hp = &s->m->hp;
+    const struct dec_layer *l = &s->m->layers[li];
+    size_t e = hp->n_embd, f = hp->n_ff;
+    rmsnorm(s, s->xb, s->wide, s->x, l->ffn_norm, e, nb);
+    matvec(s, l->w_gate, s->xb, s->wide, s->hb, f, nb);
+    matvec(s, l->w_up, s->xb, s->wide, s->hb2, f, nb);
+    for (size_t i = 0; i < nb * f; i++) {
         float g = s->hb[i];
         s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
     }
-    matvec(s, l->w_down, s->hb, s->xb);
-    for (size_t i = 0; i < e; i++)
-        s->x[i] += s->xb[i];
+    matvec(s, l->w_down, s->hb, f, s->xb, s->wide, nb);
+    for (size_t t = 0; t < nb; t++)
+        for (size_t i = 0; i < e; i++)
+            s->x[t * e + i] += s->xb[t * s->wide + i];
 }
 
-static void token_forward(struct kb_dec_state *s, int32_t token, int want_logits)
+/* nb tokens at the next positions; the logits of the last when want_logits. */
+static void batch_forward(struct kb_dec_state *s, const int32_t *tokens, size_t nb,
+                          int want_logits)
 {
     const struct kb_dec_model *m = s->m;
     const struct kb_gguf_tensor *te = m->tok_embd;
-    kb_dequant_row(te->type, te->data + (uint64_t)token * te->row_bytes, s->x, m->hp.n_embd);
-    for (uint32_t l = 0; l < m->hp.n_layer; l++)
-        layer_forward(s, l);
-    if (want_logits) {
-        rmsnorm(s, s->xb, s->x, m->out_norm, m->hp.n_embd);
-        matvec(s, m->output, s->xb, s->logits);
+    size_t e = m->hp.n_embd;
+    for (size_t t = 0; t < nb; t++)
+        kb_dequant_row(te->type, te->data + (uint64_t)tokens[t] * te->row_bytes, s->x + t * e, e);
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        layer_attention(s, l, nb, s->pos);
+        layer_ffn(s, l, nb);
     }
-    s->pos++;
+    if (want_logits) {
+        rmsnorm(s, s->xb, s->wide, s->x + (nb - 1) * e, m->out_norm, e, 1);
+        matvec(s, m->output, s->xb, s->wide, s->logits, 0, 1);
+    }
+    s->pos += (uint32_t)nb;
 }
 
 int kb_dec_eval(struct kb_dec_state *s, const int32_t *tokens, size_t n, struct kb_err *err)
@@ -489,7 +584,9 @@ int kb_dec_eval(struct kb_dec_state *s, const int32_t *tokens, size_t n, struct 
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
             return kb_err_set(err, KB_EINVALID, "token id %d is outside the vocabulary "
                               "(0 to %u)", tokens[i], hp->n_vocab - 1);
-    for (size_t i = 0; i < n; i++)
-        token_forward(s, tokens[i], i + 1 == n);
+    for (size_t i = 0; i < n; i += DEC_BATCH) {
+        size_t nb = n - i < DEC_BATCH ? n - i : DEC_BATCH;
+        batch_forward(s, tokens + i, nb, i + nb == n);
+    }
     return 0;
 }

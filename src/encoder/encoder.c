@@ -1,7 +1,7 @@
 /* encoder.c — opening a BERT model folder (config, settings, safetensors weights) and batching embeddings. */
 #include "encoder/encoder_int.h"
 #include "encoder/gemm_small.h"
-#include "encoder/pool.h"
+#include "util/pool.h"
 #include "util/shared.h"
 #include "util/threads.h"
 
@@ -663,7 +663,7 @@ int kb_encoder_open_ex(struct kb_encoder **out, const char *model_dir, unsigned 
     if (enc->n_threads > KB_ENC_MAX_THREADS)
         enc->n_threads = KB_ENC_MAX_THREADS;
     if (enc->w.packed && enc->n_threads > 1)
-        enc->pool = kb_enc_pool_start(enc->n_threads - 1); /* NULL: queries run alone */
+        enc->pool = kb_pool_start(enc->n_threads - 1); /* NULL: queries run alone */
     *out = enc;
     return 0;
 }
@@ -677,7 +677,7 @@ void kb_encoder_free(struct kb_encoder *enc)
 {
     if (!enc)
         return;
-    kb_enc_pool_stop(enc->pool);
+    kb_pool_stop(enc->pool);
     for (int t = 0; t < KB_ENC_MAX_THREADS; t++)
         kb_enc_state_free(&enc->rs[t]);
     if (enc->shared)

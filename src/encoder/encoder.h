@@ -23,7 +23,7 @@
 struct kb_encoder;
 struct kb_wordpiece;
 
-enum kb_pool { KB_POOL_CLS, KB_POOL_MEAN };
+enum kb_pooling { KB_POOL_CLS, KB_POOL_MEAN };
 
 struct kb_encoder_info {
     int hidden_dim;          /* = embedding dimension */
@@ -38,7 +38,7 @@ struct kb_encoder_info {
     int type_vocab_size;
     int vocab_size;
     float layer_norm_eps;
-    enum kb_pool pooling;
+    enum kb_pooling pooling;
     int normalize;           /* L2-normalise the pooled vector */
     const char *dtype;       /* "F32", "F16" or "BF16": how the weights are stored */
     const char *query_prefix;   /* "" when none */
