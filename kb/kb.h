@@ -512,6 +512,21 @@ KB_API const char *kb_model_token(const kb_model *model, int32_t id);
 KB_API int kb_model_embed(kb_model *model, const char *const *texts, size_t n_texts, unsigned flags,
                           float *out);
 
+/* Embeds n_seqs texts given as the model's own token ids (kb_model_tokenize's ids with
+ * KB_TOKENIZE_NO_SPECIAL: no [CLS]/[SEP]) into out[n_seqs * dim], passages unless
+ * KB_EMBED_QUERY. Each runs as [CLS], the tokens of the model's prefix, the ids, [SEP], cut to
+ * max_tokens like a text: the vector equals kb_model_embed's of the text the ids came from
+ * (whenever the prefix ends where a word does, as every known prefix does). An empty sequence
+ * embeds like "". An id outside the vocabulary is KB_EINVALID naming it. */
+KB_API int kb_model_embed_ids(kb_model *model, const int32_t *const *ids, const size_t *n_ids,
+                              size_t n_seqs, unsigned flags, float *out);
+
+/* The fewest leading dimensions of the model's vectors that still make an embedding (cut
+ * there and renormalised): the full dim, unless the model was trained for shorter vectors
+ * (Matryoshka representation learning) and its kb_model.json says from where on with
+ * "matryoshka_min_dim". 0 for a handle that is not open or has no weights. */
+KB_API int kb_model_min_dim(const kb_model *model);
+
 /* Releases memory the library allocated for the caller (kb_model_tokenize's ids, ...). */
 KB_API void kb_free(void *p);
 

@@ -211,6 +211,26 @@ int kb_model_embed(kb_model *model, const char *const *texts, size_t n_texts, un
                             (flags & KB_EMBED_QUERY) ? KB_ENCODER_QUERY : 0, out, &model->err);
 }
 
+int kb_model_embed_ids(kb_model *model, const int32_t *const *ids, const size_t *n_ids,
+                       size_t n_seqs, unsigned flags, float *out)
+{
+    int rc = model_usable(model, 1);
+    if (rc)
+        return rc;
+    if ((!ids || !n_ids || !out) && n_seqs)
+        return model_fail(model, KB_EINVALID, "kb_model_embed_ids: NULL argument");
+    return kb_encoder_embed_tokens(model->enc, ids, n_ids, n_seqs,
+                                   (flags & KB_EMBED_QUERY) ? KB_ENCODER_QUERY : 0, out,
+                                   &model->err);
+}
+
+int kb_model_min_dim(const kb_model *model)
+{
+    if (!model || !kb_handle_live(model, KB_HANDLE_MODEL) || !model->enc)
+        return 0;
+    return kb_encoder_info(model->enc)->min_dim;
+}
+
 void kb_free(void *p)
 {
     free(p);

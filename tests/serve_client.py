@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -67,6 +68,7 @@ ROUTES = [  # method, path, body, scope
     ("POST", "/v1/prompt", {"question": "how are the logs rotated"}, "read"),
     ("POST", "/v1/embeddings", {"input": "rotate the logs"}, "read"),
     ("GET", "/v1/status", None, "read"),
+    ("GET", "/v1/models", None, "read"),
     ("POST", "/v1/documents", {"documents": [{"id": "mem/a", "text": "zebra crossing notes"}]},
      "admin"),
     ("DELETE", "/v1/documents/mem/a", None, "admin"),
@@ -234,8 +236,10 @@ SWEEP = [  # route, a valid body, the container of the fields ("" = the body its
     ("/v1/ask", {"question": "how are the logs rotated"}, "",
      ASK_FIELDS + [("stream", "bool", False, None)]),
     ("/v1/embeddings", {"input": "rotate the logs"}, "",
-     [("input", "input", True, 100), ("model", "str", False, 256),
-      ("input_type", "enum", False, ("query", "passage"))]),
+     [("input", "input", True, 2048), ("model", "str", False, 256),
+      ("input_type", "enum", False, ("query", "passage")),
+      ("encoding_format", "enum", False, ("float", "base64")),
+      ("dimensions", "int", False, (1, 65536))]),
     ("/v1/documents", {"documents": [{"id": "sweep/a", "text": "zebra crossing"}]}, "",
      [("documents", "documents", True, 1000)]),
     ("/v1/documents", {"documents": [{"id": "sweep/a", "text": "zebra crossing"}]}, "documents",
@@ -274,7 +278,9 @@ def sweep_variants(kind, required, limit):
         out += [("too large", _history(limit + 1)), ("missing content", [{"role": "user"}]),
                 ("out of range", [{"role": "system", "content": "x"}]), ("wrong type", [5])]
     if kind == "input":
-        out += [("too large", ["a"] * (limit + 1)), ("wrong type", [1, 2]), ("empty", [])]
+        out += [("too large", ["a"] * (limit + 1)), ("wrong type", [True]), ("empty", []),
+                ("wrong type", ["a", 1]), ("wrong type", [1.5]), ("out of range", [-1]),
+                ("wrong type", [[1], "a"])]
     if kind == "metadata":
         out.append(("too large", {"blob": "x" * limit}))
     if kind == "documents":
@@ -548,8 +554,8 @@ def case_embeddings():
     check(s == 200 and one["data"][0]["embedding"] == got[0], "a single string input gives the same vector")
     s, _, e = request("POST", "/v1/embeddings", {"input": "x", "model": "text-embedding-3-small"}, token=READ)
     check(s == 404 and is_error(e, "model_not_found"), f"another model name is 404 model_not_found (got {s})")
-    s, _, e = request("POST", "/v1/embeddings", {"input": [1, 2, 3]}, token=READ)
-    check(s == 400 and is_error(e, "invalid_request"), f"token-id input is 400 (got {s})")
+    s, _, e = request("POST", "/v1/embeddings", {"input": [1.5, 2]}, token=READ)
+    check(s == 400 and is_error(e, "invalid_request"), f"a token id that is no integer is 400 (got {s})")
     # concurrent callers share the one model
     results = []
 
@@ -789,10 +795,182 @@ def case_log():
           "no request can forge a log line")
 
 
+# ---- /v1/embeddings as OpenAI's clients use it (issue 20) ----
+
+def kb_embed(texts, query=False):
+    """`kb embed --json` of texts (one per line on standard input), the reference vectors."""
+    args = [os.environ["KB"], "--json", "embed", "--model", os.environ["MODEL"]] + (["--query"] if query else [])
+    out = subprocess.run(args, input="".join(t + "\n" for t in texts).encode(), capture_output=True,
+                         check=True).stdout
+    return json.loads(out)["embeddings"]
+
+
+def kb_token_ids(text, special=False):
+    args = [os.environ["KB"], "tokenize", "--ids", "--model", os.environ["MODEL"]] + ([] if special else ["--no-special"])
+    out = subprocess.run(args + [text], capture_output=True, check=True).stdout.split()
+    return [int(x) for x in out]
+
+
+def max_diff(got, want):
+    if len(got) != len(want) or any(len(g) != len(w) for g, w in zip(got, want)):
+        return float("inf")
+    return max((abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)), default=0.0)
+
+
+def embed(body):
+    """POST /v1/embeddings: (status, document, vectors decoded from either encoding)."""
+    s, _, d = request("POST", "/v1/embeddings", body, token=READ)
+    vecs = []
+    if s == 200:
+        for e in d["data"]:
+            v = e["embedding"]
+            if isinstance(v, str):
+                raw = base64.b64decode(v, validate=True)
+                v = list(struct.unpack(f"<{len(raw) // 4}f", raw)) if len(raw) % 4 == 0 else []
+            vecs.append(v)
+    return s, d, vecs
+
+
+TEXTS = ["how are the logs rotated", "a second, different text", "Ünïcödé wombats dig burrows"]
+
+
+def case_embeddings_formats():
+    want = kb_embed(TEXTS)
+    s, d, floats = embed({"input": TEXTS})
+    check(s == 200 and max_diff(floats, want) <= 1e-6,
+          f"no encoding_format: floats equal to kb embed --json ({s}, {max_diff(floats, want)})")
+    s, d, same = embed({"input": TEXTS, "encoding_format": "float"})
+    check(s == 200 and all(isinstance(x, float) for v in d["data"] for x in v["embedding"])
+          and same == floats, f"encoding_format float: the same numbers ({s})")
+    s, d, b64 = embed({"input": TEXTS, "encoding_format": "base64"})
+    check(s == 200 and all(isinstance(e["embedding"], str) for e in d["data"]),
+          f"encoding_format base64: each embedding is a base64 string ({s})")
+    # JSON's numbers are the float32 values to within a double's precision (cJSON prints 15
+    # digits where they read back within DBL_EPSILON); as float32 they are the same values
+    as_f32 = [list(struct.unpack(f"<{len(v)}f", struct.pack(f"<{len(v)}f", *v))) for v in floats]
+    check(max_diff(b64, want) <= 1e-6 and b64 == as_f32,
+          f"base64 decodes (little-endian float32) to the float vectors' values ({max_diff(b64, want)})")
+    s, d, one = embed({"input": TEXTS[2], "encoding_format": "base64"})
+    check(s == 200 and len(d["data"]) == 1 and one == as_f32[2:], "base64 for a single string input")
+    for bad in ("base-64", "Float", "", "binary"):
+        s, _, e = request("POST", "/v1/embeddings", {"input": "x", "encoding_format": bad}, token=READ)
+        check(s == 400 and is_error(e, "invalid_request") and "encoding_format" in e["error"]["message"],
+              f"encoding_format {bad!r} is a 400 naming the field (got {s} {e})")
+
+
+def case_embeddings_models():
+    model_id = os.path.basename(os.environ["MODEL"].rstrip("/"))
+    aliases = os.environ["MODEL_ALIASES"].split()
+    want = kb_embed(TEXTS[:1])
+    s, d, v = embed({"input": TEXTS[0]})
+    check(s == 200 and d["model"] == model_id, f"the reply names the model by its folder's last component "
+          f"({d.get('model') if s == 200 else s!r}), never the folder's path")
+    for name in [model_id] + aliases:
+        s, d, v = embed({"input": TEXTS[0], "model": name})
+        check(s == 200 and max_diff(v, want) <= 1e-6 and d["model"] == name,
+              f"model {name!r} is served, with kb embed's vector, and named in the reply ({s})")
+    for other in ("text-embedding-3-large", os.environ["MODEL"], model_id.upper(), "tiny"):
+        s, _, e = request("POST", "/v1/embeddings", {"input": "x", "model": other}, token=READ, raw=True)
+        doc = json.loads(e)
+        check(s == 404 and is_error(doc, "model_not_found") and model_id in doc["error"]["message"],
+              f"model {other!r}: 404 model_not_found naming the model served (got {s} {e[:200]!r})")
+        check_error_body(e, f"model {other!r}")
+    s, d, _ = embed({"input": "x", "dimensions": 32})
+    check(s == 200 and len(d["data"][0]["embedding"]) == 32, f"dimensions equal to the model's are served ({s})")
+    for dims in (8, 31, 33):
+        s, _, e = request("POST", "/v1/embeddings", {"input": "x", "dimensions": dims}, token=READ)
+        check(s == 400 and is_error(e, "limit_exceeded") and "'dimensions' must be 32" in e["error"]["message"],
+              f"dimensions {dims} for a model not trained for shorter vectors: 400 naming 32 (got {s} {e})")
+    s, h, d = request("GET", "/v1/models", token=READ)
+    ids = [m.get("id") for m in d.get("data", [])] if s == 200 else []
+    check(s == 200 and d.get("object") == "list" and all(m.get("object") == "model" and isinstance(m.get("created"), int)
+                                                           and m.get("owned_by") for m in d["data"]),
+          f"GET /v1/models has OpenAI's shape ({s} {d})")
+    emb = [m for m in d.get("data", []) if m.get("type") == "embedding"] if s == 200 else []
+    check([m["id"] for m in emb] == [model_id] + aliases and all(m.get("dimensions") == 32 for m in emb),
+          f"the embedding model and its aliases are listed with their dimension ({ids})")
+    chat = [m for m in d.get("data", []) if m.get("type") == "chat"] if s == 200 else []
+    check([m["id"] for m in chat] == [os.environ["KB_LLM_MODEL"]] and chat[0].get("backend") == "openai",
+          f"the configured LLM is listed as the chat model ({ids})")
+    check_error_body(json.dumps(d).encode(), "GET /v1/models")
+
+
+def case_embeddings_batches():
+    texts = [f"text number {i} about {TEXTS[i % 3]}" for i in range(2048)]
+    want = kb_embed(texts)
+    s, d, got = embed({"input": texts, "encoding_format": "base64"})
+    check(s == 200 and [e["index"] for e in d["data"]] == list(range(2048)) and max_diff(got, want) <= 1e-6,
+          f"2048 inputs in one request: each equals kb embed ({s}, {max_diff(got, want) if s == 200 else ''})")
+    lens = [min(len(kb_token_ids(t, special=True)), 64) for t in texts[:5]]
+    s, d, _ = embed({"input": texts[:5]})
+    check(s == 200 and d["usage"] == {"prompt_tokens": sum(lens), "total_tokens": sum(lens)},
+          f"usage counts the model's tokens, [CLS]/[SEP] included ({d.get('usage')} for {lens})")
+    s, _, d = request("GET", "/v1/models", token=READ)
+    check(s == 200 and [m["type"] for m in d["data"]] == ["embedding"],
+          f"GET /v1/models without an LLM configured lists the embedding model alone ({s} {d})")
+    s, _, e = request("POST", "/v1/embeddings", {"input": texts + ["one more"]}, token=READ)
+    check(s == 400 and is_error(e, "limit_exceeded") and "2048" in e["error"]["message"],
+          f"2049 inputs: 400 naming the limit of 2048 (got {s} {e})")
+    huge = ["a " * 70000] * 5  # 350,010 tokens as sent, 64 each once cut to the model's maximum
+    s, _, e = request("POST", "/v1/embeddings", {"input": huge}, token=READ)
+    check(s == 400 and is_error(e, "limit_exceeded") and "300000" in e["error"]["message"],
+          f"over 300000 tokens in all: 400 naming the limit (got {s} {e})")
+    s, d, v = embed({"input": huge[:4]})
+    check(s == 200 and d["usage"]["prompt_tokens"] == 4 * 64, f"280,008 tokens are taken, each input cut to 64 ({s})")
+    # token arrays: the model's own ids, as kb tokenize --ids --no-special prints them
+    ids = [kb_token_ids(t) for t in texts[:3]]
+    s, d, one = embed({"input": ids[0]})
+    check(s == 200 and len(one) == 1 and max_diff(one, want[:1]) <= 1e-6,
+          f"one tokenized input (an array of ids) equals the text's vector ({s})")
+    s, d, three = embed({"input": ids, "encoding_format": "base64"})
+    check(s == 200 and max_diff(three, want[:3]) <= 1e-6, f"an array of id arrays equals the texts' vectors ({s})")
+    check(s == 200 and d["usage"]["prompt_tokens"] == sum(len(i) + 2 for i in ids), f"usage of token arrays ({d.get('usage')})")
+    s, d, empty = embed({"input": [[]]})
+    check(s == 200 and max_diff(empty, kb_embed([""])) <= 1e-6, f"an empty id array embeds like an empty text ({s})")
+    for bad, why in (([4000], "outside the model's vocabulary"), ([[5], [2**31]], "token ids must be integers"),
+                     ([[5], 6], "entry 1"), ([5, "x"], "token ids must be integers")):
+        s, _, e = request("POST", "/v1/embeddings", {"input": bad}, token=READ)
+        check(s == 400 and is_error(e, "invalid_request") and why in e["error"]["message"],
+              f"input {str(bad)[:30]}: 400 saying {why!r} (got {s} {e})")
+
+
+def case_embeddings_matryoshka():
+    """The KB's model here says "matryoshka_min_dim": 8 and has "query: "/"passage: " prefixes."""
+    want, want_q = kb_embed(TEXTS), kb_embed(TEXTS, query=True)
+    for dims in (8, 20, 32):
+        cut = []
+        for w in want:
+            norm = sum(x * x for x in w[:dims]) ** 0.5
+            cut.append([x / norm for x in w[:dims]])
+        for fmt in ("float", "base64"):
+            s, d, got = embed({"input": TEXTS, "dimensions": dims, "encoding_format": fmt})
+            check(s == 200 and max_diff(got, cut) <= 1e-6,
+                  f"dimensions {dims} ({fmt}): kb embed's first {dims} values, renormalised ({s}, {max_diff(got, cut) if s == 200 else ''})")
+    for dims in (7, 33, 1):
+        s, _, e = request("POST", "/v1/embeddings", {"input": "x", "dimensions": dims}, token=READ)
+        check(s == 400 and is_error(e, "limit_exceeded") and "from 8 to 32" in e["error"]["message"],
+              f"dimensions {dims}: 400 naming the range 8 to 32 (got {s} {e})")
+    s, _, q = embed({"input": TEXTS, "input_type": "query"})
+    check(s == 200 and max_diff(q, want_q) <= 1e-6 and max_diff(q, want) > 1e-3,
+          f"input_type query: kb embed --query's vectors, with the query prefix ({s})")
+    for kind in ("passage", "document"):
+        s, _, p = embed({"input": TEXTS, "input_type": kind})
+        check(s == 200 and max_diff(p, want) <= 1e-6, f"input_type {kind}: the passage vectors ({s})")
+    ids = [kb_token_ids(t) for t in TEXTS]
+    s, d, qi = embed({"input": ids, "input_type": "query"})
+    check(s == 200 and max_diff(qi, want_q) <= 1e-6, f"token arrays as queries get the query prefix too ({s})")
+    s, _, e = request("POST", "/v1/embeddings", {"input": "x", "input_type": "search_query"}, token=READ)
+    check(s == 400 and is_error(e, "invalid_request") and "input_type" in e["error"]["message"],
+          f"an unknown input_type is a 400 naming the field (got {s} {e})")
+
+
 CASES = {"auth": case_auth, "limits": case_limits, "sse": case_sse,
          "concurrent": case_concurrent, "embeddings": case_embeddings,
          "dropped": case_dropped, "page": case_page, "filters": case_filters,
-         "strict": case_strict, "log": case_log}
+         "strict": case_strict, "log": case_log,
+         "embeddings_formats": case_embeddings_formats, "embeddings_models": case_embeddings_models,
+         "embeddings_batches": case_embeddings_batches,
+         "embeddings_matryoshka": case_embeddings_matryoshka}
 
 if __name__ == "__main__":
     CASES[sys.argv[1]]()

@@ -9,6 +9,10 @@
 #   strict     repeated Hosts, odd ports, JSON with more after it and NULs are 400 (client)
 #   log        kb serve -v: one line per request, control characters escaped (client)
 #   keyword_only  a KB without vectors: errors name request fields ("mode"), not CLI flags
+#   embeddings_formats embeddings_models embeddings_batches embeddings_matryoshka
+#              /v1/embeddings as OpenAI's: encoding_format, model names and aliases, GET
+#              /v1/models, 2048 inputs, token arrays, usage, dimensions, input_type (client)
+#   openai_clients  the official openai and @langchain/openai npm clients (tests/npm)
 # Usage: serve_test.sh PATH_TO_KB MODELS_DIR TESTS_DIR CASE
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -31,6 +35,15 @@ mkdir -p "$HOME"
 [ -x "$PY" ] || skip "$PY is needed for the test client"
 MODEL=$MODELS/tiny_f16_mean
 [ -f "$MODEL/model.safetensors" ] || skip "model $MODEL is missing (run the encoder_models fixture)"
+
+# A model that may be cut to 8 dimensions and has query/passage prefixes: the fixture's tiny
+# model with kb_model.json saying so.
+case $CASE in embeddings_matryoshka|openai_clients)
+    mkdir -p "$T/models" && cp -r "$MODEL" "$T/models/tiny_matryoshka" || exit 1
+    MODEL=$T/models/tiny_matryoshka
+    printf '{"matryoshka_min_dim": 8, "query_prefix": "query: ", "passage_prefix": "passage: "}\n' \
+        > "$MODEL/kb_model.json" ;;
+esac
 
 # The KB: the LLM test documents, embedded with the random-weight model.
 $KB ingest -q --model "$MODEL" "$DATA/docs" >/dev/null 2>"$T/ingest.err"
@@ -226,6 +239,22 @@ status, body = post("/v1/search", {"query": "logs", "mode": "bm25"})
 assert status == 200 and body["results"], (status, body)
 PYEOF
     ok $? 0 "mode on a KB without vectors and an unknown format are 400s naming the fields, not flags"
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+embeddings_formats|embeddings_batches|embeddings_matryoshka)
+    start_server; client "$CASE"
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+embeddings_models)
+    export MODEL_ALIASES="text-embedding-3-small my-embedder"
+    start_llm; start_server --model-alias text-embedding-3-small --model-alias my-embedder
+    client embeddings_models
+    $KB serve --model-alias "" --port 0 >/dev/null 2>&1; ok $? 2 "an empty --model-alias is a usage error"
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+openai_clients)
+    command -v node >/dev/null || skip "node is not installed (scripts/install-deps.sh)"
+    [ -d "$SRC/npm/node_modules/openai" ] || { echo "FAIL: $SRC/npm/node_modules lacks the clients (npm ci in tests/npm)"; exit 1; }
+    start_server --model-alias text-embedding-ada-002
+    env -u LANGCHAIN_TRACING_V2 -u LANGSMITH_TRACING -u OPENAI_BASE_URL timeout 240 node "$SRC/npm/clients_test.mjs"
+    ok $? 0 "the official openai and @langchain/openai clients get kb embed's vectors"
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac

@@ -91,6 +91,7 @@ static int enc_parse_config(struct kb_encoder_info *info, const cJSON *cfg, stru
         (rc = cfg_int(&info->type_vocab_size, cfg, "type_vocab_size", 1, 1024, err)) ||
         (rc = cfg_int(&info->vocab_size, cfg, "vocab_size", 1, 4000000, err)))
         return rc;
+    info->min_dim = info->hidden_dim;
     if (info->hidden_dim % info->n_heads != 0)
         return kb_err_set(err, KB_EFORMAT, "config.json: hidden_size %d is not divisible by "
                           "num_attention_heads %d", info->hidden_dim, info->n_heads);
@@ -265,6 +266,16 @@ static int enc_read_kb_settings(struct kb_encoder *enc, const char *dir, struct 
         else
             rc = kb_err_set(err, KB_EFORMAT, "kb_model.json: max_tokens must be an integer from "
                             "2 to %d (max_position_embeddings)", info->max_positions);
+    }
+    /* a model trained with Matryoshka loss keeps its meaning in a prefix of the vector; no
+     * Hugging Face file says so, hence kb's own setting */
+    if (!rc && (v = cJSON_GetObjectItemCaseSensitive(json, "matryoshka_min_dim"))) {
+        if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= info->hidden_dim &&
+            v->valuedouble == (double)(int)v->valuedouble)
+            info->min_dim = (int)v->valuedouble;
+        else
+            rc = kb_err_set(err, KB_EFORMAT, "kb_model.json: matryoshka_min_dim must be an "
+                            "integer from 1 to %d (hidden_size)", info->hidden_dim);
     }
     cJSON_Delete(json);
     return rc;

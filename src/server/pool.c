@@ -46,6 +46,7 @@ int srv_pool_open(struct srv *s, char *errbuf, size_t errbuf_size)
         return rc;
     }
     snprintf(s->model_name, sizeof s->model_name, "%s", info.model);
+    srv_model_id(s->model_name, s->model_id, sizeof s->model_id);
     return 0;
 }
 

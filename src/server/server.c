@@ -15,7 +15,7 @@
 
 enum server_scope { SCOPE_PUBLIC, SCOPE_READ, SCOPE_ADMIN };
 enum server_route_id { R_PAGE = 1, R_HEALTH, R_SEARCH, R_ASK, R_PROMPT, R_EMBED, R_STATUS,
-                       R_DOCS, R_DOC };
+                       R_DOCS, R_DOC, R_MODELS };
 
 static const struct server_route {
     const char *path;             /* exact path, or a prefix when it ends with '/' */
@@ -32,6 +32,7 @@ static const struct server_route {
     { "/v1/status", "GET", SCOPE_READ, R_STATUS },
     { "/v1/documents", "POST", SCOPE_ADMIN, R_DOCS },
     { "/v1/documents/", "DELETE", SCOPE_ADMIN, R_DOC },
+    { "/v1/models", "GET", SCOPE_READ, R_MODELS },
 };
 
 /* One request's state (MHD's con_cls), made by server_uri before the headers are read. */
@@ -299,6 +300,7 @@ static int server_dispatch(struct srv *s, struct server_req *r, const char *url,
         return srv_json(out, 200, h);
     }
     case R_STATUS: return srv_route_status(s, out);
+    case R_MODELS: return srv_route_models(s, out);
     case R_DOC: return srv_route_delete_document(s, url + strlen("/v1/documents/"), out);
     default: break;
     }

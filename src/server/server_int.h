@@ -47,7 +47,8 @@ struct srv {
     pthread_mutex_t model_lock;
     kb_model *model;
     int model_state;              /* 0 not tried, 1 open, < 0 the kb_status it failed with */
-    char model_name[256];
+    char model_name[256];         /* as the KB records it: a hub name or a folder */
+    char model_id[256];           /* as clients see it (srv_model_id) */
     int n_connections;            /* open connections (atomic) */
     char **private_paths;         /* folders of this machine no error message may name */
     size_t n_private_paths;
@@ -137,6 +138,7 @@ int srv_route_search(struct srv *s, const struct cJSON *body, struct srv_reply *
 int srv_route_prompt(struct srv *s, const struct cJSON *body, struct srv_reply *out);
 int srv_route_status(struct srv *s, struct srv_reply *out);
 int srv_route_embeddings(struct srv *s, const struct cJSON *body, struct srv_reply *out);
+int srv_route_models(struct srv *s, struct srv_reply *out);
 int srv_route_add_documents(struct srv *s, const struct cJSON *body, struct srv_reply *out);
 int srv_route_delete_document(struct srv *s, const char *id, struct srv_reply *out);
 int srv_route_ask(struct srv *s, const struct cJSON *body, struct srv_reply *out);
@@ -151,6 +153,11 @@ int srv_ask_options(struct srv *s, struct srv_reply *out, const struct cJSON *bo
  * the request's mistake). */
 const char *srv_ask_failure(struct srv *s, const kb_ask_options *opts, int status,
                             const char *message, unsigned *http, const char **code);
+
+/* ---- embeddings.c ---- */
+/* A model's name as clients may see it, into id: a hub name as it is, a folder (a path of
+ * this machine) by its last component alone. */
+void srv_model_id(const char *name, char *id, size_t id_size);
 
 /* ---- page.c ---- */
 extern const char srv_page_html[];
