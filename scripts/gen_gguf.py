@@ -131,6 +131,18 @@ def main():
         w.put(f"{arch}.{key}", t, v)
     kvs = read_kvs(a.vocab)
     et, tokens = kvs["tokenizer.ggml.tokens"][1]
+    if len(tokens) > vocab:  # a smaller vocabulary: its first tokens, and the merges among them
+        tokens = tokens[:vocab]
+        kept = set(tokens)
+        t, (mt, merges) = kvs["tokenizer.ggml.merges"]
+        merges = [m for m in merges if all(p in kept for p in m.split(b" ", 1))
+                  and m.replace(b" ", b"", 1) in kept]
+        kvs["tokenizer.ggml.merges"] = (t, (mt, merges))
+        if "tokenizer.ggml.token_type" in kvs:
+            t, (tt, types) = kvs["tokenizer.ggml.token_type"]
+            kvs["tokenizer.ggml.token_type"] = (t, (tt, types[:vocab]))
+        for key in [k for k in kvs if k.endswith("_token_id") and kvs[k][1] >= vocab]:
+            del kvs[key]
     n_real = len(tokens)
     tokens = tokens + [f"[PAD{i}]".encode() for i in range(vocab - n_real)]
     w.put("tokenizer.ggml.tokens", 9, (8, tokens))
