@@ -441,10 +441,8 @@ int kb_bm25_prune(const struct kb_bm25 *ix, struct kb_store *store, const char *
     int rc = bm25_match_terms(ix, store, match, &terms, &n_terms, err);
     if (rc)
         return rc;
-    /* kb_lexical_prune's bound on the number of chunks: ids are never reused */
-    int64_t bound = ix->n_chunks ? ix->chunk_ids[ix->n_chunks - 1] - ix->chunk_ids[0] + 1 : 0;
     struct bm25_df df = { ix, terms };
-    rc = kb_lexical_prune_by(match, bound, bm25_df, &df, out, err);
+    rc = kb_lexical_prune_by(match, (int64_t)ix->n_chunks, bm25_df, &df, out, err);
     free(terms);
     return rc;
 }

@@ -25,6 +25,9 @@ static const struct {
       " ' rows for ' || (SELECT count(*) FROM chunks) || ' chunks'"
       " WHERE (SELECT count(*) FROM chunks_fts_docsize) != (SELECT count(*) FROM chunks)",
       "full-text row count" },
+    { "SELECT 'kb_meta counts ' || value || ' chunks, the table has ' ||"
+      " (SELECT count(*) FROM chunks) FROM kb_meta WHERE key = 'chunks_count'"
+      " AND CAST(value AS INTEGER) != (SELECT count(*) FROM chunks)", "chunk count" },
 };
 
 static int check_integrity(struct kb_store *store, struct kb_err *err)

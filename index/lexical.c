@@ -140,9 +140,9 @@ int kb_lexical_prune(struct kb_store *store, const char *match, char **out,
 {
     *out = NULL;
     int64_t n_chunks = 0;
-    /* ids are never reused, so max - min + 1 bounds the count from above, at index speed */
-    int rc = kb_store_query_int(store, "SELECT coalesce((SELECT max(id) FROM chunks) -"
-                                " (SELECT min(id) FROM chunks) + 1, 0)", &n_chunks, err);
+    /* kept by triggers (index/schema.c): count(*) would walk an index on every search */
+    int rc = kb_store_query_int(store, "SELECT CAST(value AS INTEGER) FROM kb_meta"
+                                " WHERE key='chunks_count'", &n_chunks, err);
     if (rc || n_chunks < 200)
         return rc;
     sqlite3_stmt *count;

@@ -32,7 +32,7 @@ int kb_lexical_query(char **out, const char *text, struct kb_err *err);
 int kb_lexical_prune(struct kb_store *store, const char *match, char **out,
                      struct kb_err *err);
 
-/* kb_lexical_prune's rule for a KB of at most n_chunks chunks, with df(i, term, len, payload)
+/* kb_lexical_prune's rule for a KB of n_chunks chunks, with df(i, term, len, payload)
  * giving the number of chunks that contain quoted term i of match (negative: leave it out). */
 typedef int64_t (*kb_lexical_df_fn)(size_t i, const char *term, size_t len, void *payload);
 int kb_lexical_prune_by(const char *match, int64_t n_chunks, kb_lexical_df_fn df,

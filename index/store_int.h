@@ -34,7 +34,7 @@ const char *kb_filter_sql(const struct kb_filter *f, char *buf, size_t size, int
 void kb_filter_bind(const struct kb_filter *f, sqlite3_stmt *st, int first);
 
 /* schema.c: the current schema version and the forward migrations to reach it. */
-#define KB_SCHEMA_VERSION 6
+#define KB_SCHEMA_VERSION 7
 int kb_schema_migrate(struct kb_store *store, struct kb_err *err);
 
 #endif

@@ -2,13 +2,13 @@
 #include "ingest/textfile.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/file.h"
 #include "util/utf8.h"
 
 enum kb_text_format kb_textfile_format(const char *path)
@@ -150,20 +150,11 @@ int kb_textfile_read_sniffed(struct kb_textfile *out, const char *path, uint64_t
                              kb_textfile_sniff_cb sniff, void *payload, struct kb_err *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return kb_err_set(err, errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "%s", strerror(errno));
     struct stat st;
-    int rc = 0;
+    int fd, rc = kb_file_open_regular(path, &fd, &st, err);
     char *data = NULL;
-    if (fstat(fd, &st) != 0) {
-        rc = kb_err_set(err, KB_EIO, "%s", strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = kb_err_set(err, KB_EFORMAT, "not a regular file");
-        goto done;
-    }
+    if (rc)
+        return rc;
     if ((uint64_t)st.st_size > KB_TEXTFILE_MAX_BYTES && max_bytes > KB_TEXTFILE_MAX_BYTES) {
         rc = kb_err_set(err, KB_ENOMEM, "larger than the %llu-byte limit on what kb reads "
                         "into memory (%lld bytes)", (unsigned long long)KB_TEXTFILE_MAX_BYTES,

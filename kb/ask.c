@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llm/backend.h"
 #include "llm/llm.h"
 
 #define ASK_DEFAULT_K 8
@@ -67,22 +68,21 @@ static int ask_render(kb *kb, const char *question, const kb_ask_options *opts,
     return rc;
 }
 
-/* The caller's options (NULL: defaults) at the current version: version 1 callers get the
- * new fields' defaults. */
+/* The caller's options (NULL: defaults) at the current version: callers of an older version
+ * get the newer fields' defaults. */
 static int ask_options(kb *kb, const kb_ask_options *in, kb_ask_options *out)
 {
     static const kb_ask_options defaults = KB_ASK_OPTIONS_INIT;
+    static const size_t size_of_version[] = { 0, offsetof(kb_ask_options, chat_format),
+                                              offsetof(kb_ask_options, cancel),
+                                              sizeof(kb_ask_options) };
     *out = defaults;
     if (!in)
         return 0;
-    if (in->version == 1) {
-        memcpy(out, in, offsetof(kb_ask_options, cancel));
-        out->version = KB_ASK_OPTIONS_VERSION;
-        return 0;
-    }
-    if (in->version != KB_ASK_OPTIONS_VERSION)
+    if (in->version < 1 || in->version > KB_ASK_OPTIONS_VERSION)
         return kb_fail(kb, KB_EINVALID, "kb_ask_options: unknown version %u", in->version);
-    *out = *in;
+    memcpy(out, in, size_of_version[in->version]);
+    out->version = KB_ASK_OPTIONS_VERSION;
     return 0;
 }
 
@@ -129,6 +129,13 @@ static void ask_log_prompt(const kb_ask_options *opts, const kb_prompt_result *p
     char line[1200];
     if (!opts->on_log)
         return;
+    for (size_t i = 0; i < p->n_sources; i++) {
+        if (!*p->sources[i].note)
+            continue;
+        snprintf(line, sizeof line, "sent %s:%u-%u (%s)", p->sources[i].path,
+                 p->sources[i].line_start, p->sources[i].line_end, p->sources[i].note);
+        opts->on_log(1, line, opts->payload);
+    }
     for (size_t i = 0; i < p->n_dropped; i++) {
         snprintf(line, sizeof line, "left out %s:%u-%u (%s)", p->dropped[i].path,
                  p->dropped[i].line_start, p->dropped[i].line_end, p->dropped[i].note);
@@ -160,6 +167,8 @@ static int ask_send(kb *kb, const kb_ask_options *opts, const struct kb_llm_conf
     if (!cfg->model)
         return kb_fail(kb, KB_ECONFIG, "no model set for backend %s; set 'model' in the "
                        "config file, KB_LLM_MODEL or --model", cfg->backend);
+    if (kb_llm_backend_find(cfg->backend)->in_process)
+        return kb_local_answer(kb, opts, cfg, a);
     char *key = NULL;
     int rc = kb_llm_key_load(&key, cfg, &kb->err);
     struct kb_buf text = KB_BUF_INIT;
@@ -207,4 +216,9 @@ int kb_ask(kb *kb, const char *question, const kb_ask_options *in, kb_answer **o
     kb_llm_config_free(&cfg);
     *out = a;
     return rc;
+}
+
+const char *const *kb_ask_backends(void)
+{
+    return kb_llm_backend_names();
 }

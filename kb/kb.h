@@ -160,7 +160,10 @@ typedef struct kb_ingest_options {
     const char *model;          /* encoder model (hub name or folder) for a KB that has none;
                                    NULL = the KB's own, else KB_DEFAULT_MODEL when downloaded,
                                    else keyword search only; "none" = keyword search only. A
-                                   different model than the KB's is KB_ECONFIG (kb_reindex). */
+                                   different model than the KB's is KB_ECONFIG (kb_reindex), and
+                                   so is a model for a KB that holds passages without one
+                                   (kb_reindex embeds them all); the default is then not
+                                   taken, and the notice says so. */
     const char *index;          /* vector index type ("flat", "ivf", "hnsw", with parameters
                                    as "ivf:nlist=1024,nprobe=32"); NULL = chosen by size */
     /* Version 3: */
@@ -275,9 +278,15 @@ typedef struct kb_search_options {
     const char *path_glob;    /* the document's stored path (absolute for files) matches this
                                  glob; its star also spans slashes, so a folder is its path
                                  followed by a slash and a star */
-    const char *format;       /* the document's format: "markdown", "pdf", "html", ... */
-    int64_t modified_after;   /* the file was modified after this time (Unix seconds) */
+    const char *format;       /* the document's format: "markdown", "pdf", "html", ... (one
+                                 that kb does not read is KB_EINVALID, naming those it does) */
+    int64_t modified_after;   /* the file was modified after this time (Unix seconds, 0 to
+                                 KB_TIME_MAX; others are KB_EINVALID) */
 } kb_search_options;
+
+/* The last second whose nanoseconds fit in int64_t (2262-04-11T23:47:16Z): kb stores file
+ * times in nanoseconds. */
+#define KB_TIME_MAX INT64_C(9223372036)
 
 #define KB_SEARCH_OPTIONS_VERSION 3
 /* The default fusion was chosen on SciFact's train split (docs/BENCHMARKS.md). */
@@ -323,7 +332,8 @@ KB_API void kb_results_free(kb_results *results);
 /* kb_ask() retrieves passages, renders a prompt template with them and streams an answer from
  * an LLM backend over HTTP: "openai" (Chat Completions, /v1/chat/completions: OpenAI,
  * llama.cpp server, vLLM, LM Studio, Ollama's /v1), "ollama" (/api/chat) or "anthropic"
- * (/v1/messages). The backend, url, model and limits come from, in rising precedence, the
+ * (/v1/messages); or, with "local", from a GGUF model file that kb runs in-process (the model
+ * option names the file; its chat template lays out the messages). The backend, url, model and limits come from, in rising precedence, the
  * config file $XDG_CONFIG_HOME/kb/config (format in README.md "Asking questions"), the
  * environment (KB_LLM_BACKEND, KB_LLM_URL, KB_LLM_MODEL, ...) and these options. API keys come
  * only from KB_API_KEY, OPENAI_API_KEY / ANTHROPIC_API_KEY or a `key_file` of mode 0600 named in
@@ -348,9 +358,10 @@ typedef void (*kb_log_cb)(int level, const char *line, void *payload);
 
 typedef struct kb_ask_options {
     unsigned version;
-    const char *backend;        /* "openai", "ollama" or "anthropic"; NULL = config/environment */
+    const char *backend;        /* "openai", "ollama", "anthropic" or "local" (kb_ask_backends);
+                                   NULL = config/environment */
     const char *url;            /* base URL; NULL = config/environment/the backend's default */
-    const char *model;          /* NULL = config/environment */
+    const char *model;          /* NULL = config/environment; for "local", a .gguf file */
     const char *template_name;  /* a name in $XDG_CONFIG_HOME/kb/prompts or the built-in ones,
                                    or a path containing '/'; NULL = config or "default" */
     size_t k;                   /* passages retrieved; 0 = 8 */
@@ -365,16 +376,20 @@ typedef struct kb_ask_options {
     kb_token_cb on_token;       /* may be NULL */
     kb_log_cb on_log;           /* may be NULL */
     void *payload;              /* passed to both callbacks */
-    /* Version 2: */
+    /* version 2: */
+    const char *chat_format;    /* backend "local": how messages become the model's text
+                                   ("chatml", "llama3", "llama3.2"); NULL = config, else the
+                                   model's own tokenizer.chat_template */
+    /* version 3: */
     const volatile int *cancel; /* when *cancel turns non-zero (e.g. set by a signal handler)
                                    the answer stops within about a second, also while the
                                    backend sends nothing or a retry waits: the request is
                                    closed and kb_ask returns KB_ECANCELED with what arrived */
 } kb_ask_options;
 
-#define KB_ASK_OPTIONS_VERSION 2
+#define KB_ASK_OPTIONS_VERSION 3
 #define KB_ASK_OPTIONS_INIT { KB_ASK_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, (kb_mode)0, \
-                              0, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL, NULL }
+                              0, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL }
 
 /* A passage as placed in the prompt (or left out of it). */
 typedef struct kb_source {
@@ -386,7 +401,8 @@ typedef struct kb_source {
     double score;
     const char *text;         /* the passage text (neighbouring chunks merged) */
     const char *note;         /* why it was left out ("duplicate", "near-duplicate", "over the
-                                 token budget"), or "" */
+                                 token budget"); for a passage placed, "shortened to fit the
+                                 token budget" when its text was cut (ending " […]"), else "" */
     const char *format;       /* the document's format ("markdown", "pdf", ...), as in kb_result */
     const char *location;     /* as in kb_result: "page 3", "chapter 2: Winter", "row 2 – row 9";
                                  "" when the lines say it all. A passage merged from neighbouring
@@ -442,6 +458,8 @@ typedef struct kb_answer {
  * the server's own error text. Like kb_open, on a backend failure *out is still set (the
  * sources and any part of the answer that arrived); free it with kb_answer_free. */
 KB_API int kb_ask(kb *kb, const char *question, const kb_ask_options *opts, kb_answer **out);
+/* The backend names kb_ask_options.backend takes, NULL-terminated (static; thread-safe). */
+KB_API const char *const *kb_ask_backends(void);
 KB_API void kb_answer_free(kb_answer *answer);
 
 /* ---- Encoder models --------------------------------------------------------------------- */
@@ -499,6 +517,21 @@ KB_API const char *kb_model_token(const kb_model *model, int32_t id);
 KB_API int kb_model_embed(kb_model *model, const char *const *texts, size_t n_texts, unsigned flags,
                           float *out);
 
+/* Embeds n_seqs texts given as the model's own token ids (kb_model_tokenize's ids with
+ * KB_TOKENIZE_NO_SPECIAL: no [CLS]/[SEP]) into out[n_seqs * dim], passages unless
+ * KB_EMBED_QUERY. Each runs as [CLS], the tokens of the model's prefix, the ids, [SEP], cut to
+ * max_tokens like a text: the vector equals kb_model_embed's of the text the ids came from
+ * (whenever the prefix ends where a word does, as every known prefix does). An empty sequence
+ * embeds like "". An id outside the vocabulary is KB_EINVALID naming it. */
+KB_API int kb_model_embed_ids(kb_model *model, const int32_t *const *ids, const size_t *n_ids,
+                              size_t n_seqs, unsigned flags, float *out);
+
+/* The fewest leading dimensions of the model's vectors that still make an embedding (cut
+ * there and renormalised): the full dim, unless the model was trained for shorter vectors
+ * (Matryoshka representation learning) and its kb_model.json says from where on with
+ * "matryoshka_min_dim". 0 for a handle that is not open or has no weights. */
+KB_API int kb_model_min_dim(const kb_model *model);
+
 /* Releases memory the library allocated for the caller (kb_model_tokenize's ids, ...). */
 KB_API void kb_free(void *p);
 
@@ -543,6 +576,72 @@ typedef struct kb_model_entry {
  * (n entries, NULL when none) is freed with kb_model_list_free. Missing caches are empty. */
 KB_API int kb_model_list(kb_model_entry **out, size_t *n);
 KB_API void kb_model_list_free(kb_model_entry *entries, size_t n);
+
+/* ---- Decoder models (GGUF) -------------------------------------------------------------- */
+
+/* A decoder-only language model from a GGUF file (architectures llama and qwen2; tensor
+ * types F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), run in-process, with
+ * the tokenizer the file carries. The weights are used in place from a read-only mapping. A
+ * handle may be shared by threads only if they do not call it at once. */
+typedef struct kb_lm kb_lm;
+
+/* Opens a .gguf file and checks all of it (layout, architecture, tensor types and shapes,
+ * tokenizer). KB_ENOTFOUND when missing, KB_EFORMAT naming the file and what is wrong. Like
+ * kb_open, a failed open still sets *out to a handle for kb_lm_errmsg() and kb_lm_close().
+ * A vocabulary-only file (no tensors) opens for kb_lm_tokenize alone. */
+KB_API int kb_lm_open(kb_lm **out, const char *path);
+KB_API void kb_lm_close(kb_lm *lm);
+KB_API const char *kb_lm_errmsg(const kb_lm *lm);
+
+/* Tokenizes UTF-8 text with the model's tokenizer: BOS first when the model adds one (not with
+ * KB_TOKENIZE_NO_SPECIAL); control tokens written in the text are read as tokens only with
+ * KB_TOKENIZE_PARSE_SPECIAL (never do that for text from users or documents). *ids is freed
+ * with kb_free(). */
+#define KB_TOKENIZE_PARSE_SPECIAL 0x2u
+KB_API int kb_lm_tokenize(kb_lm *lm, const char *text, unsigned flags, int32_t **ids,
+                          size_t *n_ids);
+/* The vocabulary entry of an id as the file stores it (borrowed), NULL when out of range. */
+KB_API const char *kb_lm_token(const kb_lm *lm, int32_t id);
+/* The vocabulary size; 0 for a handle that failed to open. */
+KB_API size_t kb_lm_n_vocab(const kb_lm *lm);
+
+typedef struct kb_generate_options {
+    unsigned version;
+    unsigned max_tokens;      /* tokens to generate at most; 0 = 256 */
+    float temperature;        /* 0 = greedy (the default) */
+    unsigned top_k;           /* 0 = off */
+    float top_p;              /* 0 or 1 = off */
+    float min_p;              /* 0 = off */
+    float repeat_penalty;     /* 0 or 1 = off */
+    uint64_t seed;            /* the same seed gives the same tokens */
+    unsigned context;         /* KV cache positions; 0 = the prompt plus max_tokens */
+    int ignore_end;           /* go on past end-of-text and end-of-turn tokens */
+    kb_token_cb on_token;     /* the text as it is generated (complete UTF-8); may be NULL */
+    void *payload;
+} kb_generate_options;
+
+#define KB_GENERATE_OPTIONS_VERSION 1
+#define KB_GENERATE_OPTIONS_INIT { KB_GENERATE_OPTIONS_VERSION, 0, 0.0f, 0, 0.0f, 0.0f, 0.0f, \
+                                   0, 0, 0, NULL, NULL }
+
+typedef struct kb_generation {
+    int32_t *ids;             /* the generated tokens (the end token, if any, not included) */
+    size_t n_ids;
+    char *text;               /* their text, NUL-terminated */
+    size_t text_len;
+    float *last_logits;       /* n_vocab logits at the last prompt position */
+    size_t n_vocab;
+    int stopped_at_end;       /* 1: an end token came; 0: max_tokens ran out (or the callback) */
+    double prompt_ms, generate_ms;
+} kb_generation;
+
+/* Runs the prompt ids (at least one) through the model, then generates. Generation stops at
+ * an end token (EOS, EOT, a turn-closing control token, or BOS), after max_tokens, or when
+ * on_token returns non-zero (KB_ECANCELED, with what came until then in *out). An id outside
+ * the vocabulary is KB_EINVALID naming it. *out is freed with kb_generation_free. */
+KB_API int kb_lm_generate(kb_lm *lm, const int32_t *prompt, size_t n_prompt,
+                          const kb_generate_options *opts, kb_generation **out);
+KB_API void kb_generation_free(kb_generation *g);
 
 /* ---- Status and checking ---------------------------------------------------------------- */
 

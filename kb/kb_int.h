@@ -38,10 +38,15 @@ int kb_fail(kb *kb, int code, const char *fmt, ...) __attribute__((format(printf
  * KB_EINVALID without touching it when it is not a live handle (NULL, closed, never opened). */
 int kb_usable(kb *kb, int need_write);
 
+struct kb_llm_config;
+/* kb/local.c: the answer of backend "local" (a GGUF model run in-process) into a->text. */
+int kb_local_answer(kb *kb, const kb_ask_options *opts, const struct kb_llm_config *cfg,
+                    kb_answer *a);
+
 /* The registry of live handles (kb/kb.c), so that misuse of a closed or foreign pointer is
  * an error rather than a use after free: open adds, close removes (a close of an unregistered
  * pointer does nothing), entry points check. Thread-safe. */
-enum kb_handle_kind { KB_HANDLE_KB = 1, KB_HANDLE_MODEL, KB_HANDLE_RESULTS };
+enum kb_handle_kind { KB_HANDLE_KB = 1, KB_HANDLE_MODEL, KB_HANDLE_RESULTS, KB_HANDLE_LM };
 
 /* 0, or KB_ENOMEM. */
 int kb_handle_add(const void *ptr, enum kb_handle_kind kind);

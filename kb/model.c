@@ -211,6 +211,26 @@ int kb_model_embed(kb_model *model, const char *const *texts, size_t n_texts, un
                             (flags & KB_EMBED_QUERY) ? KB_ENCODER_QUERY : 0, out, &model->err);
 }
 
+int kb_model_embed_ids(kb_model *model, const int32_t *const *ids, const size_t *n_ids,
+                       size_t n_seqs, unsigned flags, float *out)
+{
+    int rc = model_usable(model, 1);
+    if (rc)
+        return rc;
+    if ((!ids || !n_ids || !out) && n_seqs)
+        return model_fail(model, KB_EINVALID, "kb_model_embed_ids: NULL argument");
+    return kb_encoder_embed_tokens(model->enc, ids, n_ids, n_seqs,
+                                   (flags & KB_EMBED_QUERY) ? KB_ENCODER_QUERY : 0, out,
+                                   &model->err);
+}
+
+int kb_model_min_dim(const kb_model *model)
+{
+    if (!model || !kb_handle_live(model, KB_HANDLE_MODEL) || !model->enc)
+        return 0;
+    return kb_encoder_info(model->enc)->min_dim;
+}
+
 void kb_free(void *p)
 {
     free(p);
@@ -221,7 +241,27 @@ struct kb_encoder *kb_model_encoder(kb_model *model)
     return model ? model->enc : NULL;
 }
 
-int kb_model_identity(const kb_model *model, char out[65])
+/* The SHA-256 of bytes [offset, offset + len) of the model's file `name` (len 0: to the end)
+ * into out; a file that is there but cannot be read fails, with a message naming it. */
+static int model_hash_file(kb_model *model, const char *name, uint64_t offset, uint64_t len,
+                           char out[65])
+{
+    char *path = kb_path_join(model->dir, name);
+    if (!path)
+        return model_fail(model, KB_ENOMEM, "out of memory");
+    int rc = kb_sha256_file(path, offset, len, out), saved = errno;
+    free(path);
+    if (!rc)
+        return 0;
+    if (saved == ENOENT)
+        return model_fail(model, KB_ENOTFOUND, "%s: not found", name);
+    if (saved == EINVAL)
+        return model_fail(model, KB_EFORMAT, "%s: not a regular file", name);
+    return model_fail(model, saved == ENOMEM ? KB_ENOMEM : KB_EIO, "%s: %s", name,
+                      strerror(saved));
+}
+
+int kb_model_identity(kb_model *model, char out[65])
 {
     static const char *const files[] = { "config.json", "vocab.txt", "tokenizer.json",
                                          "tokenizer_config.json", "modules.json",
@@ -232,14 +272,9 @@ int kb_model_identity(const kb_model *model, char out[65])
     const void *parts[16];
     size_t lens[16], n = 0;
     for (size_t i = 0; i < n_files; i++) {
-        char *path = kb_path_join(model->dir, files[i]);
-        if (!path)
-            return KB_ENOMEM;
-        int rc = kb_sha256_file(path, 0, 0, digests[n]);
-        int missing = rc && errno == ENOENT;
-        free(path);
-        if (rc && !missing) /* a file that is there but unreadable must not change the identity */
-            return errno == ENOMEM ? KB_ENOMEM : KB_EIO;
+        int rc = model_hash_file(model, files[i], 0, 0, digests[n]);
+        if (rc && rc != KB_ENOTFOUND) /* there but unreadable must not change the identity */
+            return rc;
         if (!rc) {
             parts[n] = digests[n];
             lens[n] = 64;
@@ -249,18 +284,17 @@ int kb_model_identity(const kb_model *model, char out[65])
     char *weights = kb_path_join(model->dir, "model.safetensors");
     struct stat st;
     if (!weights)
-        return KB_ENOMEM;
-    if (stat(weights, &st) != 0) {
-        free(weights);
-        return KB_ENOTFOUND;
-    }
-    uint64_t size = (uint64_t)st.st_size, mib = (uint64_t)1 << 20;
-    /* The header (tensor names, shapes, offsets) lies within the first MiB for every BERT. */
-    int rc = kb_sha256_file(weights, 0, mib, digests[n]);
-    rc = rc ? rc : kb_sha256_file(weights, size > mib ? size - mib : 0, 0, digests[n + 1]);
+        return model_fail(model, KB_ENOMEM, "out of memory");
+    int rc = stat(weights, &st);
     free(weights);
     if (rc)
-        return KB_EIO;
+        return model_fail(model, KB_ENOTFOUND, "model.safetensors: not found");
+    uint64_t size = (uint64_t)st.st_size, mib = (uint64_t)1 << 20;
+    /* The header (tensor names, shapes, offsets) lies within the first MiB for every BERT. */
+    if ((rc = model_hash_file(model, "model.safetensors", 0, mib, digests[n])) ||
+        (rc = model_hash_file(model, "model.safetensors", size > mib ? size - mib : 0, 0,
+                              digests[n + 1])))
+        return rc;
     snprintf(digests[n + 2], sizeof digests[n + 2], "%llu", (unsigned long long)size);
     for (size_t i = n; i < n + 3; i++) {
         parts[i] = digests[i];

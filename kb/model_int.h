@@ -11,7 +11,9 @@ struct kb_encoder *kb_model_encoder(kb_model *model);
 
 /* The model's identity: the SHA-256 of its configuration and tokenizer files, the
  * safetensors header, the weights file's size and its first and last MiB (cheap to compute
- * at every open, and different for any retrained or re-exported model). */
-int kb_model_identity(const kb_model *model, char out[65]);
+ * at every open, and different for any retrained or re-exported model). A file that is there
+ * but cannot be read fails (a FIFO or folder in its place: KB_EFORMAT), with
+ * kb_model_errmsg() naming it. */
+int kb_model_identity(kb_model *model, char out[65]);
 
 #endif

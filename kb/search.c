@@ -12,6 +12,7 @@
 #include "index/lexical.h"
 #include "index/store.h"
 #include "index/vectors.h"
+#include "ingest/doc.h"
 #include "util/shared.h"
 
 #define SEARCH_DEFAULT_K 10
@@ -320,10 +321,24 @@ static int search_mode(kb *kb, kb_mode asked, kb_mode *out)
         return 0;
     }
     if (asked != KB_MODE_BM25 && !has)
-        return kb_fail(kb, KB_EINVALID, "this knowledge base has no vectors; use --mode bm25 "
-                       "(or ingest with an encoder model)");
+        return kb_fail(kb, KB_EINVALID, "this knowledge base has no vectors, so mode must be "
+                       "\"bm25\"");
     *out = asked;
     return 0;
+}
+
+/* A format filter must name a format kb reads ("markdown", "pdf", ...), else KB_EINVALID
+ * listing them: a misspelt one would otherwise match nothing, silently. */
+static int search_check_format(kb *kb, const char *format)
+{
+    char names[256] = "";
+    size_t len = 0;
+    if (!format || !*format || kb_doc_kind_parse(format) != KB_DOC_NONE)
+        return 0;
+    for (int kind = KB_DOC_NONE + 1; kind < KB_DOC_KIND_COUNT && len < sizeof names; kind++)
+        len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "",
+                                kb_doc_kind_name((enum kb_doc_kind)kind));
+    return kb_fail(kb, KB_EINVALID, "unknown format '%s': expected one of %s", format, names);
 }
 
 static int search_run(kb *kb, const char *query, const kb_search_options *opts, size_t k,
@@ -392,6 +407,12 @@ int kb_search(kb *kb, const char *query, const kb_search_options *opts, kb_resul
     size_t k = opts->k ? opts->k : SEARCH_DEFAULT_K;
     if (k > SEARCH_MAX_K)
         return kb_fail(kb, KB_EINVALID, "k=%zu is over the limit of %d", k, SEARCH_MAX_K);
+    if ((rc = search_check_format(kb, opts->format)))
+        return rc;
+    if (opts->modified_after < 0 || opts->modified_after > KB_TIME_MAX)
+        return kb_fail(kb, KB_EINVALID, "modified_after %lld is out of range: Unix seconds "
+                       "from 0 to %lld (2262-04-11)", (long long)opts->modified_after,
+                       (long long)KB_TIME_MAX);
     kb_results *res = calloc(1, sizeof *res);
     if (!res)
         return kb_fail(kb, KB_ENOMEM, "out of memory");

@@ -103,10 +103,10 @@ static int vec_open_model(kb *kb, const char *name)
     }
     char identity[65];
     if ((rc = kb_model_identity(model, identity))) {
+        kb_fail(kb, rc, "model '%s': cannot read its files to identify it: %s", name,
+                kb_model_errmsg(model));
         kb_model_close(model);
-        return rc == KB_ENOMEM ? kb_fail(kb, rc, "model '%s': out of memory", name)
-                               : kb_fail(kb, rc, "model '%s': cannot read its files to identify it",
-                                         name);
+        return rc;
     }
     if (v->model_name && strcmp(identity, v->identity)) {
         kb_model_close(model);
@@ -132,6 +132,25 @@ static int vec_try_default(kb *kb, const char *fallback)
     return vec_open_model(kb, fallback);
 }
 
+/* A KB without a model that already holds passages takes its first model only through
+ * kb_reindex, which embeds every chunk: an ingest would embed only the files it (re)reads.
+ * Returns 0 to go on, KB_ECONFIG when `requested` is given, else 1: keyword search only. */
+static int vec_first_model(kb *kb, const char *requested)
+{
+    struct kb_store_stats st;
+    int rc = kb_store_stats(kb->store, &st, &kb->err);
+    if (rc || st.n_chunks == 0)
+        return rc;
+    if (requested)
+        return kb_fail(kb, KB_ECONFIG, "this knowledge base holds %lld passages without vectors; "
+                       "give it model '%s' with 'kb reindex --model %s', which embeds them all",
+                       (long long)st.n_chunks, requested, requested);
+    kb->vec.lexical_only = 1;
+    kb->vec.notice = "this knowledge base has no encoder model: passages are indexed for keyword "
+                     "search only (add vectors with 'kb reindex --model " KB_DEFAULT_MODEL "')";
+    return 1;
+}
+
 int kb_vec_begin_ingest(kb *kb, const char *requested)
 {
     struct kb_vec *v = &kb->vec;
@@ -147,6 +166,8 @@ int kb_vec_begin_ingest(kb *kb, const char *requested)
         return 0;
     }
     const char *name = requested && *requested ? requested : v->model_name;
+    if (!v->model_name && (rc = vec_first_model(kb, name)) != 0)
+        return rc < 0 ? rc : 0;
     if (!name)
         rc = vec_try_default(kb, KB_DEFAULT_MODEL);
     else if (!v->model || !v->model_name || strcmp(name, v->model_name))
@@ -1006,8 +1027,8 @@ int kb_vec_search(kb *kb, const char *query, size_t k, const struct kb_filter *f
     if (rc)
         return rc;
     if (!v->model_name)
-        return kb_fail(kb, KB_EINVALID, "this knowledge base has no vectors; use --mode bm25 "
-                       "(or ingest with a model)");
+        return kb_fail(kb, KB_EINVALID, "this knowledge base has no vectors, so mode must be "
+                       "\"bm25\"");
     if (!v->model && (rc = vec_open_model(kb, v->model_name)))
         return rc;
     int filtered = kb_filter_active(filter);
@@ -1059,7 +1080,8 @@ int kb_vec_check(kb *kb)
     if ((rc = kb_vectors_missing(kb->store, &missing, &kb->err)))
         return rc;
     if (missing)
-        return kb_fail(kb, KB_ECORRUPT, "%s: %lld chunks have no vector", db, (long long)missing);
+        return kb_fail(kb, KB_ECORRUPT, "%s: %lld chunks have no vector from model '%s'", db,
+                       (long long)missing, v->model_name);
     int64_t *ids = NULL, *have = NULL;
     float *vecs = NULL;
     size_t n = 0, n_have = 0;

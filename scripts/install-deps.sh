@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages kb builds and tests with. Idempotent; needs root (or sudo).
+# Installs the Debian 12 packages kb builds and tests with, then the npm clients the tests
+# drive (tests/npm, pinned by its package-lock.json). Idempotent; needs root (or sudo).
 # Each package and why it is there: docs/ARCHITECTURE.md, "Dependencies".
 set -euo pipefail
 
@@ -33,10 +34,20 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm for the official OpenAI clients' tests: Debian's only where the machine has none
+# (a newer Node.js of its own is kept)
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "install-deps: installing ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# npm ci from the lockfile, here once rather than in the timed tests (a few seconds; nothing
+# when that lockfile is installed already)
+rc=0; bash "$(dirname "$0")/../tests/npm/install.sh" || rc=$?
+[ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || exit "$rc"   # 77: no node here; those tests then skip

@@ -70,6 +70,46 @@ $KB --kb newer ingest walk 2>/dev/null; ok $? 65 "ingest into a newer schema is 
 ok "$(sha256sum newer/kb.sqlite)" "$before" "a refused KB is left untouched"
 echo 'not sqlite' > fake.sqlite; mkdir fakekb; mv fake.sqlite fakekb/kb.sqlite
 $KB --kb fakekb search x 2>/dev/null; ok $? 66 "a kb.sqlite that is not a database is not a KB"
+# control characters in file names and text reach no terminal raw (escapes, forged lines)
+mkdir ctl
+printf 'terminal \033]0;pwned\007 escape words\r\nforged line\n' > "ctl/esc$(printf '\033')[31mred.md"
+printf 'carriage words\n' > "ctl/cr$(printf '\r')name.txt"
+printf 'newline words\n' > "ctl/nl"$'\n'"name.txt"
+printf 'bad\201\n' > "ctl/skip$(printf '\033')[2J.txt"
+$KB --kb ctlkb -v ingest ctl >out 2>err
+ok $? 1 "ingest of control-character names exits 1 (one file skipped)"
+$KB --kb ctlkb search words >>out 2>>err; ok $? 0 "search finds the control-character files"
+$KB --kb ctlkb search --full escape words >>out 2>>err
+$KB --kb ctlkb ask escape words >>out 2>>err
+$KB --kb ctlkb ingest --dry-run ctl >>out 2>>err
+python3 - out err <<'PY'
+import sys
+for f in sys.argv[1:]:
+    data = open(f, "rb").read()
+    bad = [b for b in data if (b < 0x20 and b not in (0x0a, 0x09)) or b == 0x7f]
+    if bad:
+        print(f"FAIL: {f} holds raw control bytes {sorted(set(bad))}")
+        sys.exit(1)
+PY
+ok $? 0 "no raw control byte in what search, ask, ingest -v and --dry-run print"
+grep -q 'ctl/esc\\x1b\[31mred.md' out; ok $? 0 "a file name's ESC is shown as \\x1b"
+grep -q 'ctl/nl\\nname.txt' err; ok $? 0 "a file name's newline is shown as \\n in ingest -v"
+grep -q 'skipped ctl/skip\\x1b\[2J.txt' err; ok $? 0 "a skipped file's name is escaped in the warning"
+grep -q '\\x1b\]0;pwned\\x07 escape words' out; ok $? 0 "a passage's escape sequence is shown escaped"
+# --modified-after: a time past what kb stores (nanoseconds in int64, up to 2262-04-11) is a
+# usage error naming the range, never arithmetic that overflows (UBSan stops the process there)
+for t in 10000000000 99999999999999999999 9999-12-31 1969-12-31 999999999d; do
+  $KB --kb kbdir search --modified-after "$t" rotate >/dev/null 2>err; ok $? 2 "--modified-after $t exits 2"
+  grep -q "out of range: a time from 1970-01-01 to 2262-04-11" err; ok $? 0 "--modified-after $t names the valid range"
+done
+$KB --kb wk --json search --modified-after 9223372036 words >out; ok $? 0 "the last time in range is taken"
+python3 -c 'import json,sys; sys.exit(0 if json.load(open("out"))["results"] == [] else 1)'
+ok $? 0 "nothing was modified after 2262-04-11"
+$KB --kb wk --json search --modified-after 86400 words >out; ok $? 0 "an early time filters nothing"
+python3 -c 'import json,sys; sys.exit(0 if len(json.load(open("out"))["results"]) == 1 else 1)'
+ok $? 0 "a file changed after 1970-01-02 is found"
+$KB --kb kbdir ask --backend gpt x 2>err; ok $? 2 "an unknown --backend is a usage error"
+grep -q "expected openai, ollama, anthropic or local" err; ok $? 0 "the message lists the backends from kb's table"
 $KB --kb kbdir search -k 2>/dev/null; ok $? 2 "usage error exits 2"
 for c in ingest search status check eval; do $KB $c --help | grep -q 'examples\?:'; ok $? 0 "$c --help has an example"; done
 $KB --version | grep -q '^kb [0-9]'; ok $? 0 "--version"

@@ -2,7 +2,9 @@
 """llm_server.py — a loopback LLM server for kb's tests.
 
 Speaks the three protocols kb uses and replays recorded replies from tests/data/llm:
-  POST .../v1/chat/completions  OpenAI Chat Completions, SSE (openai.sse)
+  POST .../v1/chat/completions  OpenAI Chat Completions, SSE (openai.sse); any path ending in
+                                /chat/completions too, as hosted providers have them
+                                (/v1beta/openai/chat/completions, /api/v1/chat/completions, ...)
   POST .../api/chat             Ollama, NDJSON (ollama.ndjson)
   POST .../v1/messages          Anthropic Messages, SSE (anthropic.sse); needs x-api-key and
                                 anthropic-version headers like the real API
@@ -15,6 +17,8 @@ The first path segments choose a scenario: /s/NAME/<endpoint>. NAME is
   stall      part of the recording, then silence (the connection stays open)
   endless    an answer that never ends (well past 10 MB)
   slow       the headers at once, the first byte after 2.5 s, then the recording
+  status-NNN every request gets HTTP status NNN with an error body in the backend's shape
+             (message "fake status NNN"), Retry-After: 0 and, for 3xx, a Location to /s/ok
 A model named "nosuch" gets the backend's own 404 reply; an API key starting "sk-wrong" gets
 its 401 reply, which quotes the key back as some servers do.
 Every request is appended to the log file as one JSON line: path, headers (lower-case), body.
@@ -63,6 +67,13 @@ def error_body(proto, status, model, key):
     if status == 429:
         return {"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}}
     return {"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}
+
+
+def status_body(proto, status):
+    msg = f"fake status {status}"
+    return {"openai": {"error": {"message": msg, "type": "fake_error", "code": status}},
+            "ollama": {"error": msg},
+            "anthropic": {"type": "error", "error": {"type": "fake_error", "message": msg}}}[proto]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -134,6 +145,8 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) < 4 or parts[1] != "s":
             return self.send_json(404, {"error": "no such path"})
         scenario, endpoint = parts[2], "/" + parts[3]
+        if endpoint.endswith("/chat/completions"):
+            endpoint = "/v1/chat/completions"  # hosted providers' shapes: /v1beta/openai/..., /api/v1/...
         if endpoint not in ENDPOINTS:
             return self.send_json(404, {"error": f"no endpoint {endpoint}"})
         proto, recording, ctype = ENDPOINTS[endpoint]
@@ -150,6 +163,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(401, error_body(proto, 401, model, key))
         if model == "nosuch":
             return self.send_json(404, error_body(proto, 404, model, key))
+        if scenario.startswith("status-"):
+            status = int(scenario[len("status-"):])
+            extra = [("Retry-After", "0")]
+            if 300 <= status <= 399:
+                extra.append(("Location", f"http://{self.headers.get('Host', '')}/s/ok{endpoint}"))
+            return self.send_json(status, status_body(proto, status), extra)
         if scenario.startswith(("r429-", "r429date-", "r429past-", "r500-")):
             with LOCK:
                 first = scenario not in SEEN

@@ -2,10 +2,17 @@
 # serve_test.sh — kb serve over real sockets: a KB embedded with a random-weight model, a
 # loopback LLM (tests/llm_server.py) for answers, kb serve on a free port, and
 # tests/serve_client.py (or headless Chromium for the page) checking one CASE:
-#   auth limits sse concurrent embeddings dropped  (serve_client.py cases)
+#   auth limits sse concurrent embeddings dropped filters  (serve_client.py cases)
 #   tokens     token files: 0600, stable, refused when readable by others
 #   shutdown   SIGTERM during a streamed answer stops the server cleanly
 #   page       the page at / asks a question in headless Chromium (DOM + screenshot PNG)
+#   strict     repeated Hosts, odd ports, JSON with more after it and NULs are 400 (client)
+#   log        kb serve -v: one line per request, control characters escaped (client)
+#   keyword_only  a KB without vectors: errors name request fields ("mode"), not CLI flags
+#   embeddings_formats embeddings_models embeddings_batches embeddings_matryoshka
+#              /v1/embeddings as OpenAI's: encoding_format, model names and aliases, GET
+#              /v1/models, 2048 inputs, token arrays, usage, dimensions, input_type (client)
+#   openai_clients  the official openai and @langchain/openai npm clients (tests/npm)
 #   shutdown_load  SIGTERM during stalled answers with every CPU busy: prompt, clean exit
 #   slowloris  100 slow clients trickling headers (serve_client.py case) cannot starve it
 # Usage: serve_test.sh PATH_TO_KB MODELS_DIR TESTS_DIR CASE
@@ -30,6 +37,15 @@ mkdir -p "$HOME"
 [ -x "$PY" ] || skip "$PY is needed for the test client"
 MODEL=$MODELS/tiny_f16_mean
 [ -f "$MODEL/model.safetensors" ] || skip "model $MODEL is missing (run the encoder_models fixture)"
+
+# A model that may be cut to 8 dimensions and has query/passage prefixes: the fixture's tiny
+# model with kb_model.json saying so.
+case $CASE in embeddings_matryoshka|openai_clients)
+    mkdir -p "$T/models" && cp -r "$MODEL" "$T/models/tiny_matryoshka" || exit 1
+    MODEL=$T/models/tiny_matryoshka
+    printf '{"matryoshka_min_dim": 8, "query_prefix": "query: ", "passage_prefix": "passage: "}\n' \
+        > "$MODEL/kb_model.json" ;;
+esac
 
 # The KB: the LLM test documents, embedded with the random-weight model.
 $KB ingest -q --model "$MODEL" "$DATA/docs" >/dev/null 2>"$T/ingest.err"
@@ -69,8 +85,11 @@ case $CASE in
 auth)
     start_llm; start_server; client auth
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+filters)
+    start_server; client filters
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
 limits)
-    export MAX_BODY=65536 MAX_CONNECTIONS=4
+    export MAX_BODY=131072 MAX_CONNECTIONS=4
     start_server --max-body $MAX_BODY --max-connections $MAX_CONNECTIONS --timeout 2
     client limits
     stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM after every limit was hit" ;;
@@ -189,6 +208,56 @@ assert len(colours) > 20, f"only {len(colours)} colours: a blank page"
 assert dark > 2000, f"only {dark} dark pixels: no text drawn"
 PYEOF
     ok $? 0 "the screenshot is 1000x800 and shows text, not a blank page" ;;
+strict)
+    start_server; client strict
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+log)
+    start_server -v; export SERVE_ERR=$T/serve.err; client log
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+keyword_only)
+    # A KB without vectors: refusals speak of the request's fields, never of CLI flags.
+    export KB_DIR=$T/kw
+    $KB ingest -q --model none "$DATA/docs" >/dev/null 2>&1; ok $? 0 "a keyword-only KB is ingested"
+    start_server
+    $PY - <<'PYEOF'
+import http.client, json, os
+def post(path, doc):
+    c = http.client.HTTPConnection("127.0.0.1", int(os.environ["SERVE_PORT"]), timeout=30)
+    c.request("POST", path, json.dumps(doc), {"Authorization": "Bearer " + os.environ["SERVE_READ"],
+                                              "Content-Type": "application/json"})
+    r = c.getresponse()
+    return r.status, json.loads(r.read())
+for path, doc in (("/v1/search", {"query": "logs", "mode": "vector"}),
+                  ("/v1/search", {"query": "logs", "mode": "hybrid"}),
+                  ("/v1/prompt", {"question": "logs", "mode": "vector"})):
+    status, body = post(path, doc)
+    msg = body["error"]["message"]
+    assert status == 400 and body["error"]["code"] == "invalid_request", (path, status, body)
+    assert 'mode must be "bm25"' in msg and "--" not in msg, (path, msg)
+status, body = post("/v1/search", {"query": "logs", "format": "docxx"})
+msg = body["error"]["message"]
+assert status == 400 and "unknown format 'docxx'" in msg and "markdown" in msg, (status, body)
+status, body = post("/v1/search", {"query": "logs", "mode": "bm25"})
+assert status == 200 and body["results"], (status, body)
+PYEOF
+    ok $? 0 "mode on a KB without vectors and an unknown format are 400s naming the fields, not flags"
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+embeddings_formats|embeddings_batches|embeddings_matryoshka)
+    start_server; client "$CASE"
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+embeddings_models)
+    export MODEL_ALIASES="text-embedding-3-small my-embedder"
+    start_llm; start_server --model-alias text-embedding-3-small --model-alias my-embedder
+    client embeddings_models
+    $KB serve --model-alias "" --port 0 >/dev/null 2>&1; ok $? 2 "an empty --model-alias is a usage error"
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
+openai_clients)
+    command -v node >/dev/null || skip "node is not installed (scripts/install-deps.sh)"
+    [ -d "$SRC/npm/node_modules/openai" ] || { echo "FAIL: $SRC/npm/node_modules lacks the clients (npm ci in tests/npm)"; exit 1; }
+    start_server --model-alias text-embedding-ada-002
+    env -u LANGCHAIN_TRACING_V2 -u LANGSMITH_TRACING -u OPENAI_BASE_URL timeout 240 node "$SRC/npm/clients_test.mjs"
+    ok $? 0 "the official openai and @langchain/openai clients get kb embed's vectors"
+    stop_server; ok "$STOP_RC" 0 "kb serve exits 0 on SIGTERM" ;;
 shutdown_load)
     # SIGTERM while answers wait on an LLM that went quiet mid-answer, every CPU busy: kb
     # serve cancels them, exits 0 within 5 s, and in the sanitized build LeakSanitizer finds

@@ -1,7 +1,8 @@
 /* test_bm25.c — the in-memory BM25 index (index/bm25.h) answers exactly as FTS5's bm25():
  * the same chunks in the same order with the same scores, grouped or not, for several k, on
  * SciFact abstracts; a handle sees the KB's changes; handles share one index; threads with
- * their own handles agree. Needs $KB_SHARED_DATA/retrieval/scifact (skips with 77). */
+ * their own handles agree; a KB's history (ids spread by churn) does not change its rankings.
+ * Needs $KB_SHARED_DATA/retrieval/scifact (skips with 77). */
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -313,8 +314,24 @@ static void threads_with_their_own_handles_agree(void **state)
     }
 }
 
-/* A schema-5 KB (no chunks_rev) is refused read-only and upgraded by a writable open, whose
- * triggers then count chunk changes. */
+/* The integer a query on dir's database gives. */
+static int64_t query_int(const char *dir, const char *sql)
+{
+    char *db_path = th_path(dir, "kb.sqlite");
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(db_path);
+    return v;
+}
+
+/* A schema-5 KB (no chunks_rev, no chunks_count) is refused read-only and upgraded by a
+ * writable open, whose triggers then count chunk changes and chunks. */
 static void schema_5_gains_chunks_rev_when_opened_for_writing(void **state)
 {
     (void)state;
@@ -329,8 +346,10 @@ static void schema_5_gains_chunks_rev_when_opened_for_writing(void **state)
     assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "DROP TRIGGER chunks_rev_ai; DROP TRIGGER chunks_rev_ad;"
                                   " DROP TRIGGER chunks_rev_au;"
-                                  " DELETE FROM kb_meta WHERE key='chunks_rev';"
-                                  " PRAGMA user_version=5;", NULL, NULL, NULL), SQLITE_OK);
+                                  " DROP TRIGGER chunks_count_ai; DROP TRIGGER chunks_count_ad;"
+                                  " DELETE FROM kb_meta WHERE key IN ('chunks_rev',"
+                                  " 'chunks_count'); PRAGMA user_version=5;", NULL, NULL, NULL),
+                     SQLITE_OK);
     sqlite3_close(db);
     kb *r = NULL;
     assert_int_equal(kb_open(&r, dir, KB_OPEN_READONLY), KB_EVERSION);
@@ -346,7 +365,7 @@ static void schema_5_gains_chunks_rev_when_opened_for_writing(void **state)
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 6);
+    assert_int_equal(sqlite3_column_int(st, 0), 7);
     sqlite3_finalize(st);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT CAST(value AS INTEGER) FROM kb_meta WHERE"
                                         " key='chunks_rev'", -1, &st, NULL), SQLITE_OK);
@@ -354,6 +373,193 @@ static void schema_5_gains_chunks_rev_when_opened_for_writing(void **state)
     assert_int_equal(sqlite3_column_int(st, 0), 1); /* one chunk inserted since the upgrade */
     sqlite3_finalize(st);
     sqlite3_close(db);
+    assert_int_equal(query_int(dir, "SELECT value FROM kb_meta WHERE key='chunks_count'"), 2);
+    free(db_path);
+    th_rmtree(dir);
+    free(dir);
+}
+
+/* A search's results as path, place and score (chunk ids differ between KBs). */
+struct keyed {
+    size_t n;
+    char key[100][48];
+    double score[100];
+};
+
+static void run_keyed(kb *h, const char *query, int group, int memory, struct keyed *out)
+{
+    setenv("KB_BM25_MEMORY", memory ? "1" : "0", 1);
+    kb_search_options o = KB_SEARCH_OPTIONS_INIT;
+    o.mode = KB_MODE_BM25;
+    o.k = 100;
+    o.group_by_document = group;
+    kb_results *res = NULL;
+    if (kb_search(h, query, &o, &res))
+        fail_msg("search '%s': %s", query, kb_errmsg(h));
+    out->n = kb_results_count(res);
+    for (size_t i = 0; i < out->n; i++) {
+        const kb_result *r = kb_results_get(res, i);
+        snprintf(out->key[i], sizeof out->key[i], "%s@%llu", r->path,
+                 (unsigned long long)r->byte_start);
+        out->score[i] = r->score;
+    }
+    kb_results_free(res);
+    if (memory)
+        assert_non_null(h->bm25);
+}
+
+static void add_docs(kb *w, cJSON **objs, size_t from, size_t to, cJSON **text_from)
+{
+    kb_ingest_options o = KB_INGEST_OPTIONS_INIT;
+    o.model = "none";
+    kb_document *docs = calloc(to - from, sizeof *docs);
+    for (size_t i = from; i < to; i++) {
+        const char *text = field(text_from ? text_from[i - from] : objs[i], "text");
+        docs[i - from] = (kb_document){ field(objs[i], "_id"), field(objs[i], "title"), text,
+                                        strlen(text), "text", NULL };
+    }
+    if (kb_add_documents(w, docs, to - from, &o, NULL))
+        fail_msg("ingest: %s", kb_errmsg(w));
+    free(docs);
+}
+
+static void delete_docs(kb *w, cJSON **objs, size_t from, size_t to)
+{
+    const char **ids = calloc(to - from, sizeof *ids);
+    for (size_t i = from; i < to; i++)
+        ids[i - from] = field(objs[i], "_id");
+    size_t n = 0;
+    assert_int_equal(kb_delete_documents(w, ids, to - from, 0, &n), 0);
+    assert_int_equal(n, to - from);
+    free(ids);
+}
+
+/* Chunk ids are never reused, so a KB that saw many documents come and go has ids spread far
+ * beyond its chunk count. BM25's statistics (and the pruning of common terms, which leaves out
+ * terms in more than a fifth of the chunks) must see the real count: after heavy churn a KB
+ * ranks exactly as a fresh KB of the same content does, from FTS5 and from memory. */
+static void a_churned_kb_ranks_as_a_fresh_one_does(void **state)
+{
+    (void)state;
+    enum { KEEP = 200, FINAL = 400, POOL = 2400 };
+    cJSON **objs = calloc(POOL, sizeof *objs);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/corpus.jsonl.gz", scifact);
+    assert_int_equal(read_objects(path, objs, POOL), POOL);
+    /* The churned KB ends with documents 0..FINAL-1 as they were first written: 0..KEEP-1
+     * untouched since the first run (the smallest ids), KEEP..FINAL-1 changed and changed back
+     * (the largest), and 2000 others added and deleted in between. */
+    char *churned_dir, *fresh_dir;
+    kb_ingest_options o;
+    kb *w = new_kb(&churned_dir, &o);
+    add_docs(w, objs, 0, 1200, NULL);
+    add_docs(w, objs, KEEP, FINAL, objs + 1200);
+    delete_docs(w, objs, FINAL, 1200);
+    add_docs(w, objs, 1200, POOL, NULL);
+    delete_docs(w, objs, 1200, POOL);
+    add_docs(w, objs, KEEP, FINAL, NULL);
+    kb_close(w);
+    w = new_kb(&fresh_dir, &o);
+    add_docs(w, objs, 0, FINAL, NULL);
+    kb_close(w);
+    kb *churned = NULL, *fresh = NULL;
+    assert_int_equal(kb_open(&churned, churned_dir, KB_OPEN_READONLY), 0);
+    assert_int_equal(kb_open(&fresh, fresh_dir, KB_OPEN_READONLY), 0);
+    int64_t n_chunks = query_int(fresh_dir, "SELECT count(*) FROM chunks");
+    assert_true(n_chunks >= 200); /* pruning applies */
+    assert_int_equal(query_int(churned_dir, "SELECT count(*) FROM chunks"), n_chunks);
+    assert_true(query_int(churned_dir, "SELECT max(id) - min(id) + 1 FROM chunks") > 5 * n_chunks);
+    /* "cell" and "results" are in more than a fifth of the chunks, "model", "system" and
+     * "mice" in fewer, but in more than a fifth of what the ids span. */
+    static const char *const common[] = {
+        "model system", "cell model system", "results of the study in mice",
+        "cell activity results", "protein expression in human disease",
+    };
+    size_t n_all = n_queries + sizeof common / sizeof *common, pruned_queries = 0;
+    for (size_t q = 0; q < n_all; q++) {
+        const char *query = q < n_queries ? queries[q] : common[q - n_queries];
+        char *match = NULL, *pruned = NULL;
+        assert_int_equal(kb_lexical_query(&match, query, &fresh->err), 0);
+        if (match)
+            assert_int_equal(kb_lexical_prune(fresh->store, match, &pruned, &fresh->err), 0);
+        pruned_queries += pruned != NULL;
+        if (q == n_queries + 1 || q == n_queries + 2)
+            assert_non_null(pruned);
+        free(pruned);
+        free(match);
+        for (int group = 0; group < 2; group++)
+            for (int memory = 0; memory < 2; memory++) {
+                static struct keyed a, b;
+                run_keyed(churned, query, group, memory, &a);
+                run_keyed(fresh, query, group, memory, &b);
+                if (a.n != b.n)
+                    fail_msg("'%s' (group %d, memory %d): %zu hits after churn, %zu fresh",
+                             query, group, memory, a.n, b.n);
+                for (size_t i = 0; i < a.n; i++)
+                    if (strcmp(a.key[i], b.key[i]) || a.score[i] != b.score[i])
+                        fail_msg("'%s' (group %d, memory %d): hit %zu is %s (%.17g) after"
+                                 " churn, %s (%.17g) fresh", query, group, memory, i,
+                                 a.key[i], a.score[i], b.key[i], b.score[i]);
+            }
+    }
+    assert_true(pruned_queries > n_all / 4); /* the threshold mattered for many queries */
+    kb_close(churned);
+    kb_close(fresh);
+    for (size_t i = 0; i < POOL; i++)
+        cJSON_Delete(objs[i]);
+    free(objs);
+    th_rmtree(churned_dir);
+    th_rmtree(fresh_dir);
+    free(churned_dir);
+    free(fresh_dir);
+}
+
+/* A schema-6 KB (no chunks_count) is refused read-only and upgraded by a writable open: the
+ * count starts at the chunks it holds and its triggers keep it through adds and deletes, which
+ * `kb check` verifies. */
+static void schema_6_gains_chunks_count_when_opened_for_writing(void **state)
+{
+    (void)state;
+    char *dir;
+    kb_ingest_options o;
+    kb *w = new_kb(&dir, &o);
+    kb_document docs[] = {
+        { "a", "", "Zinc binds the enzyme.", 22, "text", NULL },
+        { "b", "", "Copper binds the enzyme too.", 28, "text", NULL },
+    };
+    assert_int_equal(kb_add_documents(w, docs, 2, &o, NULL), 0);
+    kb_close(w);
+    char *db_path = th_path(dir, "kb.sqlite");
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TRIGGER chunks_count_ai; DROP TRIGGER chunks_count_ad;"
+                                  " DELETE FROM kb_meta WHERE key='chunks_count';"
+                                  " PRAGMA user_version=6;", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    kb *r = NULL;
+    assert_int_equal(kb_open(&r, dir, KB_OPEN_READONLY), KB_EVERSION);
+    kb_close(r);
+    assert_int_equal(kb_open(&w, dir, 0), 0);
+    assert_int_equal(query_int(dir, "PRAGMA user_version"), 7);
+    assert_int_equal(query_int(dir, "SELECT value FROM kb_meta WHERE key='chunks_count'"), 2);
+    kb_document more = { "c", "", "Iron binds it as well.", 22, "text", NULL };
+    const char *del[] = { "a" };
+    assert_int_equal(kb_add_documents(w, &more, 1, &o, NULL), 0);
+    assert_int_equal(kb_delete_documents(w, del, 1, 0, NULL), 0);
+    kb_document upd = { "b", "", "Copper binds the enzyme, it seems.", 34, "text", NULL };
+    assert_int_equal(kb_add_documents(w, &upd, 1, &o, NULL), 0);
+    assert_int_equal(query_int(dir, "SELECT value FROM kb_meta WHERE key='chunks_count'"), 2);
+    assert_int_equal(kb_check(w), 0);
+    kb_close(w);
+    /* a count that disagrees with the table is a damaged KB */
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE kb_meta SET value='5' WHERE key='chunks_count'",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(kb_open(&r, dir, KB_OPEN_READONLY), 0);
+    assert_int_equal(kb_check(r), KB_ECORRUPT);
+    assert_non_null(strstr(kb_errmsg(r), "counts 5 chunks, the table has 2"));
+    kb_close(r);
     free(db_path);
     th_rmtree(dir);
     free(dir);
@@ -433,7 +639,9 @@ int main(void)
         cmocka_unit_test(threads_with_their_own_handles_agree),
         cmocka_unit_test(a_handle_sees_added_updated_and_deleted_chunks),
         cmocka_unit_test(schema_5_gains_chunks_rev_when_opened_for_writing),
+        cmocka_unit_test(schema_6_gains_chunks_count_when_opened_for_writing),
         cmocka_unit_test(writers_keep_the_full_text_index_compact),
+        cmocka_unit_test(a_churned_kb_ranks_as_a_fresh_one_does),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -353,6 +353,52 @@ static void documents__metadata_is_stored_and_returned_with_results(void **state
     free(dir);
 }
 
+static void search__modified_after_outside_the_stored_range_is_refused(void **state)
+{
+    (void)state;
+    char *dir = th_tempdir();
+    kb *kb = NULL;
+    assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
+    kb_document doc = { "n1", NULL, "The boiler is serviced every spring.", 36, "text", NULL };
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), 0);
+    kb_search_options o = KB_SEARCH_OPTIONS_INIT;
+    kb_results *res = NULL;
+    /* times are stored in nanoseconds: seconds past KB_TIME_MAX cannot be compared */
+    const int64_t bad[] = { KB_TIME_MAX + 1, INT64_C(10000000000), INT64_MAX, -1, INT64_MIN };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        o.modified_after = bad[i];
+        assert_int_equal(kb_search(kb, "boiler", &o, &res), KB_EINVALID);
+        assert_null(res);
+        assert_non_null(strstr(kb_errmsg(kb), "modified_after"));
+        assert_non_null(strstr(kb_errmsg(kb), "9223372036"));
+    }
+    o.modified_after = KB_TIME_MAX;
+    assert_int_equal(kb_search(kb, "boiler", &o, &res), 0);
+    assert_int_equal(kb_results_count(res), 0);
+    kb_results_free(res);
+    o.modified_after = 0;
+    assert_int_equal(kb_search(kb, "boiler", &o, &res), 0);
+    assert_int_equal(kb_results_count(res), 1);
+    kb_results_free(res);
+    kb_close(kb);
+    th_rmtree(dir);
+    free(dir);
+}
+
+static void ask__backends_are_listed_from_the_table(void **state)
+{
+    (void)state;
+    const char *const *names = kb_ask_backends();
+    size_t n = 0;
+    while (names[n])
+        n++;
+    assert_int_equal(n, 4);
+    assert_string_equal(names[0], "openai");
+    assert_string_equal(names[1], "ollama");
+    assert_string_equal(names[2], "anthropic");
+    assert_string_equal(names[3], "local");
+}
+
 /* A one-document KB for the ask tests; caller closes it and removes *dir. */
 static kb *ask_kb(char **dir)
 {
@@ -370,10 +416,10 @@ static void ask__options_of_version_1_are_read_without_the_newer_fields(void **s
     (void)state;
     char *dir;
     kb *kb = ask_kb(&dir);
-    /* A program built against version 1 passes a struct that ends before `cancel`: a heap
-     * block of exactly that size, so ASan sees any read past it. */
+    /* A program built against version 1 passes a struct that ends before `chat_format`: a
+     * heap block of exactly that size, so ASan sees any read past it. */
     kb_ask_options opts = KB_ASK_OPTIONS_INIT;
-    size_t v1_size = offsetof(kb_ask_options, cancel);
+    size_t v1_size = offsetof(kb_ask_options, chat_format);
     opts.version = 1;
     opts.k = 1;
     void *v1 = malloc(v1_size);
@@ -526,6 +572,8 @@ int main(void)
         cmocka_unit_test(misuse__closed_models_and_freed_results_are_refused),
         cmocka_unit_test(threads__a_handle_per_thread_is_safe),
         cmocka_unit_test(documents__metadata_is_stored_and_returned_with_results),
+        cmocka_unit_test(search__modified_after_outside_the_stored_range_is_refused),
+        cmocka_unit_test(ask__backends_are_listed_from_the_table),
         cmocka_unit_test(ask__options_of_version_1_are_read_without_the_newer_fields),
         cmocka_unit_test(ask__cancel_stops_a_silent_backend_and_a_retry_wait_within_a_second),
     };

@@ -232,6 +232,117 @@ static void prompt__passages_beyond_the_budget_are_left_out_best_first(void **st
     free_hits(hits, 4);
 }
 
+/* A hit of `n_lines` lines of random words (a sentence ends every 9 words), ~`bytes` long,
+ * starting on line `line` of `path` section "S": a passage no other repeats. */
+static kb_result words_hit(const char *path, uint32_t line, size_t bytes, double score,
+                           uint32_t seed)
+{
+    char *text = malloc(bytes + 16);
+    assert_true(text && bytes > 0);
+    size_t len = 0, n_words = 0, col = 0;
+    uint32_t lines = 0;
+    while (len < bytes) {
+        for (int j = 0, n = 3 + (int)(seed % 5); j < n; j++) {
+            seed ^= seed << 13, seed ^= seed >> 17, seed ^= seed << 5;
+            text[len++] = (char)('a' + seed % 26);
+        }
+        col += 4;
+        text[len++] = ++n_words % 9 ? ' ' : '.';
+        if (text[len - 1] == '.')
+            text[len++] = col > 60 ? '\n' : ' ';
+        if (text[len - 1] == '\n')
+            col = 0, lines++;
+    }
+    if (text[len - 1] != '\n')
+        text[len++] = '\n', lines++;
+    text[len] = '\0';
+    kb_result r = { 0 };
+    r.path = path;
+    r.title = "";
+    r.heading_path = "S";
+    r.format = "markdown";
+    r.text = text;
+    r.line_start = line;
+    r.line_end = line + lines - 1;
+    r.byte_start = (uint64_t)line * 100;
+    r.byte_end = r.byte_start + len;
+    r.score = score;
+    return r;
+}
+
+static void prompt__budget_fills_in_rank_order_with_passages_of_mixed_sizes(void **state)
+{
+    (void)state;
+    /* Budget 2048 - 1024 tokens, ~770 after the template. The best passage (~420 tokens)
+     * fits; merged with its next-ranked neighbour (~840) it would not, and the neighbour
+     * must not push it out: it is left out instead, and the smaller ones after it go in. */
+    kb_result hits[4];
+    hits[0] = words_hit("/d/a.md", 1, 1200, 5.0, 11);
+    hits[1] = words_hit("/d/a.md", hits[0].line_end + 1, 1200, 4.0, 12);
+    hits[2] = words_hit("/d/b.md", 1, 150, 3.0, 13);
+    hits[3] = words_hit("/d/c.md", 1, 600, 2.0, 14);
+    kb_prompt_result p;
+    assert_int_equal(render(&p, hits, 4, 2048, 1024), 0);
+    assert_int_equal(p.n_sources, 3);
+    assert_string_equal(p.sources[0].path, "/d/a.md");
+    assert_int_equal(p.sources[0].number, 1);
+    assert_int_equal(p.sources[0].line_start, hits[0].line_start);
+    assert_int_equal(p.sources[0].line_end, hits[0].line_end);
+    assert_string_equal(p.sources[0].text, hits[0].text);
+    assert_string_equal(p.sources[0].note, "");
+    assert_string_equal(p.sources[1].path, "/d/b.md");
+    assert_string_equal(p.sources[2].path, "/d/c.md");
+    assert_int_equal(p.n_dropped, 1);
+    assert_string_equal(p.dropped[0].path, "/d/a.md");
+    assert_int_equal(p.dropped[0].line_start, hits[1].line_start);
+    assert_string_equal(p.dropped[0].note, "over the token budget");
+    assert_non_null(strstr(p.messages[p.n_messages - 1].content, hits[0].text));
+    assert_true(p.prompt_tokens <= p.budget_tokens);
+    kb_llm_prompt_clear(&p);
+    /* With room for both, the neighbour merges into the best passage as before. */
+    assert_int_equal(render(&p, hits, 4, 8192, 1024), 0);
+    assert_int_equal(p.n_sources, 3);
+    assert_int_equal(p.sources[0].line_end, hits[1].line_end);
+    assert_int_equal(p.n_dropped, 0);
+    kb_llm_prompt_clear(&p);
+    free_hits(hits, 4);
+}
+
+static void prompt__best_passage_over_the_budget_is_shortened_at_a_line_or_sentence(void **state)
+{
+    (void)state;
+    /* ~1340 tokens of best passage into ~950 left: it is cut, not dropped for b.md. */
+    kb_result hits[2] = { words_hit("/d/a.md", 7, 4000, 2.0, 21),
+                          words_hit("/d/b.md", 1, 150, 1.0, 22) };
+    kb_prompt_result p;
+    assert_int_equal(render(&p, hits, 2, 1400, 200), 0);
+    assert_int_equal(p.n_sources, 1);
+    const kb_source *s = &p.sources[0];
+    assert_string_equal(s->path, "/d/a.md");
+    assert_string_equal(s->note, "shortened to fit the token budget");
+    size_t len = strlen(s->text), mark = strlen(" [\xE2\x80\xA6]");
+    assert_true(len > mark + 1000 && len < strlen(hits[0].text));
+    assert_string_equal(s->text + len - mark, " [\xE2\x80\xA6]");
+    /* A prefix of the original that ends a line or a sentence. */
+    assert_memory_equal(s->text, hits[0].text, len - mark);
+    char last = hits[0].text[len - mark - 1], next = hits[0].text[len - mark];
+    assert_true(last == '.' || next == '\n');
+    uint32_t lines = 0;
+    for (size_t i = 0; i < len - mark; i++)
+        lines += s->text[i] == '\n';
+    assert_int_equal(s->line_start, 7);
+    assert_int_equal(s->line_end, 7 + lines);
+    assert_true(s->line_end < hits[0].line_end);
+    assert_non_null(strstr(p.messages[p.n_messages - 1].content, s->text));
+    assert_true(p.prompt_tokens <= p.budget_tokens);
+    assert_true(p.prompt_tokens + 20 >= p.budget_tokens); /* it uses what there is */
+    assert_int_equal(p.n_dropped, 1);
+    assert_string_equal(p.dropped[0].path, "/d/b.md");
+    assert_string_equal(p.dropped[0].note, "over the token budget");
+    kb_llm_prompt_clear(&p);
+    free_hits(hits, 2);
+}
+
 static void template__user_folder_overrides_builtin_and_errors_name_the_line(void **state)
 {
     (void)state;
@@ -467,6 +578,45 @@ static void prompt__history_keeps_the_newest_turns_that_fit(void **state)
     kb_llm_prompt_clear(&p);
 }
 
+static void request__a_base_url_ending_in_a_version_path_gets_only_the_endpoint(void **state)
+{
+    (void)state;
+    struct kb_llm_config cfg = { 0 };
+    static const struct { const char *backend, *url, *endpoint; } cases[] = {
+        /* Gemini, Cohere, Groq, OpenRouter, Together/Mistral/vLLM/LM Studio/llama.cpp */
+        { "openai", "https://generativelanguage.googleapis.com/v1beta/openai/",
+          "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions" },
+        { "openai", "https://api.cohere.ai/compatibility/v1",
+          "https://api.cohere.ai/compatibility/v1/chat/completions" },
+        { "openai", "https://api.groq.com/openai/v1",
+          "https://api.groq.com/openai/v1/chat/completions" },
+        { "openai", "https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1/chat/completions" },
+        { "openai", "http://localhost:8000/v1/", "http://localhost:8000/v1/chat/completions" },
+        { "openai", "http://h/v2alpha1", "http://h/v2alpha1/chat/completions" },
+        /* A full endpoint is used as it is (Perplexity has no version path). */
+        { "openai", "https://api.perplexity.ai/chat/completions",
+          "https://api.perplexity.ai/chat/completions" },
+        /* No version path: /v1 is added; look-alikes are no version. */
+        { "openai", "https://api.deepseek.com", "https://api.deepseek.com/v1/chat/completions" },
+        { "openai", "http://h/proxy", "http://h/proxy/v1/chat/completions" },
+        { "openai", "http://h/openai", "http://h/openai/v1/chat/completions" },
+        { "openai", "http://h/version", "http://h/version/v1/chat/completions" },
+        { "openai", "http://v1", "http://v1/v1/chat/completions" },
+        { "openai", "http://h/v1x2y", "http://h/v1x2y/v1/chat/completions" },
+        { "anthropic", "https://h/v1", "https://h/v1/messages" },
+        { "ollama", "http://h:2/", "http://h:2/api/chat" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cfg.backend = (char *)cases[i].backend;
+        cfg.url = (char *)cases[i].url;
+        char *url = kb_llm_request_url(&cfg);
+        assert_non_null(url);
+        if (strcmp(url, cases[i].endpoint))
+            fail_msg("%s -> %s, want %s", cases[i].url, url, cases[i].endpoint);
+        free(url);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +631,9 @@ int main(void)
         cmocka_unit_test(config__errors_name_the_file_and_line_and_keys_stay_out),
         cmocka_unit_test(config__key_file_must_be_private_and_env_keys_come_first),
         cmocka_unit_test(request__urls_and_bodies_follow_each_protocol),
+        cmocka_unit_test(prompt__budget_fills_in_rank_order_with_passages_of_mixed_sizes),
+        cmocka_unit_test(prompt__best_passage_over_the_budget_is_shortened_at_a_line_or_sentence),
+        cmocka_unit_test(request__a_base_url_ending_in_a_version_path_gets_only_the_endpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

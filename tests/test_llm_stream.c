@@ -231,13 +231,13 @@ static void stream__utf8_split_across_deltas_is_held_back_until_complete(void **
 static void stream__utf8_complete_prefix_stops_before_a_cut_sequence(void **state)
 {
     (void)state;
-    assert_int_equal(kb_llm_utf8_complete("abc", 3), 3);
-    assert_int_equal(kb_llm_utf8_complete("ab\xC3", 3), 2);
-    assert_int_equal(kb_llm_utf8_complete("ab\xC3\xA9", 4), 4);
-    assert_int_equal(kb_llm_utf8_complete("\xF0\x9F\x99", 3), 0);
-    assert_int_equal(kb_llm_utf8_complete("\xF0\x9F\x99\x82", 4), 4);
-    assert_int_equal(kb_llm_utf8_complete("x\xE6\x97", 3), 1);
-    assert_int_equal(kb_llm_utf8_complete("", 0), 0);
+    assert_int_equal(kb_utf8_complete("abc", 3), 3);
+    assert_int_equal(kb_utf8_complete("ab\xC3", 3), 2);
+    assert_int_equal(kb_utf8_complete("ab\xC3\xA9", 4), 4);
+    assert_int_equal(kb_utf8_complete("\xF0\x9F\x99", 3), 0);
+    assert_int_equal(kb_utf8_complete("\xF0\x9F\x99\x82", 4), 4);
+    assert_int_equal(kb_utf8_complete("x\xE6\x97", 3), 1);
+    assert_int_equal(kb_utf8_complete("", 0), 0);
 }
 
 /* Inputs fuzz_llm_stream once failed on (first byte: the protocol, as the fuzzer reads it):

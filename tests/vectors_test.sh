@@ -26,7 +26,7 @@ model() {
 }
 A=$(model tiny_f16_mean)
 jget() { $PY -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-stat_of() { $KB --kb "$1" --json status | jget "d.get('$2', '')"; }
+stat_of() { $KB --kb "$1" --json status | jget "'' if d.get('$2') is None else d['$2']"; }
 sql() { $PY -c "import sqlite3,sys; c=sqlite3.connect('file:'+sys.argv[1]+'/kb.sqlite?mode=ro',uri=True); print('\n'.join('|'.join(str(x) for x in r) for r in c.execute(sys.argv[2])))" "$@"; }
 # results KBDIR ARGS...: "chunk_id score" lines of a --json search
 results() {
@@ -447,7 +447,8 @@ case_kb_without_a_model_searches_bm25() {
         done
         $KB --kb $d check >/dev/null; ok $? 0 "$d: check passes"
     done
-    $KB --kb none ingest --model "$A" docs >/dev/null 2>err; ok $? 0 "a model can be given to a KB ingested without one"
+    $KB --kb none ingest --model "$A" docs >/dev/null 2>err; ok $? 78 "ingest --model does not half-embed a KB ingested without one"
+    $KB --kb none reindex --model "$A" >/dev/null 2>err; ok $? 0 "reindex --model gives it one"
     ok "$(stat_of none model)" "$A" "it becomes the KB's model"
     $KB --kb plain --json reindex --model "$A" >/dev/null; ok $? 0 "reindex --model adds vectors to a KB without"
     ok "$(stat_of plain vectors)" "$(sql plain 'SELECT count(*) FROM chunks')" "every chunk gets a vector"
@@ -643,6 +644,83 @@ PYEOF
 )
     echo "kept against fresh embeddings: max |difference| $d"
     ok "$verdict" same "kept embeddings equal a fresh run's (max |difference| $d <= 1e-5)"
+}
+
+# A FIFO (which a read would wait on forever) or a folder in a model file's place: kb embed and
+# kb ingest --model exit 65 at once with one line naming the file; the KB stays as it was.
+case_a_model_file_that_is_not_a_regular_file_is_refused_at_once() {
+    mkdir docs
+    $GEN "$A/vocab.txt" docs 3 17 --sections 1 --words 20
+    $KB --kb k ingest --model "$A" docs >/dev/null; ok $? 0 "ingest with the sound model exits 0"
+    snapshot k before
+    local f kind
+    for f in config.json vocab.txt model.safetensors tokenizer_config.json modules.json \
+             1_Pooling/config.json; do
+        for kind in fifo folder; do
+            rm -rf m; cp -r "$A" m; rm -f "m/$f"
+            if [ $kind = fifo ]; then mkfifo "m/$f"; else mkdir "m/$f"; fi
+            timeout 20 $KB embed --model ./m hello >out 2>err
+            ok $? 65 "kb embed exits 65 with a $kind as $f"
+            ok "$(wc -l < err)$(grep -cF "$f: not a regular file" err)" 11 "one line naming $f"
+            timeout 20 $KB --kb k ingest --model ./m docs >out 2>err
+            ok $? 65 "kb ingest --model exits 65 with a $kind as $f"
+        done
+    done
+    # A file only the model's identity reads (a pooling config that modules.json does not name).
+    rm -rf m; cp -r "$A" m; rm -f m/modules.json m/1_Pooling/config.json; mkfifo m/1_Pooling/config.json
+    timeout 20 $KB --kb k ingest --model ./m docs >out 2>err
+    ok $? 65 "kb ingest --model exits 65 when the identity meets a FIFO"
+    ok "$(wc -l < err)$(grep -cF "1_Pooling/config.json: not a regular file" err)" 11 "one line naming it"
+    snapshot k after; ok "$(cmp -s before after && echo same)" same "no refused run changed a vector"
+    $KB --kb k check >/dev/null; ok $? 0 "check passes"
+}
+
+# Every id the tokenizer gives needs a row in the word embeddings: a vocab.txt with more
+# entries than config.json's vocab_size is refused when the model is opened (65, naming both
+# numbers), not when a text uses the extra token; fewer entries is a sound (padded) model.
+case_a_vocabulary_larger_than_vocab_size_is_refused_at_load() {
+    local n; n=$(wc -l < "$A/vocab.txt")
+    rm -rf m; cp -r "$A" m; echo zzextratoken >> m/vocab.txt
+    $KB embed --model ./m hello >out 2>err; ok $? 65 "kb embed exits 65"
+    ok "$(wc -l < err)" 1 "one line on stderr"
+    grep -qF "vocab.txt: $((n + 1)) entries, more than config.json's vocab_size of $n" err
+    ok $? 0 "it names the file and both numbers"
+    $KB tokenize --model ./m zzextratoken >out 2>err; ok $? 65 "kb tokenize refuses it too"
+    rm -rf m; cp -r "$A" m; sed -i '$d' m/vocab.txt
+    $KB embed --model ./m hello >out 2>err; ok $? 0 "a vocabulary one entry short embeds"
+}
+
+# A KB ingested without a model gets its first one for every chunk or not at all: ingest
+# --model refuses (nothing stored) and names kb reindex --model, which embeds them all; kb check
+# on a KB left half-embedded (as an earlier kb did) names the command that mends it.
+case_a_first_model_embeds_every_chunk_or_is_refused() {
+    mkdir docs
+    $GEN "$A/vocab.txt" docs 12 83 --sections 2 --words 20
+    $KB --kb k ingest --model none docs >/dev/null 2>&1; ok $? 0 "a keyword-only KB is ingested"
+    local n; n=$(sql k 'SELECT count(*) FROM chunks')
+    ok "$(( n > 12 ))" 1 "it holds passages ($n)"
+    cp docs/doc0001.md docs/new.md; echo "one more line" >> docs/new.md
+    sql k 'SELECT count(*) FROM documents' > docs_before
+    $KB --kb k ingest --model "$A" docs >out 2>err; ok $? 78 "ingest --model on it exits 78"
+    ok "$(wc -l < err)" 1 "one line on stderr"
+    grep -qF "holds $n passages without vectors; give it model '$A' with 'kb reindex --model $A'" err
+    ok $? 0 "the line counts the passages and names 'kb reindex --model'"
+    ok "$(stat_of k model)|$(sql k 'SELECT count(*) FROM vectors')" "|0" "no model recorded, no vector stored"
+    ok "$(sql k 'SELECT count(*) FROM documents')" "$(cat docs_before)" "the new file was not half-added either"
+    $KB --kb k check >/dev/null 2>err; ok $? 0 "check passes: the KB is still keyword-only and sound"
+    $KB --kb k ingest docs >out 2>err; ok $? 0 "a plain ingest goes on keyword-only"
+    ok "$(stat_of k model)|$(sql k 'SELECT count(*) FROM vectors')" "|0" "and records no model"
+    $KB --kb k --json reindex --model "$A" >out; ok $? 0 "kb reindex --model exits 0"
+    ok "$(sql k 'SELECT count(*) FROM vectors')" "$(sql k 'SELECT count(*) FROM chunks')" "every chunk has a vector"
+    $KB --kb k check >/dev/null 2>err; ok $? 0 "check passes"
+    # Half-embedded, as an earlier kb left such a KB: check names the fix, and it works.
+    $PY -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]+"/kb.sqlite"); c.execute("DELETE FROM vectors WHERE chunk_id IN (SELECT chunk_id FROM vectors LIMIT 5)"); c.commit()' k
+    $KB --kb k check >out 2>err; ok $? 65 "check finds the chunks with no vector (65)"
+    grep -q "5 chunks have no vector from model '$A'" err; ok $? 0 "it counts them and names the model"
+    grep -qF "hint: embed every chunk with 'kb reindex --model $A'" err; ok $? 0 "the hint names kb reindex --model"
+    grep -q "re-create" err; ok $? 1 "and does not say to re-create the KB"
+    $KB --kb k reindex --model "$A" >/dev/null 2>&1; ok $? 0 "the hinted command runs"
+    $KB --kb k check >/dev/null 2>err; ok $? 0 "and check passes after it"
 }
 
 type "case_$CASE" >/dev/null 2>&1 || { echo "unknown case $CASE"; exit 2; }

@@ -8,6 +8,13 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+int cli_is_gguf(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 5 && !strcasecmp(name + n - 5, ".gguf");
+}
 
 const char *cli_parse_size(const char *value, size_t min, size_t max, size_t *out)
 {
@@ -40,12 +47,20 @@ static const struct cli_opt *args_find_short(const struct cli_opt *opts, char c)
     return NULL;
 }
 
+int cli_verbosity(const char *arg)
+{
+    if (!strcmp(arg, "--verbose"))
+        return 1;
+    size_t n = arg[0] == '-' ? strspn(arg + 1, "v") : 0;
+    return n && !arg[1 + n] ? (int)n : 0;
+}
+
 /* Options every command accepts after its name. Returns 1 when `arg` was one of them. */
 static int args_common(struct cli *cli, const char *arg, int *help)
 {
     if (!strcmp(arg, "--json")) cli->json = 1;
     else if (!strcmp(arg, "-q") || !strcmp(arg, "--quiet")) cli->quiet = 1;
-    else if (!strcmp(arg, "-v") || !strcmp(arg, "--verbose")) cli->verbose++;
+    else if (cli_verbosity(arg)) cli->verbose += cli_verbosity(arg);
     else if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) *help = 1;
     else return 0;
     return 1;
@@ -146,18 +161,27 @@ char *cli_path_filter(const char *value)
     return out;
 }
 
+/* A time in 0..KB_TIME_MAX into *out, else the message for the user. */
+static const char *cli_time_in_range(long long t, int64_t *out)
+{
+    if (t < 0 || t > KB_TIME_MAX)
+        return "out of range: a time from 1970-01-01 to 2262-04-11 (Unix seconds 0 to "
+               "9223372036)";
+    *out = (int64_t)t;
+    return NULL;
+}
+
 const char *cli_parse_time(const char *value, int64_t *out)
 {
     char *end;
+    errno = 0;
     long long n = strtoll(value, &end, 10);
-    if (*value && end != value && !strcmp(end, "d") && n >= 0) {
-        *out = (int64_t)time(NULL) - (int64_t)n * 86400;
-        return NULL;
-    }
-    if (*value && !*end && n >= 0) {
-        *out = n;
-        return NULL;
-    }
+    if (errno == ERANGE || (*value && end != value && n > KB_TIME_MAX))
+        return cli_time_in_range(-1, out);
+    if (*value && end != value && !strcmp(end, "d") && n >= 0)
+        return cli_time_in_range((long long)time(NULL) - n * 86400, out);
+    if (*value && !*end && n >= 0)
+        return cli_time_in_range(n, out);
     struct tm tm;
     memset(&tm, 0, sizeof tm);
     int y, mo, d, h = 0, mi = 0, sec = 0, used = 0, used2 = 0;
@@ -173,8 +197,7 @@ const char *cli_parse_time(const char *value, int64_t *out)
     tm.tm_hour = h;
     tm.tm_min = mi;
     tm.tm_sec = sec;
-    *out = (int64_t)timegm(&tm);
-    return NULL;
+    return cli_time_in_range((long long)timegm(&tm), out);
 }
 
 char *cli_join_words(char **words, int n)

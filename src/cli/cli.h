@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "kb/kb.h"
+#include "util/utf8.h"
 
 /* sysexits-style exit codes (../shared/CLI.md). */
 enum cli_exit {
@@ -40,14 +41,21 @@ struct cli_opt {
 };
 
 /* Parses a command's argv (argv[0] is the command). Options may come before or after
- * positional arguments; "--" ends options. --json, -q, -v and -h/--help are handled for
- * every command (help sets *help). Each option calls on_opt(id, value, payload), which returns
+ * positional arguments; "--" ends options. --json, -q, -v (-vv, -vvv) and -h/--help are
+ * handled for every command (help sets *help). Each option calls on_opt(id, value, payload), which returns
  * 0 or a usage error message. Positionals go to pos (which must hold argc entries).
  * Returns 0, or CLI_EXIT_USAGE after printing the error. */
 typedef const char *(*cli_opt_fn)(int id, const char *value, void *payload);
 int cli_parse(struct cli *cli, const char *cmd, const struct cli_opt *opts, int argc,
               char **argv, cli_opt_fn on_opt, void *payload, char **pos, int *n_pos,
               int *help);
+
+/* How much more verbose an argument asks for: 1 for -v or --verbose, N for "-" and N v's
+ * (-vv, -vvv); 0 when it is something else. */
+int cli_verbosity(const char *arg);
+
+/* Whether a model argument names a GGUF file (a decoder model): it ends in ".gguf". */
+int cli_is_gguf(const char *name);
 
 /* Parses a non-negative integer option value; returns NULL or an error message. */
 const char *cli_parse_size(const char *value, size_t min, size_t max, size_t *out);
@@ -89,6 +97,13 @@ char *cli_display_path(const char *path);
 /* Writes text and a newline to stdout, with U+FFFD for every byte that is not valid UTF-8. */
 void cli_put_utf8_line(const char *text);
 
+/* What people read gets no control character from a document, a file name, a model or a
+ * server (terminal escapes, forged lines): text[0..len) is written to f escaped as
+ * kb_utf8_escape does in `mode`. */
+void cli_put_text(FILE *f, const char *text, size_t len, enum kb_escape_mode mode);
+/* One line: printf's output escaped as one line (KB_ESCAPE_LINE), then a newline. */
+void cli_line(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Prints a cJSON value as the single JSON document on stdout and frees it. */
 struct cJSON;
 int cli_print_json(struct cJSON *doc);
@@ -106,6 +121,7 @@ int cli_input_text(char **words, int n_words, char **out);
 
 /* ---- commands ---- */
 int cmd_tokenize(struct cli *cli, int argc, char **argv);
+int cmd_generate(struct cli *cli, int argc, char **argv);
 int cmd_embed(struct cli *cli, int argc, char **argv);
 int cmd_reindex(struct cli *cli, int argc, char **argv);
 int cmd_ingest(struct cli *cli, int argc, char **argv);

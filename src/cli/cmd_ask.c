@@ -23,8 +23,10 @@ static const char ask_help[] =
     "  --mode MODE         bm25, vector or hybrid (default: hybrid when the KB has vectors)\n"
     "  --template NAME     prompt template: default, concise, summarize, or your own\n"
     "                      (~/.config/kb/prompts/NAME.prompt, or a path)\n"
-    "  --backend NAME      openai (any Chat Completions server), ollama or anthropic\n"
-    "  --model NAME        the model to ask\n"
+    "  --backend NAME      openai (any Chat Completions server), ollama, anthropic, or\n"
+    "                      local (a GGUF model file kb runs itself, no server)\n"
+    "  --model NAME        the model to ask (local: FILE.gguf)\n"
+    "  --chat-format NAME  local: chatml, llama3 or llama3.2 instead of the model's template\n"
     "  --url URL           the server (e.g. http://localhost:8080/v1)\n"
     "  --max-tokens N      longest answer in tokens (default 1024)\n"
     "  --context-window N  the model's context in tokens (default 8192)\n"
@@ -52,13 +54,14 @@ static const char prompt_help[] =
     "  kb prompt --json \"what does the backup script do\" | jq .\n";
 
 enum { OPT_K = 1, OPT_MODE, OPT_TEMPLATE, OPT_BACKEND, OPT_MODEL, OPT_URL, OPT_MAX_TOKENS,
-       OPT_CONTEXT, OPT_NO_STREAM };
+       OPT_CONTEXT, OPT_NO_STREAM, OPT_CHAT_FORMAT };
 
 const struct cli_opt cli_ask_opts[] = {
     { "k", 'k', 1, OPT_K }, { "mode", 0, 1, OPT_MODE }, { "template", 0, 1, OPT_TEMPLATE },
     { "backend", 0, 1, OPT_BACKEND }, { "model", 0, 1, OPT_MODEL }, { "url", 0, 1, OPT_URL },
     { "max-tokens", 0, 1, OPT_MAX_TOKENS }, { "context-window", 0, 1, OPT_CONTEXT },
-    { "no-stream", 0, 0, OPT_NO_STREAM }, { NULL, 0, 0, 0 },
+    { "no-stream", 0, 0, OPT_NO_STREAM }, { "chat-format", 0, 1, OPT_CHAT_FORMAT },
+    { NULL, 0, 0, 0 },
 };
 
 static const char *ask_unsigned(const char *value, size_t min, size_t max, unsigned *out)
@@ -70,6 +73,23 @@ static const char *ask_unsigned(const char *value, size_t min, size_t max, unsig
     return msg;
 }
 
+/* NULL when kb_ask knows the backend, else the message listing those it knows. */
+static const char *ask_backend_known(const char *name)
+{
+    static char msg[160];
+    const char *const *names = kb_ask_backends();
+    size_t n = 0, used = 0;
+    while (names[n] && strcmp(names[n], name))
+        n++;
+    if (names[n])
+        return NULL;
+    used = (size_t)snprintf(msg, sizeof msg, "expected");
+    for (size_t i = 0; names[i] && used < sizeof msg; i++)
+        used += (size_t)snprintf(msg + used, sizeof msg - used, "%s%s", i == 0 ? " "
+                                 : names[i + 1] ? ", " : " or ", names[i]);
+    return msg;
+}
+
 const char *cli_ask_opt(int id, const char *value, void *payload)
 {
     struct ask_cmd *c = payload;
@@ -78,15 +98,14 @@ const char *cli_ask_opt(int id, const char *value, void *payload)
     case OPT_MODE: return cli_parse_mode(value, &c->opts.mode); /* kb_search says what's missing */
     case OPT_TEMPLATE: c->opts.template_name = value; return NULL;
     case OPT_BACKEND:
-        if (strcmp(value, "openai") && strcmp(value, "ollama") && strcmp(value, "anthropic"))
-            return "expected openai, ollama or anthropic";
         c->opts.backend = value;
-        return NULL;
+        return ask_backend_known(value);
     case OPT_MODEL: c->opts.model = value; return NULL;
     case OPT_URL: c->opts.url = value; return NULL;
     case OPT_MAX_TOKENS: return ask_unsigned(value, 1, 1000000, &c->opts.max_tokens);
     case OPT_CONTEXT: return ask_unsigned(value, 2, 10000000, &c->opts.context_window);
     case OPT_NO_STREAM: c->no_stream = 1; return NULL;
+    case OPT_CHAT_FORMAT: c->opts.chat_format = value; return NULL;
     }
     return NULL;
 }
@@ -94,7 +113,7 @@ const char *cli_ask_opt(int id, const char *value, void *payload)
 static int ask_on_token(const char *text, size_t len, void *payload)
 {
     struct ask_cmd *c = payload;
-    fwrite(text, 1, len, stdout);
+    cli_put_text(stdout, text, len, KB_ESCAPE_TEXT);
     fflush(stdout);
     c->streamed = 1;
     c->last = text[len - 1];
@@ -129,7 +148,7 @@ static void ask_on_log(int level, const char *line, void *payload)
 {
     struct ask_cmd *c = payload;
     if (level <= c->cli->verbose)
-        fprintf(stderr, "kb: %s\n", line);
+        cli_line(stderr, "kb: %s", line);
 }
 
 void cli_ask_set_callbacks(struct ask_cmd *c)
@@ -163,7 +182,9 @@ void cli_ask_print_passages(const kb_prompt_result *p)
         cli_ask_print_source(&p->sources[i]);
         for (const char *t = p->sources[i].text; *t;) {
             size_t n = strcspn(t, "\n");
-            printf("    %.*s\n", (int)n, t);
+            fputs("    ", stdout);
+            cli_put_text(stdout, t, n, KB_ESCAPE_LINE);
+            putchar('\n');
             t += n + (t[n] ? 1 : 0);
         }
         putchar('\n');
@@ -176,14 +197,22 @@ static void ask_report_prompt(const struct cli *cli, const kb_prompt_result *p)
 {
     if (cli->verbose < 1)
         return;
-    for (size_t i = 0; i < p->n_dropped; i++) {
-        char *shown = cli_display_path(p->dropped[i].path);
-        fprintf(stderr, "kb: left out %s:%u-%u (%s)\n", shown ? shown : p->dropped[i].path,
-                p->dropped[i].line_start, p->dropped[i].line_end, p->dropped[i].note);
+    for (size_t i = 0; i < p->n_sources; i++) {
+        if (!*p->sources[i].note)
+            continue;
+        char *shown = cli_display_path(p->sources[i].path);
+        cli_line(stderr, "kb: sent %s:%u-%u (%s)", shown ? shown : p->sources[i].path,
+                 p->sources[i].line_start, p->sources[i].line_end, p->sources[i].note);
         free(shown);
     }
-    fprintf(stderr, "kb: template %s; %zu passages; prompt ~%zu tokens of a %zu-token budget\n",
-            p->template_name, p->n_sources, p->prompt_tokens, p->budget_tokens);
+    for (size_t i = 0; i < p->n_dropped; i++) {
+        char *shown = cli_display_path(p->dropped[i].path);
+        cli_line(stderr, "kb: left out %s:%u-%u (%s)", shown ? shown : p->dropped[i].path,
+                 p->dropped[i].line_start, p->dropped[i].line_end, p->dropped[i].note);
+        free(shown);
+    }
+    cli_line(stderr, "kb: template %s; %zu passages; prompt ~%zu tokens of a %zu-token budget",
+             p->template_name, p->n_sources, p->prompt_tokens, p->budget_tokens);
 }
 
 void cli_ask_report_speed(const struct cli *cli, const kb_answer *a)
@@ -270,6 +299,13 @@ static int ask_json_out(const struct ask_cmd *c, const kb_answer *a, const char 
     return rc ? rc : cli_ask_json_line(cli_ask_json(c, "summary", a, error, 0));
 }
 
+void cli_ask_no_backend(const char *what, const char *tail)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    cli_error("no LLM backend configured: showing %s; to get answers set 'backend' and 'model' "
+              "in %s/kb/config%s", what, xdg && *xdg ? xdg : "~/.config", tail);
+}
+
 /* No answer: the best passages on stdout and one line on stderr. */
 static int ask_fallback(const struct ask_cmd *c, const kb_answer *a, kb *kb, int status)
 {
@@ -277,9 +313,8 @@ static int ask_fallback(const struct ask_cmd *c, const kb_answer *a, kb *kb, int
     if (status)
         cli_error("%s; showing the best passages instead", kb_errmsg(kb));
     else if (!cli->quiet)
-        cli_error("no LLM backend configured: showing the best passages; to get answers set "
-                  "'backend' and 'model' in ~/.config/kb/config or KB_LLM_BACKEND and "
-                  "KB_LLM_MODEL (see 'kb ask --help')");
+        cli_ask_no_backend("the best passages", " or KB_LLM_BACKEND and KB_LLM_MODEL (see "
+                           "'kb ask --help')");
     int rc = cli->json ? ask_json_out(c, a, status ? kb_errmsg(kb) : NULL) : 0;
     if (!cli->json)
         cli_ask_print_passages(a->prompt);
@@ -292,7 +327,7 @@ static int ask_print(struct ask_cmd *c, const kb_answer *a)
     if (c->cli->json)
         return ask_json_out(c, a, NULL);
     if (c->no_stream || !c->streamed) {
-        fwrite(a->text, 1, a->text_len, stdout);
+        cli_put_text(stdout, a->text, a->text_len, KB_ESCAPE_TEXT);
         c->last = a->text_len ? a->text[a->text_len - 1] : '\n';
     }
     if (c->last != '\n')
@@ -372,8 +407,12 @@ static int prompt_print(const struct cli *cli, const kb_prompt_result *p)
     if (cli->json) {
         return cli_print_json(cli_json_messages(p));
     }
-    for (size_t i = 0; i < p->n_messages; i++)
-        printf("[%s]\n%s\n", p->messages[i].role, p->messages[i].content);
+    for (size_t i = 0; i < p->n_messages; i++) {
+        printf("[%s]\n", p->messages[i].role);
+        cli_put_text(stdout, p->messages[i].content, strlen(p->messages[i].content),
+                     KB_ESCAPE_TEXT);
+        putchar('\n');
+    }
     return fflush(stdout) ? CLI_EXIT_IOERR : 0;
 }
 

@@ -32,6 +32,10 @@ int cli_ask_exit(int status);
 void cli_ask_print_source(const kb_source *s);
 /* The passages themselves, each after its source line, for when there is no answer. */
 void cli_ask_print_passages(const kb_prompt_result *p);
+/* Puts the no-backend line on stderr: `what` was shown instead, and the config file to set
+ * 'backend' and 'model' in, as kb reads it ($XDG_CONFIG_HOME/kb/config, else
+ * ~/.config/kb/config; src/llm/config.c), then `tail`. */
+void cli_ask_no_backend(const char *what, const char *tail);
 /* -v: retrieval time, time to first token, tokens/s. */
 void cli_ask_report_speed(const struct cli *cli, const kb_answer *a);
 

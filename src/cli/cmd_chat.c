@@ -115,13 +115,15 @@ static void chat_text_turn(struct chat_session *s, const kb_answer *a, int statu
     if (c->streamed && c->last != '\n')
         putchar('\n');
     if (!status && a->prompt->backend) {
-        if (c->no_stream && a->text_len)
-            printf("%s%s", a->text, a->text[a->text_len - 1] == '\n' ? "" : "\n");
+        if (c->no_stream && a->text_len) {
+            cli_put_text(stdout, a->text, a->text_len, KB_ESCAPE_TEXT);
+            if (a->text[a->text_len - 1] != '\n')
+                putchar('\n');
+        }
         cli_ask_report_speed(c->cli, a);
     } else if (!status) {
         if (!s->hinted++ && !c->cli->quiet)
-            cli_error("no LLM backend configured: showing the best passages; set 'backend' "
-                      "and 'model' in ~/.config/kb/config (see 'kb ask --help')");
+            cli_ask_no_backend("the best passages", " (see 'kb ask --help')");
         cli_ask_print_passages(a->prompt);
     }
     putchar('\n');

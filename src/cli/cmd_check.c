@@ -95,6 +95,8 @@ int cmd_status(struct cli *cli, int argc, char **argv)
             cJSON_AddStringToObject(o, "model", st.model);
             cJSON_AddNumberToObject(o, "dim", st.dim);
             cJSON_AddNumberToObject(o, "vectors", (double)st.n_vectors);
+        } else {
+            cJSON_AddNullToObject(o, "model"); /* keyword search only */
         }
         if (*st.index) {
             cJSON_AddStringToObject(o, "index", st.index);
@@ -104,13 +106,14 @@ int cmd_status(struct cli *cli, int argc, char **argv)
         }
         rc = cli_print_json(o);
     } else {
-        printf("kb          %s\ndocuments   %zu\nchunks      %zu\ntext        %.1f MB\n"
-               "schema      %d\n", cli->kb_dir, st.n_documents, st.n_chunks,
+        cli_line(stdout, "kb          %s", cli->kb_dir);
+        printf("documents   %zu\nchunks      %zu\ntext        %.1f MB\n"
+               "schema      %d\n", st.n_documents, st.n_chunks,
                (double)st.text_bytes / 1e6, st.schema_version);
-        if (*st.model)
-            printf("model       %s (%d dimensions)\nvectors     %zu\n", st.model, st.dim,
-                   st.n_vectors);
-        else
+        if (*st.model) {
+            cli_line(stdout, "model       %s (%d dimensions)", st.model, st.dim);
+            printf("vectors     %zu\n", st.n_vectors);
+        } else
             printf("model       none (keyword search only)\n");
         if (*st.index)
             printf("index       %s, generation %lld, %zu vectors%s\n", st.index,

@@ -30,7 +30,8 @@ static const char ingest_help[] =
     "  --overlap N            tokens repeated between chunks of a section (default 32)\n"
     "  --model NAME|DIR       encoder model for a new KB (default " KB_DEFAULT_MODEL "\n"
     "                         when downloaded; 'none' for keyword search only); a KB keeps\n"
-    "                         its model: change it with 'kb reindex --model'\n"
+    "                         its model: change it, or give a keyword-only KB one, with\n"
+    "                         'kb reindex --model'\n"
     "  --index TYPE           vector index: flat, ivf, hnsw, or e.g. ivf:nlist=1024,nprobe=32\n"
     "                         (default: chosen by size)\n"
     "  --dry-run              report what would change (added, updated, moved, removed)\n"
@@ -219,9 +220,9 @@ static void ingest_show_change(struct ingest_cmd *c, const kb_event *ev)
             cJSON_AddStringToObject(o, "old_path", ev->old_path);
         cJSON_AddItemToArray(c->json_changes, o);
     } else if (ev->type == KB_EVENT_MOVED) {
-        printf("would move   %s (from %s)\n", ev->path, ev->old_path);
+        cli_line(stdout, "would move   %s (from %s)", ev->path, ev->old_path);
     } else {
-        printf("would %-6s %s\n", verbs[ev->type], ev->path);
+        cli_line(stdout, "would %-6s %s", verbs[ev->type], ev->path);
     }
 }
 
@@ -272,9 +273,10 @@ static void ingest_on_event(const kb_event *ev, void *payload)
         cli_warn(c->cli, "skipped %s: %s", ev->path, ev->reason);
     else if (ev->type == KB_EVENT_UNCHANGED || ev->type == KB_EVENT_IGNORED
              ? c->cli->verbose >= 2 : c->cli->verbose >= 1)
-        fprintf(stderr, "%-9s %s%s%s%s\n", ingest_event_names[ev->type], ev->path,
-                ev->type == KB_EVENT_IGNORED ? " (not a format kb reads)" : "",
-                ev->old_path ? " (from " : "", ev->old_path ? ev->old_path : "");
+        cli_line(stderr, "%-9s %s%s%s%s%s", ingest_event_names[ev->type], ev->path,
+                 ev->type == KB_EVENT_IGNORED ? " (not a format kb reads)" : "",
+                 ev->old_path ? " (from " : "", ev->old_path ? ev->old_path : "",
+                 ev->old_path ? ")" : "");
 }
 
 static int ingest_report(const struct ingest_cmd *c, const kb_ingest_stats *st, int interrupted)
@@ -314,7 +316,7 @@ static int ingest_report(const struct ingest_cmd *c, const kb_ingest_stats *st, 
            st->unchanged, "removed", st->removed, st->moved, st->skipped, st->chunks,
            st->embedded, st->seconds);
     if (st->notice && !c->cli->quiet)
-        fprintf(stderr, "kb: note: %s\n", st->notice);
+        cli_line(stderr, "kb: note: %s", st->notice);
     return 0;
 }
 

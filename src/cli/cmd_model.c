@@ -157,7 +157,7 @@ static int pull_print(const struct cli *cli, const char *name, const char *revis
         return cli_print_json(doc);
     }
     char *shown = cli_display_path(dir);
-    printf("%s is in %s\n", name, shown ? shown : dir);
+    cli_line(stdout, "%s is in %s", name, shown ? shown : dir);
     free(shown);
     return 0;
 }
@@ -230,8 +230,8 @@ static void list_table(const kb_model_entry *e, size_t n)
     for (size_t i = 0; i < n; i++) {
         char size[16], *shown = cli_display_path(e[i].dir);
         model_bytes(e[i].bytes, size, sizeof size);
-        printf("%-*s  %-11s  %9s  %s%s\n", w, e[i].name, e[i].source, size,
-               shown ? shown : e[i].dir, e[i].complete ? "" : "  (incomplete)");
+        cli_line(stdout, "%-*s  %-11s  %9s  %s%s", w, e[i].name, e[i].source, size,
+                 shown ? shown : e[i].dir, e[i].complete ? "" : "  (incomplete)");
         free(shown);
     }
 }

@@ -1,5 +1,6 @@
 /* cmd_search.c — `kb search QUERY`: the best passages with where they come from. */
 #include "cli.h"
+#include "util/buf.h"
 #include "out.h"
 
 #include <cjson/cJSON.h>
@@ -20,7 +21,8 @@ static const char search_help[] =
     "  --bm25-weight W   weighted fusion's share of BM25, 0..1 (default 0.8)\n"
     "  --path GLOB       only documents under a folder or matching a path glob\n"
     "  --format NAME     only documents of a format (markdown, text, html, pdf, docx, ...)\n"
-    "  --modified-after DATE  only files changed after DATE (2026-11-28, Unix seconds, 7d)\n"
+    "  --modified-after DATE  only files changed after DATE (2026-11-28, Unix seconds, 7d;\n"
+    "                         1970-01-01 to 2262-04-11)\n"
     "  --documents       one result per document (its best passage)\n"
     "  --full            print whole passages instead of snippets\n"
     "  --json            print results as JSON (absolute paths)\n"
@@ -90,9 +92,11 @@ static int search_json(const kb_results *res)
     return cli_print_json(doc);
 }
 
-/* Prints text on one line: runs of whitespace become one space. */
+/* Prints text on one line: runs of whitespace become one space; other control characters are
+ * escaped. */
 static void search_print_flat(const char *text)
 {
+    struct kb_buf flat = KB_BUF_INIT;
     int space = 0;
     for (const char *p = text; *p; p++) {
         if (strchr(" \t\r\n\f\v", *p)) {
@@ -100,10 +104,28 @@ static void search_print_flat(const char *text)
             continue;
         }
         if (space)
-            putchar(' ');
+            kb_buf_append(&flat, " ", 1);
         space = 0;
-        putchar(*p);
+        kb_buf_append(&flat, p, 1);
     }
+    cli_put_text(stdout, flat.data ? flat.data : "", flat.len, KB_ESCAPE_LINE);
+    kb_buf_free(&flat);
+}
+
+/* Prints a whole passage indented by three spaces, its control characters escaped. */
+static void search_print_full(const char *text)
+{
+    struct kb_buf esc = KB_BUF_INIT;
+    if (kb_utf8_escape(&esc, text, strlen(text), KB_ESCAPE_TEXT) == 0 && esc.len)
+        for (const char *p = esc.data, *end = esc.data + esc.len; p < end;) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            fwrite(p, 1, n, stdout);
+            if (nl)
+                fputs("\n   ", stdout);
+            p += n + (nl ? 1 : 0);
+        }
+    kb_buf_free(&esc);
 }
 
 static void search_print(const struct cli *cli, const struct search_cmd *c, const kb_results *res)
@@ -116,12 +138,10 @@ static void search_print(const struct cli *cli, const struct search_cmd *c, cons
         printf("%s%zu. ", bold, i + 1);
         cli_place_print(stdout, &place, CLI_PLACE_RESULT);
         printf("%s  (%.2f)\n   ", off, r->score);
-        if (c->full) {
-            for (const char *p = r->text; *p; p++)
-                fputs(*p == '\n' ? "\n   " : (char[]){ *p, 0 }, stdout);
-        } else {
+        if (c->full)
+            search_print_full(r->text);
+        else
             search_print_flat(r->snippet);
-        }
         fputs("\n\n", stdout);
     }
 }

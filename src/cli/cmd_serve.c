@@ -11,10 +11,11 @@ static const char serve_help[] =
     "usage: kb serve [OPTIONS]\n"
     "\n"
     "Serves the knowledge base over HTTP (JSON in and out; docs/SERVE.md): POST /v1/search,\n"
-    "/v1/ask (server-sent events with \"stream\": true), /v1/prompt, /v1/embeddings (OpenAI\n"
-    "shape), POST /v1/documents and DELETE /v1/documents/ID (admin token), GET /v1/status,\n"
-    "GET /healthz, and a page for asking questions at /. Every route but /healthz and the page\n"
-    "needs 'Authorization: Bearer TOKEN'; the tokens live in KBDIR/tokens/ (mode 0600).\n"
+    "/v1/ask (server-sent events with \"stream\": true), /v1/prompt, /v1/embeddings and\n"
+    "GET /v1/models (as OpenAI's), POST /v1/documents and DELETE /v1/documents/ID (admin\n"
+    "token), GET /v1/status, GET /healthz, and a page for asking questions at /. Every route\n"
+    "but /healthz and the page needs 'Authorization: Bearer TOKEN'; the tokens live in\n"
+    "KBDIR/tokens/ (mode 0600).\n"
     "Answers use the LLM configured as for kb ask. Stops cleanly on SIGINT or SIGTERM,\n"
     "cancelling the answers still running.\n"
     "\n"
@@ -29,6 +30,8 @@ static const char serve_help[] =
     "  --max-connections N  open connections; past it the one waiting longest for a request\n"
     "                       is closed, or the request gets 429 if all are busy (default 64)\n"
     "  --timeout S          idle connection timeout in seconds (default 30)\n"
+    "  --model-alias NAME   /v1/embeddings also answers to model NAME (repeatable), for\n"
+    "                       clients that send a model name of their own\n"
     "  --header-timeout S   seconds a connection has to send a request's headers (default 10)\n"
     "  --print-token read|admin  print a token (creating the tokens if needed) and exit\n"
     "  -v                   one line per request on stderr\n"
@@ -38,22 +41,26 @@ static const char serve_help[] =
     "    -d '{\"query\":\"rotate logs\",\"k\":3}' http://127.0.0.1:8080/v1/search\n";
 
 enum { OPT_PORT = 1, OPT_LISTEN, OPT_ALLOW, OPT_CORS, OPT_THREADS, OPT_BODY, OPT_CONNS,
-       OPT_TIMEOUT, OPT_PRINT, OPT_HEADER_TIMEOUT };
+       OPT_TIMEOUT, OPT_PRINT, OPT_ALIAS, OPT_HEADER_TIMEOUT };
 
 static const struct cli_opt serve_opts[] = {
     { "port", 0, 1, OPT_PORT }, { "listen", 0, 1, OPT_LISTEN },
     { "allow-host", 0, 1, OPT_ALLOW }, { "cors", 0, 1, OPT_CORS },
     { "threads", 0, 1, OPT_THREADS }, { "max-body", 0, 1, OPT_BODY },
     { "max-connections", 0, 1, OPT_CONNS }, { "timeout", 0, 1, OPT_TIMEOUT },
-    { "print-token", 0, 1, OPT_PRINT }, { "header-timeout", 0, 1, OPT_HEADER_TIMEOUT },
+    { "print-token", 0, 1, OPT_PRINT }, { "model-alias", 0, 1, OPT_ALIAS },
+    { "header-timeout", 0, 1, OPT_HEADER_TIMEOUT },
     { NULL, 0, 0, 0 },
 };
 
 #define SERVE_MAX_HOSTS 16
+#define SERVE_MAX_ALIASES 16
+#define SERVE_MAX_ALIAS_BYTES 256
 
 struct serve_cmd {
     struct kb_server_config cfg;
     const char *hosts[SERVE_MAX_HOSTS];
+    const char *aliases[SERVE_MAX_ALIASES];
     const char *print;
     int json;
 };
@@ -97,6 +104,13 @@ static const char *serve_opt(int id, const char *value, void *payload)
     case OPT_BODY: return cli_parse_size(value, 1024, (size_t)1 << 30, &c->cfg.max_body);
     case OPT_CONNS: return serve_unsigned(value, 1, 10000, &c->cfg.max_connections);
     case OPT_TIMEOUT: return serve_unsigned(value, 1, 3600, &c->cfg.timeout_s);
+    case OPT_ALIAS:
+        if (c->cfg.n_model_aliases >= SERVE_MAX_ALIASES)
+            return "at most 16 names";
+        if (!*value || strlen(value) > SERVE_MAX_ALIAS_BYTES || strpbrk(value, " \t\r\n"))
+            return "expected a model name of 1 to 256 bytes without spaces";
+        c->aliases[c->cfg.n_model_aliases++] = value;
+        return NULL;
     case OPT_HEADER_TIMEOUT: return serve_unsigned(value, 1, 3600, &c->cfg.header_timeout_s);
     case OPT_PRINT:
         if (strcmp(value, "read") && strcmp(value, "admin"))
@@ -154,6 +168,7 @@ static void serve_defaults(struct serve_cmd *c)
     c->cfg.max_k = KB_SERVER_MAX_K;
     c->cfg.max_depth = KB_SERVER_MAX_DEPTH;
     c->cfg.allow_hosts = c->hosts;
+    c->cfg.model_aliases = c->aliases;
 }
 
 static int serve_run(struct cli *cli, struct serve_cmd *c)

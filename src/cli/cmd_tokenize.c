@@ -9,11 +9,13 @@ static const char tokenize_help[] =
     "usage: kb tokenize [OPTIONS] [TEXT...]\n"
     "\n"
     "Splits TEXT (or standard input when no TEXT is given) into the encoder model's WordPiece\n"
-    "tokens and prints one `ID<TAB>TOKEN` line per token, [CLS] and [SEP] included.\n"
+    "tokens and prints one `ID<TAB>TOKEN` line per token, [CLS] and [SEP] included. With a\n"
+    "decoder model (a .gguf file), its own tokenizer: BOS first when the model adds one.\n"
     "\n"
     "options:\n"
-    "  --model NAME|DIR  the encoder model (env KB_MODEL; default " CLI_DEFAULT_MODEL ")\n"
-    "  --no-special      leave out [CLS] and [SEP]\n"
+    "  --model NAME|DIR  the encoder model (env KB_MODEL; default " CLI_DEFAULT_MODEL "),\n"
+    "                    or FILE.gguf, a decoder model\n"
+    "  --no-special      leave out [CLS] and [SEP] (a decoder's BOS)\n"
     "  --ids             print only the ids, space-separated on one line\n"
     "  --json            {\"ids\": [...], \"tokens\": [...], \"n_tokens\": N}\n"
     "\n"
@@ -45,14 +47,14 @@ static const char *tokenize_opt(int id, const char *value, void *payload)
 }
 
 static int tokenize_print(const struct cli *cli, const struct tokenize_cmd *c, kb_model *model,
-                          const int32_t *ids, size_t n)
+                          kb_lm *lm, const int32_t *ids, size_t n)
 {
     if (cli->json) {
         cJSON *doc = cJSON_CreateObject(), *jids = cJSON_AddArrayToObject(doc, "ids");
         cJSON *jtok = cJSON_AddArrayToObject(doc, "tokens");
         for (size_t i = 0; i < n; i++) {
             cJSON_AddItemToArray(jids, cJSON_CreateNumber(ids[i]));
-            cJSON_AddItemToArray(jtok, cJSON_CreateString(kb_model_token(model, ids[i])));
+            cJSON_AddItemToArray(jtok, cJSON_CreateString(lm ? kb_lm_token(lm, ids[i]) : kb_model_token(model, ids[i])));
         }
         cJSON_AddNumberToObject(doc, "n_tokens", (double)n);
         return cli_print_json(doc);
@@ -60,8 +62,10 @@ static int tokenize_print(const struct cli *cli, const struct tokenize_cmd *c, k
     for (size_t i = 0; i < n; i++) {
         if (c->ids_only)
             printf(i ? " %d" : "%d", (int)ids[i]);
-        else
-            printf("%d\t%s\n", (int)ids[i], kb_model_token(model, ids[i]));
+        else {
+            printf("%d\t", (int)ids[i]);
+            cli_line(stdout, "%s", lm ? kb_lm_token(lm, ids[i]) : kb_model_token(model, ids[i]));
+        }
     }
     if (c->ids_only)
         putchar('\n');
@@ -74,6 +78,7 @@ int cmd_tokenize(struct cli *cli, int argc, char **argv)
     char **words = calloc((size_t)argc + 1, sizeof *words);
     int n_words = 0, help = 0, rc;
     kb_model *model = NULL;
+    kb_lm *lm = NULL;
     char *text = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
@@ -90,18 +95,28 @@ int cmd_tokenize(struct cli *cli, int argc, char **argv)
     }
     if ((rc = cli_input_text(words, n_words, &text)))
         goto done;
-    if ((rc = cli_open_model(cli, c.model, &model)))
-        goto done;
-    int status = kb_model_tokenize(model, text, c.flags, &ids, &n);
-    if (status) {
-        cli_error("%s", kb_model_errmsg(model));
-        rc = cli_exit_code(status);
-        goto done;
+    int status;
+    if (c.model && cli_is_gguf(c.model)) { /* a decoder model: its own tokenizer */
+        if ((status = kb_lm_open(&lm, c.model)) ||
+            (status = kb_lm_tokenize(lm, text, c.flags, &ids, &n))) {
+            cli_error("%s", lm ? kb_lm_errmsg(lm) : kb_strerror(status));
+            rc = cli_exit_code(status);
+            goto done;
+        }
+    } else {
+        if ((rc = cli_open_model(cli, c.model, &model)))
+            goto done;
+        if ((status = kb_model_tokenize(model, text, c.flags, &ids, &n))) {
+            cli_error("%s", kb_model_errmsg(model));
+            rc = cli_exit_code(status);
+            goto done;
+        }
     }
-    rc = tokenize_print(cli, &c, model, ids, n);
+    rc = tokenize_print(cli, &c, model, lm, ids, n);
 done:
     kb_free(ids);
     kb_model_close(model);
+    kb_lm_close(lm);
     free(text);
     free(words);
     return rc;

@@ -12,7 +12,8 @@ static const char main_usage[] =
     "kb indexes folders of documents and finds passages that answer questions.\n"
     "\n"
     "commands:\n"
-    "  ingest PATH...   add or update documents from files and folders (.txt, .md)\n"
+    "  ingest PATH...   add or update documents from files and folders: .txt .md .rst .org\n"
+    "                   .html .xml .docx .odt .epub .pdf .csv .tsv .eml (docs/FORMATS.md)\n"
     "  search QUERY     find the best passages (hybrid BM25 + vectors, or either)\n"
     "  reindex          re-embed with another model, or rebuild the vector index\n"
     "  status           what the knowledge base holds\n"
@@ -23,13 +24,14 @@ static const char main_usage[] =
     "  chat             ask questions one after another, read from stdin\n"
     "  tokenize TEXT    the encoder model's WordPiece tokens for a text\n"
     "  embed TEXT...    the encoder model's embedding vectors\n"
+    "  generate PROMPT  continue a prompt with a local GGUF model (no retrieval)\n"
     "  model pull|list  get encoder models from the Hugging Face hub / list them\n"
     "  serve            the HTTP API and a web page for asking questions\n"
     "  help COMMAND     help for one command\n"
     "\n"
     "global options:\n"
     "  --kb DIR         the knowledge base (env KB_DIR; default $XDG_DATA_HOME/kb/default)\n"
-    "  -v, --verbose    say more (repeatable)\n"
+    "  -v, --verbose    say more (repeatable: -vv, -vvv)\n"
     "  -q, --quiet      no warnings or progress\n"
     "  --json           machine-readable output on stdout\n"
     "  --color=WHEN     auto, always or never (NO_COLOR is honoured)\n"
@@ -54,6 +56,7 @@ static const struct {
     { "prompt", cmd_prompt },
     { "chat", cmd_chat },
     { "tokenize", cmd_tokenize }, { "embed", cmd_embed }, { "reindex", cmd_reindex },
+    { "generate", cmd_generate },
     { "model", cmd_model },
     { "serve", cmd_serve },
 };
@@ -89,7 +92,7 @@ static int main_globals(struct cli *cli, int argc, char **argv, const char **col
         const char *a = argv[i];
         if (!strcmp(a, "--kb") && i + 1 < argc) cli->kb_dir = argv[++i];
         else if (!strncmp(a, "--kb=", 5)) cli->kb_dir = a + 5;
-        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) cli->verbose++;
+        else if (cli_verbosity(a)) cli->verbose += cli_verbosity(a);
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) cli->quiet = 1;
         else if (!strcmp(a, "--json")) cli->json = 1;
         else if (!strncmp(a, "--color=", 8) && (!strcmp(a + 8, "auto") ||

@@ -1,6 +1,7 @@
 /* out.c — how the kb command reports: errors and hints on stderr, results and JSON on stdout. */
 #include "cli.h"
 #include "out.h"
+#include "util/buf.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -9,18 +10,44 @@
 #include <string.h>
 #include <unistd.h>
 
-static void out_line(const char *prefix, const char *fmt, va_list ap)
+void cli_put_text(FILE *f, const char *text, size_t len, enum kb_escape_mode mode)
 {
-    fputs(prefix, stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    struct kb_buf b = KB_BUF_INIT;
+    if (!kb_utf8_escape(&b, text, len, mode) && b.len)
+        fwrite(b.data, 1, b.len, f);
+    kb_buf_free(&b);
+}
+
+/* prefix, then the formatted message as one escaped line. */
+static void out_vline(FILE *f, const char *prefix, const char *fmt, va_list ap)
+{
+    struct kb_buf b = KB_BUF_INIT;
+    va_list copy;
+    va_copy(copy, ap);
+    int n = vsnprintf(NULL, 0, fmt, copy);
+    va_end(copy);
+    fputs(prefix, f);
+    if (n > 0 && !kb_buf_reserve(&b, (size_t)n + 1)) {
+        vsnprintf(b.data, (size_t)n + 1, fmt, ap);
+        cli_put_text(f, b.data, (size_t)n, KB_ESCAPE_LINE);
+    }
+    fputc('\n', f);
+    kb_buf_free(&b);
+}
+
+void cli_line(FILE *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    out_vline(f, "", fmt, ap);
+    va_end(ap);
 }
 
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    out_line("kb: ", fmt, ap);
+    out_vline(stderr, "kb: ", fmt, ap);
     va_end(ap);
 }
 
@@ -28,7 +55,7 @@ void cli_hint(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    out_line("hint: ", fmt, ap);
+    out_vline(stderr, "hint: ", fmt, ap);
     va_end(ap);
 }
 
@@ -38,17 +65,17 @@ void cli_warn(const struct cli *cli, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    out_line("kb: warning: ", fmt, ap);
+    out_vline(stderr, "kb: warning: ", fmt, ap);
     va_end(ap);
 }
 
 void cli_usage_error(const char *cmd, const char *fmt, ...)
 {
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "kb%s%.40s: ", cmd ? " " : "", cmd ? cmd : "");
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "kb%s%s: ", cmd ? " " : "", cmd ? cmd : "");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    out_vline(stderr, prefix, fmt, ap);
     va_end(ap);
     fprintf(stderr, "hint: see 'kb %s%s--help'\n", cmd ? cmd : "", cmd ? " " : "");
 }
@@ -71,6 +98,17 @@ int cli_exit_code(int status)
     }
 }
 
+/* For "N chunks have no vector from model 'NAME'": the command that embeds them. */
+static int cli_hint_reindex(const char *msg)
+{
+    static const char mark[] = "have no vector from model '";
+    const char *name = strstr(msg, mark), *end;
+    if (!name || !(end = strrchr(name += sizeof mark - 1, '\'')))
+        return 0;
+    cli_hint("embed every chunk with 'kb reindex --model %.*s'", (int)(end - name), name);
+    return 1;
+}
+
 int cli_fail(const struct cli *cli, kb *kb, int status)
 {
     const char *msg = kb ? kb_errmsg(kb) : "";
@@ -80,6 +118,11 @@ int cli_fail(const struct cli *cli, kb *kb, int status)
         if (!strstr(msg, "no such knowledge base"))
             break;
         cli_hint("create it with 'kb --kb %s ingest FOLDER'", cli->kb_dir);
+        break;
+    case KB_EINVALID:
+        if (strstr(msg, "so mode must be \"bm25\""))
+            cli_hint("search it with --mode bm25, or give it vectors with "
+                     "'kb reindex --model NAME'");
         break;
     case KB_ELOCKED:
         cli_hint("retry when the other writer has finished");
@@ -92,6 +135,8 @@ int cli_fail(const struct cli *cli, kb *kb, int status)
             cli_hint("upgrade kb to read this knowledge base");
         break;
     case KB_ECORRUPT:
+        if (cli_hint_reindex(msg))
+            break;
         if (strstr(msg, ".faiss"))
             cli_hint("the vector index is a cache: rebuild it with 'kb reindex --index auto'");
         else
@@ -123,33 +168,16 @@ char *cli_display_path(const char *path)
     return strdup(path);
 }
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not one. */
-static size_t out_utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t n = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 && s[0] < 0xE0 ? 2 : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
-        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
-        return 0;
-    return n;
-}
-
 void cli_put_utf8_line(const char *text)
 {
-    const unsigned char *s = (const unsigned char *)text;
-    while (*s) {
-        size_t n = out_utf8_len(s);
-        if (n) {
-            fwrite(s, 1, n, stdout);
-            s += n;
-        } else {
+    for (size_t left = strlen(text); left;) {
+        size_t n = kb_utf8_seq_len(text, left);
+        if (n)
+            fwrite(text, 1, n, stdout);
+        else
             fputs("\xEF\xBF\xBD", stdout); /* U+FFFD for a byte that is not UTF-8 */
-            s++;
-        }
+        text += n ? n : 1;
+        left -= n ? n : 1;
     }
     putchar('\n');
 }
@@ -203,25 +231,28 @@ void cli_place_print(FILE *out, const struct cli_place *p, enum cli_place_style 
     const char *path = shown ? shown : p->path;
     const char *heading = p->heading_path ? p->heading_path : "";
     const char *location = p->location ? p->location : "";
+    struct kb_buf b = KB_BUF_INIT; /* out of memory shows less, never more */
     if (style == CLI_PLACE_RESULT) {
         int title = out_title_informs(p);
-        fprintf(out, "%s:%u-%u", path, p->line_start, p->line_end);
+        kb_buf_printf(&b, "%s:%u-%u", path, p->line_start, p->line_end);
         if (title || *heading)
-            fprintf(out, "  %s%s%s", title ? p->title : "",
-                    title && *heading ? " \xE2\x80\xBA " : "", heading);
+            kb_buf_printf(&b, "  %s%s%s", title ? p->title : "",
+                          title && *heading ? " \xE2\x80\xBA " : "", heading);
         if (*location)
-            fprintf(out, "  [%s]", location);
+            kb_buf_printf(&b, "  [%s]", location);
     } else {
-        fputs(path, out);
+        kb_buf_puts(&b, path);
         if (*heading)
-            fprintf(out, " \xE2\x80\xBA %s", heading);
+            kb_buf_printf(&b, " \xE2\x80\xBA %s", heading);
         if (*location && !out_lines_are_the_files(p->format))
-            fprintf(out, ", %s", location);
+            kb_buf_printf(&b, ", %s", location);
         else if (p->line_start == p->line_end)
-            fprintf(out, ", line %u", p->line_start);
+            kb_buf_printf(&b, ", line %u", p->line_start);
         else
-            fprintf(out, ", lines %u\xE2\x80\x93%u", p->line_start, p->line_end);
+            kb_buf_printf(&b, ", lines %u\xE2\x80\x93%u", p->line_start, p->line_end);
     }
+    cli_put_text(out, b.data ? b.data : "", b.len, KB_ESCAPE_LINE);
+    kb_buf_free(&b);
     free(shown);
 }
 

@@ -1,4 +1,4 @@
-/* embed.c — kb_encoder_embed{,_ids}: checks, tokenizing with prefixes, length-sorted batching. */
+/* embed.c — kb_encoder_embed{,_ids,_tokens}: checks, prefixes, length-sorted batching. */
 #include "encoder/encoder_int.h"
 
 #include <pthread.h>
@@ -224,15 +224,16 @@ static int enc_tokenize(const struct kb_encoder *enc, const char *prefix, const 
     return rc;
 }
 
-int kb_encoder_embed(struct kb_encoder *enc, const char *const *texts, size_t n_texts,
-                     unsigned flags, float *out, struct kb_err *err)
+/* Writes input i's sequence (at most max_tokens ids, [CLS]/[SEP] included) into ids. */
+typedef int (*enc_fill_fn)(const struct kb_encoder *enc, const void *inputs, size_t i,
+                           int32_t *ids, size_t *n_ids, struct kb_err *err);
+
+/* Makes the inputs' sequences ENC_TEXT_CHUNK at a time (bounded scratch whatever n_inputs)
+ * and embeds each chunk into its rows of out. */
+static int enc_embed_filled(struct kb_encoder *enc, enc_fill_fn fill, const void *inputs,
+                            size_t n_inputs, float *out, struct kb_err *err)
 {
-    if (!enc || (n_texts && (!texts || !out)))
-        return kb_err_set(err, KB_EINVALID, "encoder: missing argument");
-    if (!enc->wp)
-        return kb_err_set(err, KB_EINVALID, "encoder: opened without a tokenizer");
-    const char *prefix = flags & KB_ENCODER_QUERY ? enc->query_prefix : enc->passage_prefix;
-    size_t chunk = n_texts < ENC_TEXT_CHUNK ? n_texts : ENC_TEXT_CHUNK;
+    size_t chunk = n_inputs < ENC_TEXT_CHUNK ? n_inputs : ENC_TEXT_CHUNK;
     size_t max_tokens = (size_t)enc->info.max_tokens;
     int32_t *ids = malloc((chunk ? chunk : 1) * max_tokens * sizeof *ids);
     const int32_t **id_ptrs = malloc((chunk ? chunk : 1) * sizeof *id_ptrs);
@@ -240,12 +241,11 @@ int kb_encoder_embed(struct kb_encoder *enc, const char *const *texts, size_t n_
     int rc = 0;
     if (!ids || !id_ptrs || !n_ids)
         rc = kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
-    for (size_t first = 0; first < n_texts && !rc; first += chunk) {
-        size_t n = n_texts - first < chunk ? n_texts - first : chunk;
+    for (size_t first = 0; first < n_inputs && !rc; first += chunk) {
+        size_t n = n_inputs - first < chunk ? n_inputs - first : chunk;
         for (size_t i = 0; i < n && !rc; i++) {
             id_ptrs[i] = ids + i * max_tokens;
-            rc = enc_tokenize(enc, prefix, texts[first + i], ids + i * max_tokens, &n_ids[i],
-                              err);
+            rc = fill(enc, inputs, first + i, ids + i * max_tokens, &n_ids[i], err);
         }
         if (!rc)
             rc = kb_encoder_embed_ids(enc, id_ptrs, n_ids, n,
@@ -254,5 +254,101 @@ int kb_encoder_embed(struct kb_encoder *enc, const char *const *texts, size_t n_
     free(ids);
     free(id_ptrs);
     free(n_ids);
+    return rc;
+}
+
+struct enc_texts {
+    const char *const *texts;
+    const char *prefix;
+};
+
+static int enc_fill_text(const struct kb_encoder *enc, const void *inputs, size_t i,
+                         int32_t *ids, size_t *n_ids, struct kb_err *err)
+{
+    const struct enc_texts *t = inputs;
+    return enc_tokenize(enc, t->prefix, t->texts[i], ids, n_ids, err);
+}
+
+int kb_encoder_embed(struct kb_encoder *enc, const char *const *texts, size_t n_texts,
+                     unsigned flags, float *out, struct kb_err *err)
+{
+    if (!enc || (n_texts && (!texts || !out)))
+        return kb_err_set(err, KB_EINVALID, "encoder: missing argument");
+    if (!enc->wp)
+        return kb_err_set(err, KB_EINVALID, "encoder: opened without a tokenizer");
+    struct enc_texts t = { texts, flags & KB_ENCODER_QUERY ? enc->query_prefix
+                                                           : enc->passage_prefix };
+    return enc_embed_filled(enc, enc_fill_text, &t, n_texts, out, err);
+}
+
+struct enc_tokens {
+    const int32_t *const *ids;
+    const size_t *n_ids;
+    int32_t cls, sep;
+    int32_t *prefix;           /* the prefix's tokens, without [CLS]/[SEP] */
+    size_t n_prefix;
+};
+
+/* [CLS] prefix ids [SEP], cut to max_tokens as the tokenizer cuts: [SEP] stays last, and a
+ * limit of 1 leaves [CLS] alone. */
+static int enc_fill_tokens(const struct kb_encoder *enc, const void *inputs, size_t i,
+                           int32_t *ids, size_t *n_ids, struct kb_err *err)
+{
+    const struct enc_tokens *t = inputs;
+    size_t max = (size_t)enc->info.max_tokens, body = max > 1 ? max - 2 : 0, n = 0;
+    (void)err;
+    ids[n++] = t->cls;
+    for (size_t j = 0; j < t->n_prefix && n - 1 < body; j++)
+        ids[n++] = t->prefix[j];
+    for (size_t j = 0; j < t->n_ids[i] && n - 1 < body; j++)
+        ids[n++] = t->ids[i][j];
+    if (max > 1)
+        ids[n++] = t->sep;
+    *n_ids = n;
+    return 0;
+}
+
+static int enc_check_tokens(const struct kb_encoder *enc, const int32_t *const *ids,
+                            const size_t *n_ids, size_t n_seqs, struct kb_err *err)
+{
+    for (size_t s = 0; s < n_seqs; s++) {
+        if (n_ids[s] && !ids[s])
+            return kb_err_set(err, KB_EINVALID, "encoder: sequence %zu is NULL", s);
+        for (size_t t = 0; t < n_ids[s]; t++)
+            if (ids[s][t] < 0 || ids[s][t] >= enc->info.vocab_size)
+                return kb_err_set(err, KB_EINVALID, "token id %ld of sequence %zu is outside "
+                                  "the model's vocabulary (ids 0 to %d)", (long)ids[s][t], s,
+                                  enc->info.vocab_size - 1);
+    }
+    return 0;
+}
+
+int kb_encoder_embed_tokens(struct kb_encoder *enc, const int32_t *const *ids,
+                            const size_t *n_ids, size_t n_seqs, unsigned flags, float *out,
+                            struct kb_err *err)
+{
+    if (!enc || (n_seqs && (!ids || !n_ids || !out)))
+        return kb_err_set(err, KB_EINVALID, "encoder: missing argument");
+    if (!enc->wp)
+        return kb_err_set(err, KB_EINVALID, "encoder: opened without a tokenizer");
+    int rc = enc_check_tokens(enc, ids, n_ids, n_seqs, err);
+    if (rc || !n_seqs)
+        return rc;
+    struct enc_tokens t = { ids, n_ids, kb_wordpiece_special_id(enc->wp, KB_WORDPIECE_CLS),
+                            kb_wordpiece_special_id(enc->wp, KB_WORDPIECE_SEP), NULL, 0 };
+    if (t.cls < 0 || t.sep < 0)
+        return kb_err_set(err, KB_EFORMAT, "%s: no [CLS] or [SEP] token",
+                          kb_wordpiece_file(enc->wp));
+    const char *prefix = flags & KB_ENCODER_QUERY ? enc->query_prefix : enc->passage_prefix;
+    size_t max_tokens = (size_t)enc->info.max_tokens;
+    if (*prefix) {
+        if (!(t.prefix = malloc(max_tokens * sizeof *t.prefix)))
+            return kb_err_set(err, KB_ENOMEM, "encoder: out of memory");
+        rc = kb_wordpiece_encode(enc->wp, prefix, strlen(prefix), 0, t.prefix, max_tokens,
+                                 &t.n_prefix, NULL, err);
+    }
+    if (!rc)
+        rc = enc_embed_filled(enc, enc_fill_tokens, &t, n_seqs, out, err);
+    free(t.prefix);
     return rc;
 }

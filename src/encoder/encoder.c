@@ -1,59 +1,52 @@
 /* encoder.c — opening a BERT model folder (config, settings, safetensors weights) and batching embeddings. */
 #include "encoder/encoder_int.h"
 #include "encoder/gemm_small.h"
-#include "encoder/pool.h"
+#include "util/pool.h"
 #include "util/shared.h"
 #include "util/threads.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "encoder/wordpiece.h"
+#include "util/buf.h"
+#include "util/file.h"
 #include "util/path.h"
 
 #define ENC_MAX_JSON_BYTES ((size_t)16 << 20)
 
 /* Reads and parses dir/name. *out is NULL (and 0 returned) when the file is absent and
- * optional; absent and required is KB_ENOTFOUND. */
+ * optional; absent and required is KB_ENOTFOUND; not a regular file (a FIFO would block the
+ * read forever) is KB_EFORMAT. */
 static int enc_read_json(cJSON **out, const char *dir, const char *name, int required,
                          struct kb_err *err)
 {
     *out = NULL;
-    char *path = kb_path_join(dir, name), *text = NULL;
-    int rc = 0;
+    char *path = kb_path_join(dir, name);
+    struct kb_buf text = KB_BUF_INIT;
+    struct stat st;
+    int fd = -1, rc;
     if (!path)
         return kb_err_set(err, KB_ENOMEM, "%s: out of memory", name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno != ENOENT)
-            rc = kb_err_set(err, KB_EIO, "%s: %s", path, strerror(errno));
-        else if (required)
-            rc = kb_err_set(err, KB_ENOTFOUND, "%s: not found in %s", name, dir);
-        goto done;
-    }
-    text = malloc(ENC_MAX_JSON_BYTES + 1);
-    if (!text) {
-        rc = kb_err_set(err, KB_ENOMEM, "%s: out of memory", name);
-        goto done;
-    }
-    size_t len = fread(text, 1, ENC_MAX_JSON_BYTES + 1, f);
-    if (ferror(f) || len > ENC_MAX_JSON_BYTES) {
-        rc = kb_err_set(err, ferror(f) ? KB_EIO : KB_EFORMAT, "%s: %s", name,
-                        ferror(f) ? "read error" : "larger than 16 MB");
-        goto done;
-    }
-    *out = cJSON_ParseWithLength(text, len);
-    if (!*out)
+    text.max = ENC_MAX_JSON_BYTES;
+    if ((rc = kb_file_open_regular(path, &fd, &st, err)) == KB_ENOTFOUND)
+        rc = required ? kb_err_set(err, KB_ENOTFOUND, "%s: not found in %s", name, dir) : 0;
+    else if (rc)
+        kb_err_prefix(err, path);
+    else if ((uint64_t)st.st_size > ENC_MAX_JSON_BYTES)
+        rc = kb_err_set(err, KB_EFORMAT, "%s: larger than 16 MB", name);
+    else if ((rc = kb_file_read_fd(&text, fd, err)))
+        kb_err_prefix(err, name);
+    else if (!(*out = cJSON_ParseWithLength(text.data ? text.data : "", text.len)))
         rc = kb_err_set(err, KB_EFORMAT, "%s: not well-formed JSON", name);
-done:
-    if (f)
-        fclose(f);
-    free(text);
+    if (fd >= 0)
+        close(fd);
+    kb_buf_free(&text);
     free(path);
     return rc;
 }
@@ -98,6 +91,7 @@ static int enc_parse_config(struct kb_encoder_info *info, const cJSON *cfg, stru
         (rc = cfg_int(&info->type_vocab_size, cfg, "type_vocab_size", 1, 1024, err)) ||
         (rc = cfg_int(&info->vocab_size, cfg, "vocab_size", 1, 4000000, err)))
         return rc;
+    info->min_dim = info->hidden_dim;
     if (info->hidden_dim % info->n_heads != 0)
         return kb_err_set(err, KB_EFORMAT, "config.json: hidden_size %d is not divisible by "
                           "num_attention_heads %d", info->hidden_dim, info->n_heads);
@@ -272,6 +266,16 @@ static int enc_read_kb_settings(struct kb_encoder *enc, const char *dir, struct 
         else
             rc = kb_err_set(err, KB_EFORMAT, "kb_model.json: max_tokens must be an integer from "
                             "2 to %d (max_position_embeddings)", info->max_positions);
+    }
+    /* a model trained with Matryoshka loss keeps its meaning in a prefix of the vector; no
+     * Hugging Face file says so, hence kb's own setting */
+    if (!rc && (v = cJSON_GetObjectItemCaseSensitive(json, "matryoshka_min_dim"))) {
+        if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= info->hidden_dim &&
+            v->valuedouble == (double)(int)v->valuedouble)
+            info->min_dim = (int)v->valuedouble;
+        else
+            rc = kb_err_set(err, KB_EFORMAT, "kb_model.json: matryoshka_min_dim must be an "
+                            "integer from 1 to %d (hidden_size)", info->hidden_dim);
     }
     cJSON_Delete(json);
     return rc;
@@ -504,6 +508,18 @@ static void enc_free_proto(struct kb_encoder *enc)
     free(enc);
 }
 
+/* Every id the tokenizer can give must have a row in the word embeddings (config.json's
+ * vocab_size of them); fewer ids than rows is common (a matrix padded to a round size). */
+static int enc_check_vocab(const struct kb_encoder *enc, struct kb_err *err)
+{
+    size_t n_ids = kb_wordpiece_vocab_size(enc->wp);
+    if (n_ids > (size_t)enc->info.vocab_size)
+        return kb_err_set(err, KB_EFORMAT, "%s: %zu entries, more than config.json's "
+                          "vocab_size of %d", kb_wordpiece_file(enc->wp), n_ids,
+                          enc->info.vocab_size);
+    return 0;
+}
+
 static int enc_load(struct kb_encoder *enc, const char *model_dir, unsigned flags,
                     struct kb_err *err)
 {
@@ -527,8 +543,9 @@ static int enc_load(struct kb_encoder *enc, const char *model_dir, unsigned flag
     if (rc || (rc = enc_bind_all(enc, err)) || (rc = enc_pack_layers(enc, err)))
         return rc;
     enc->info.dtype = enc_dtype_name(enc);
-    if (!(flags & KB_ENCODER_OPEN_NO_TOKENIZER))
-        rc = kb_wordpiece_open(&enc->wp, model_dir, err);
+    if (!(flags & KB_ENCODER_OPEN_NO_TOKENIZER) &&
+        !(rc = kb_wordpiece_open(&enc->wp, model_dir, err)))
+        rc = enc_check_vocab(enc, err);
     return rc;
 }
 
@@ -646,7 +663,7 @@ int kb_encoder_open_ex(struct kb_encoder **out, const char *model_dir, unsigned 
     if (enc->n_threads > KB_ENC_MAX_THREADS)
         enc->n_threads = KB_ENC_MAX_THREADS;
     if (enc->w.packed && enc->n_threads > 1)
-        enc->pool = kb_enc_pool_start(enc->n_threads - 1); /* NULL: queries run alone */
+        enc->pool = kb_pool_start(enc->n_threads - 1); /* NULL: queries run alone */
     *out = enc;
     return 0;
 }
@@ -660,7 +677,7 @@ void kb_encoder_free(struct kb_encoder *enc)
 {
     if (!enc)
         return;
-    kb_enc_pool_stop(enc->pool);
+    kb_pool_stop(enc->pool);
     for (int t = 0; t < KB_ENC_MAX_THREADS; t++)
         kb_enc_state_free(&enc->rs[t]);
     if (enc->shared)

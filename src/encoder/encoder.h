@@ -5,10 +5,11 @@
  * came from sentence-transformers, modules.json + 1_Pooling/config.json (+ a Normalize module).
  * Optional settings: config_sentence_transformers.json "prompts" {"query", "passage"/"document"}
  * and kb_model.json {"query_prefix", "passage_prefix", "pooling": "cls"|"mean",
- * "normalize": bool, "max_tokens": n}, which wins over the others. Without modules.json the
- * model pools the [CLS] token and L2-normalises (with modules.json: normalised only when it
- * lists a Normalize module). max_tokens = min(max_position_embeddings, sentence_bert_config
- * max_seq_length, tokenizer_config model_max_length), unless kb_model.json sets it.
+ * "normalize": bool, "max_tokens": n, "matryoshka_min_dim": n}, which wins over the others.
+ * Without modules.json the model pools the [CLS] token and L2-normalises (with modules.json:
+ * normalised only when it lists a Normalize module). max_tokens = min(max_position_embeddings,
+ * sentence_bert_config max_seq_length, tokenizer_config model_max_length), unless kb_model.json
+ * sets it.
  * A handle is not thread-safe: its scratch buffers (grown to the largest batch seen) live in
  * it; use one handle per thread. */
 #ifndef KB_ENCODER_ENCODER_H
@@ -22,10 +23,13 @@
 struct kb_encoder;
 struct kb_wordpiece;
 
-enum kb_pool { KB_POOL_CLS, KB_POOL_MEAN };
+enum kb_pooling { KB_POOL_CLS, KB_POOL_MEAN };
 
 struct kb_encoder_info {
     int hidden_dim;          /* = embedding dimension */
+    int min_dim;             /* the shortest prefix of a vector that is still an embedding:
+                                hidden_dim, or kb_model.json's matryoshka_min_dim for a model
+                                trained for shorter ones (Matryoshka representation learning) */
     int n_layers;
     int n_heads;
     int intermediate_dim;
@@ -34,7 +38,7 @@ struct kb_encoder_info {
     int type_vocab_size;
     int vocab_size;
     float layer_norm_eps;
-    enum kb_pool pooling;
+    enum kb_pooling pooling;
     int normalize;           /* L2-normalise the pooled vector */
     const char *dtype;       /* "F32", "F16" or "BF16": how the weights are stored */
     const char *query_prefix;   /* "" when none */
@@ -66,5 +70,15 @@ int kb_encoder_embed_ids(struct kb_encoder *enc, const int32_t *const *ids,
  * out[n_texts * hidden_dim]. */
 int kb_encoder_embed(struct kb_encoder *enc, const char *const *texts, size_t n_texts,
                      unsigned flags, float *out, struct kb_err *err);
+
+/* Embeds n_seqs sequences of token ids given without [CLS]/[SEP] (a text as the tokenizer
+ * splits it): each runs as [CLS] + the prefix's tokens (per flags) + ids + [SEP], truncated to
+ * max_tokens with [SEP] kept last, which is the sequence kb_encoder_embed makes of the text
+ * whenever the prefix ends where a word does (every known prefix ends in a space or ':').
+ * An empty sequence is an empty text. An id outside the vocabulary is KB_EINVALID naming the
+ * sequence and the id. */
+int kb_encoder_embed_tokens(struct kb_encoder *enc, const int32_t *const *ids,
+                            const size_t *n_ids, size_t n_seqs, unsigned flags, float *out,
+                            struct kb_err *err);
 
 #endif

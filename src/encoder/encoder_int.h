@@ -45,7 +45,7 @@ struct enc_state {
     float *tmp;                     /* (T, H) */
     float *inter;                   /* (T, I) */
     float *scores;                  /* cap_parts x (cap_seq, cap_seq): one head of one sequence */
-    struct kb_enc_pool *pool;       /* helpers for few-row matrix multiplies, or NULL */
+    struct kb_pool *pool;       /* helpers for few-row matrix multiplies, or NULL */
 };
 
 #define KB_ENC_MAX_THREADS 16
@@ -64,7 +64,7 @@ struct kb_encoder {
     struct kb_wordpiece *wp;        /* NULL when opened without a tokenizer */
     int n_threads;                  /* forward passes run at once on bulk work (KB_THREADS) */
     struct enc_state rs[KB_ENC_MAX_THREADS]; /* scratch, one per thread */
-    struct kb_enc_pool *pool;       /* n_threads - 1 helpers for single queries */
+    struct kb_pool *pool;       /* n_threads - 1 helpers for single queries */
     struct kb_encoder *proto;       /* a handle's prototype (NULL in a prototype) */
     int shared;                     /* proto came from the process cache (else it is ours) */
 };

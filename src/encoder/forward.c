@@ -7,7 +7,7 @@
 
 #include "encoder/blas.h"
 #include "encoder/gemm_small.h"
-#include "encoder/pool.h"
+#include "util/pool.h"
 
 #define ENC_SMALL_ROWS 64   /* up to this many rows, gemm_small beats BLAS (packed weights) */
 
@@ -207,7 +207,7 @@ static void linear(struct enc_state *rs, float *out, size_t ldo, const float *in
     if (wp && n_rows <= ENC_SMALL_ROWS) {
         struct linear_job job = { out,         in, wp, gelu ? bias : NULL, (int)ldo,
                                   (int)n_rows, n_in, n_out, add != NULL };
-        kb_enc_pool_run(rs->pool, linear_part, &job);
+        kb_pool_run(rs->pool, linear_part, &job);
         return;
     }
     kb_blas_sgemm(0, 1, (int)n_rows, n_out, n_in, 1.0f, in, n_in, w, n_in, add ? 1.0f : 0.0f,
@@ -236,7 +236,7 @@ static int state_reserve(struct enc_state *rs, size_t n_tokens, size_t max_seq, 
         if (!rs->inter || !rs->qkv)
             rs->cap_tokens = 0;
     }
-    int parts = kb_enc_pool_parts(rs->pool);
+    int parts = kb_pool_parts(rs->pool);
     if (max_seq > rs->cap_seq || parts > rs->cap_parts) {
         free(rs->scores);
         rs->scores = malloc((size_t)parts * max_seq * max_seq * sizeof(float));
@@ -336,7 +336,7 @@ static void run_layer(const struct kb_encoder *enc, struct enc_state *rs,
     }
     struct attend_job job = { enc, rs, seq_len, n_seq };
     if (n_tokens <= ENC_SMALL_ROWS)
-        kb_enc_pool_run(rs->pool, attend_part, &job);
+        kb_pool_run(rs->pool, attend_part, &job);
     else
         attend_part(&job, 0, 1);
     if (cls_only) {

@@ -14,6 +14,7 @@
 
 #include "kb/kb.h"
 #include "util/buf.h"
+#include "util/file.h"
 #include "util/path.h"
 
 /* Retrieval prefixes of model families whose model cards ask for them; written to
@@ -219,18 +220,17 @@ static char *hub_any_snapshot(const char *repo_dir)
 static char *hub_main_snapshot(const char *repo_dir)
 {
     char *ref = kb_path_join(repo_dir, "refs/main"), *dir = NULL;
-    FILE *f = ref ? fopen(ref, "r") : NULL;
-    char commit[128];
-    if (f && fgets(commit, sizeof commit, f)) {
-        commit[strcspn(commit, " \r\n")] = '\0';
+    struct kb_buf commit = KB_BUF_INIT;
+    commit.max = 128;
+    if (ref && !kb_file_read_regular(&commit, ref, NULL) && commit.len) {
+        commit.data[strcspn(commit.data, " \r\n")] = '\0';
         struct kb_buf b = KB_BUF_INIT;
-        if (commit[0] && !strchr(commit, '/') && commit[0] != '.' &&
-            !kb_buf_printf(&b, "%s/snapshots/%s", repo_dir, commit))
+        if (commit.data[0] && !strchr(commit.data, '/') && commit.data[0] != '.' &&
+            !kb_buf_printf(&b, "%s/snapshots/%s", repo_dir, commit.data))
             dir = kb_buf_detach(&b);
         kb_buf_free(&b);
     }
-    if (f)
-        fclose(f);
+    kb_buf_free(&commit);
     free(ref);
     return dir;
 }

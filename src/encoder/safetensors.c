@@ -3,7 +3,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "util/file.h"
+#include "util/half.h"
 
 #define ST_MAX_TENSORS 1000000
 #define ST_MAX_INT ((double)((uint64_t)1 << 53))
@@ -198,16 +200,12 @@ int kb_safetensors_open(struct kb_safetensors *st, const char *path, const char 
                         struct kb_err *err)
 {
     memset(st, 0, sizeof *st);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return kb_err_set(err, errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "%s: %s", label,
-                          strerror(errno));
     struct stat sb;
-    int rc = 0;
+    int fd, rc = kb_file_open_regular(path, &fd, &sb, err);
     void *map = NULL;
-    if (fstat(fd, &sb) != 0) {
-        rc = kb_err_set(err, KB_EIO, "%s: %s", label, strerror(errno));
-        goto done;
+    if (rc) {
+        kb_err_prefix(err, label);
+        return rc;
     }
     if (sb.st_size < 8) {
         rc = kb_err_set(err, KB_EFORMAT, "%s: file is too short (%lld bytes) to hold a header",
@@ -256,32 +254,6 @@ const struct kb_st_tensor *kb_safetensors_find(const struct kb_safetensors *st,
     return bsearch(&key, st->tensors, st->n_tensors, sizeof key, st_cmp_name);
 }
 
-float kb_st_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t expo = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-    if (expo == 0x1f) {
-        bits = sign | 0x7f800000u | mant << 13;          /* inf, nan (payload kept) */
-    } else if (expo != 0) {
-        bits = sign | (expo + 112) << 23 | mant << 13;  /* normal: rebias 15 -> 127 */
-    } else {
-        float v = (float)mant * 0x1p-24f;              /* zero or subnormal: exact */
-        memcpy(&bits, &v, 4);
-        bits |= sign;
-    }
-    float out;
-    memcpy(&out, &bits, 4);
-    return out;
-}
-
-float kb_st_bf16_to_f32(uint16_t h)
-{
-    uint32_t bits = (uint32_t)h << 16;
-    float out;
-    memcpy(&out, &bits, 4);
-    return out;
-}
-
 int kb_safetensors_to_f32(const struct kb_st_tensor *t, float *out)
 {
     const uint8_t *p = t->data;
@@ -291,11 +263,11 @@ int kb_safetensors_to_f32(const struct kb_st_tensor *t, float *out)
         return 0;
     case KB_ST_F16:
         for (size_t i = 0; i < t->n_elems; i++)
-            out[i] = kb_st_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+            out[i] = kb_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         return 0;
     case KB_ST_BF16:
         for (size_t i = 0; i < t->n_elems; i++)
-            out[i] = kb_st_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+            out[i] = kb_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         return 0;
     default:
         return KB_EFORMAT;

@@ -64,7 +64,5 @@ const struct kb_st_tensor *kb_safetensors_find(const struct kb_safetensors *st,
  * nan included). Returns 0, or KB_EFORMAT for another dtype. */
 int kb_safetensors_to_f32(const struct kb_st_tensor *t, float *out);
 
-float kb_st_f16_to_f32(uint16_t h);
-float kb_st_bf16_to_f32(uint16_t h);
 
 #endif

@@ -3,7 +3,6 @@
 #include "encoder/wordpiece.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <utf8proc.h>
 
 #include "util/buf.h"
+#include "util/file.h"
 #include "util/path.h"
 #include "util/utf8.h"
 
@@ -58,6 +58,7 @@ struct kb_wordpiece {
     uint8_t added_first[256];    /* 1 when some added token starts with this byte */
     uint8_t ascii_class[128];
     char ascii_norm[128];        /* the byte an ASCII char becomes (lowercased) */
+    const char *file;            /* "tokenizer.json" or "vocab.txt": where the ids come from */
 };
 
 /* ---- vocabulary: arena + hash table ---------------------------------------------------------- */
@@ -186,33 +187,30 @@ static int32_t vocab_lookup(const struct kb_wordpiece *wp, const char *tok)
 
 /* ---- files ----------------------------------------------------------------------------------- */
 
+/* Reads a tokenizer file whole; a FIFO, device or folder in its place is refused unread
+ * (KB_EFORMAT "not a regular file"), as is one past WP_FILE_MAX (KB_ENOMEM). */
 static int read_file(char **out, size_t *out_len, const char *path, struct kb_err *err)
 {
     *out = NULL;
     struct kb_buf buf = KB_BUF_INIT;
     buf.max = WP_FILE_MAX;
-    int rc = kb_buf_read_file(&buf, path);
-    struct stat st;
-    if (rc == KB_ENOMEM && stat(path, &st) == 0 && (uint64_t)st.st_size > WP_FILE_MAX)
-        rc = kb_err_set(err, KB_ENOMEM, "%s: larger than %zu MiB", path, WP_FILE_MAX >> 20);
-    else if (rc == KB_ENOMEM)
-        rc = kb_err_set(err, KB_ENOMEM, "%s: out of memory", path);
-    else if (rc)
-        rc = kb_err_set(err, errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "%s: %s", path,
-                        strerror(errno));
+    int rc = kb_file_read_regular(&buf, path, err);
     size_t len = buf.len;
-    if (!rc && !(*out = kb_buf_detach(&buf)))
+    if (rc)
+        kb_err_prefix(err, path);
+    else if (!(*out = kb_buf_detach(&buf)))
         rc = kb_err_set(err, KB_ENOMEM, "%s: out of memory", path);
-    if (!rc)
+    else
         *out_len = len;
     kb_buf_free(&buf);
     return rc;
 }
 
+/* 1 when something is at path: a file, or what read_file refuses to read as one. */
 static int file_exists(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0;
 }
 
 /* vocab.txt: one token per line, id = line number (from 0); "\r\n" endings and a missing final
@@ -512,6 +510,7 @@ static int open_vocab_txt(struct kb_wordpiece *wp, const char *vocab_path, const
     struct vocab_builder vb = { KB_BUF_INIT, NULL, NULL, NULL, 0, 0 };
     char *data = NULL;
     size_t len = 0;
+    wp->file = "vocab.txt";
     int rc = read_file(&data, &len, vocab_path, err);
     if (rc < 0)
         goto done;
@@ -737,6 +736,7 @@ done:
 static int open_tokenizer_json(struct kb_wordpiece *wp, const char *path, struct kb_err *err)
 {
     cJSON *root = NULL;
+    wp->file = "tokenizer.json";
     int rc = parse_json_file(&root, path, err);
     if (rc < 0)
         return rc;
@@ -812,6 +812,11 @@ int32_t kb_wordpiece_special_id(const struct kb_wordpiece *wp, enum kb_wordpiece
 size_t kb_wordpiece_vocab_size(const struct kb_wordpiece *wp)
 {
     return wp->n_ids;
+}
+
+const char *kb_wordpiece_file(const struct kb_wordpiece *wp)
+{
+    return wp->file;
 }
 
 /* ---- encoding -------------------------------------------------------------------------------- */

@@ -72,6 +72,10 @@ const char *kb_wordpiece_token(const struct kb_wordpiece *wp, int32_t id);
 /* The id of a special token, or -1 when the vocabulary lacks it. */
 int32_t kb_wordpiece_special_id(const struct kb_wordpiece *wp, enum kb_wordpiece_special which);
 
+/* The number of ids: the largest id in the vocabulary (added tokens included) plus one. */
 size_t kb_wordpiece_vocab_size(const struct kb_wordpiece *wp);
+
+/* The file the vocabulary was read from: "tokenizer.json" or "vocab.txt". */
+const char *kb_wordpiece_file(const struct kb_wordpiece *wp);
 
 #endif

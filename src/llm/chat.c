@@ -2,6 +2,7 @@
  * that say what went wrong in one line. The API key only ever goes into one header. */
 #include "llm/llm_int.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,16 @@ struct chat_state {
 static void chat_log(const struct kb_llm_call *call, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Hands a line to the caller's log with the key masked in every spelling kb_llm_redact knows
+ * (a safety net: no line is built with the key in it). */
+static void chat_log_text(const struct kb_llm_call *call, int level, const char *text)
+{
+    struct kb_buf shown = KB_BUF_INIT;
+    if (call->on_log && !kb_llm_redact(&shown, text, strlen(text), call->key))
+        call->on_log(level, shown.data ? shown.data : "", call->payload);
+    kb_buf_free(&shown);
+}
+
 static void chat_log(const struct kb_llm_call *call, int level, const char *fmt, ...)
 {
     if (!call->on_log)
@@ -32,7 +43,7 @@ static void chat_log(const struct kb_llm_call *call, int level, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    call->on_log(level, line, call->payload);
+    chat_log_text(call, level, line);
 }
 
 /* Returns non-zero when the caller's callback asks to stop. */
@@ -55,42 +66,59 @@ static int chat_on_data(const char *data, size_t len, void *payload)
     return st->decode_rc ? 1 : 0;
 }
 
-static enum kb_llm_proto chat_proto(const char *backend)
-{
-    return !strcmp(backend, "ollama") ? KB_LLM_PROTO_OLLAMA
-           : !strcmp(backend, "anthropic") ? KB_LLM_PROTO_ANTHROPIC : KB_LLM_PROTO_OPENAI;
-}
-
-/* The request headers; hdr[0] holds the key (wiped by the caller) or is empty. */
+/* The request headers: the backend's Accept and extra header, and the key's header (the
+ * caller wipes `auth`). */
 static size_t chat_headers(struct kb_buf *auth, const char *headers[4],
                            const struct kb_llm_call *call)
 {
+    const struct kb_llm_backend *be = kb_llm_backend_find(call->cfg->backend);
     size_t n = 0;
-    const char *backend = call->cfg->backend;
     headers[n++] = "Content-Type: application/json";
-    if (!strcmp(backend, "anthropic")) {
-        headers[n++] = "anthropic-version: 2023-06-01";
-        if (call->key && !kb_buf_printf(auth, "x-api-key: %s", call->key))
-            headers[n++] = auth->data;
-    } else {
-        headers[n++] = !strcmp(backend, "ollama") ? "Accept: application/x-ndjson"
-                                                  : "Accept: text/event-stream";
-        if (call->key && !kb_buf_printf(auth, "Authorization: Bearer %s", call->key))
-            headers[n++] = auth->data;
-    }
+    if (be->extra_header)
+        headers[n++] = be->extra_header;
+    if (be->accept)
+        headers[n++] = be->accept;
+    if (call->key && !kb_buf_printf(auth, be->auth_header, call->key))
+        headers[n++] = auth->data;
     return n;
 }
 
-static const char *chat_key_hint(const char *backend)
+/* Where the key comes from, for the message when it is refused. */
+static void chat_key_hint(const char *backend, char *out, size_t size)
 {
-    return !strcmp(backend, "anthropic") ? "ANTHROPIC_API_KEY, KB_API_KEY or key_file"
-           : !strcmp(backend, "openai") ? "OPENAI_API_KEY, KB_API_KEY or key_file"
-                                        : "KB_API_KEY or key_file";
+    const struct kb_llm_backend *be = kb_llm_backend_find(backend);
+    snprintf(out, size, "%s%sKB_API_KEY or key_file", be && be->key_env ? be->key_env : "",
+             be && be->key_env ? ", " : "");
 }
 
-/* A failed attempt as one line on err; returns its status. */
-static int chat_fail(const struct kb_llm_call *call, const char *url,
-                     const struct kb_llm_http_res *res, int attempts, struct kb_err *err)
+/* What an HTTP status other than 2xx means (the table in README.md "Configuration"). Each
+ * status has exactly one meaning, and only CHAT_STATUS_RETRY is ever sent again. */
+enum chat_status_kind {
+    CHAT_STATUS_RETRY,     /* 408, 429, 5xx: again after a wait, up to max_retries; then
+                              KB_EUNAVAILABLE */
+    CHAT_STATUS_AUTH,      /* 401, 403: KB_EAUTH */
+    CHAT_STATUS_NOT_FOUND, /* 404: KB_ENOTFOUND (unknown model or wrong URL) */
+    CHAT_STATUS_REDIRECT,  /* 3xx: KB_ECONFIG; redirects are not followed on purpose */
+    CHAT_STATUS_REFUSED    /* any other (400, 402, 413, 422, 1xx, 600...): KB_ECONFIG with the
+                              server's message */
+};
+
+static enum chat_status_kind chat_status_kind(long st)
+{
+    if (st == 408 || st == 429 || (st >= 500 && st <= 599))
+        return CHAT_STATUS_RETRY;
+    if (st == 401 || st == 403)
+        return CHAT_STATUS_AUTH;
+    if (st == 404)
+        return CHAT_STATUS_NOT_FOUND;
+    if (st >= 300 && st <= 399)
+        return CHAT_STATUS_REDIRECT;
+    return CHAT_STATUS_REFUSED;
+}
+
+/* A failed attempt that came with no HTTP status, as one line on err; 0 when it had one. */
+static int chat_fail_transport(const struct kb_llm_call *call, const char *url,
+                               const struct kb_llm_http_res *res, struct kb_err *err)
 {
     const struct kb_llm_config *cfg = call->cfg;
     const char *b = cfg->backend;
@@ -118,22 +146,63 @@ static int chat_fail(const struct kb_llm_call *call, const char *url,
     if (res->transport_failed)
         return kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: unreachable (%s)", b, url,
                           res->message);
+    return 0;
+}
+
+/* A 3xx: kb stays where it was pointed, and says where the server points instead. */
+static int chat_fail_redirect(const struct kb_llm_call *call, const char *url,
+                              const struct kb_llm_http_res *res, const char *why,
+                              struct kb_err *err)
+{
+    const char *b = call->cfg->backend;
+    char *to = kb_llm_server_text(res->location, strlen(res->location), call->key);
+    int rc = to && *to
+        ? kb_err_set(err, KB_ECONFIG, "%s at %s: HTTP %ld: kb does not follow redirects; set url "
+                     "to the address the server gave: %s (%s)", b, url, res->status, to, why)
+        : kb_err_set(err, KB_ECONFIG, "%s at %s: HTTP %ld: a redirect without a Location, which "
+                     "kb would not follow anyway; set url to the backend's own address (%s)", b,
+                     url, res->status, why);
+    free(to);
+    return rc;
+}
+
+/* A failed attempt as one line on err; returns its status, never KB_ERROR. */
+static int chat_fail(const struct kb_llm_call *call, const char *url,
+                     const struct kb_llm_http_res *res, int attempts, struct kb_err *err)
+{
+    const struct kb_llm_config *cfg = call->cfg;
+    const char *b = cfg->backend;
+    int rc = chat_fail_transport(call, url, res, err);
+    if (rc)
+        return rc;
     char *text = kb_llm_error_text(res->error_body.data ? res->error_body.data : "",
                                    res->error_body.len, call->key);
     const char *why = text && *text ? text : "no message";
     long st = res->status;
-    int rc;
-    if (st == 401 || st == 403)
+    switch (chat_status_kind(st)) {
+    case CHAT_STATUS_RETRY:
+        rc = kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: HTTP %ld after %d attempt%s (%s)", b,
+                        url, st, attempts, attempts == 1 ? "" : "s", why);
+        break;
+    case CHAT_STATUS_AUTH: {
+        char hint[96];
+        chat_key_hint(b, hint, sizeof hint);
         rc = kb_err_set(err, KB_EAUTH, "%s at %s: HTTP %ld: the API key was refused (%s); "
-                        "check %s", b, url, st, why, chat_key_hint(b));
-    else if (st == 404)
+                        "check %s", b, url, st, why, hint);
+        break;
+    }
+    case CHAT_STATUS_NOT_FOUND:
         rc = kb_err_set(err, KB_ENOTFOUND, "%s at %s: HTTP 404: unknown model '%s' or wrong "
                         "URL (%s)", b, url, cfg->model, why);
-    else if (st == 429 || st >= 500)
-        rc = kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: HTTP %ld after %d attempts (%s)", b,
-                        url, st, attempts, why);
-    else
-        rc = kb_err_set(err, KB_ERROR, "%s at %s: HTTP %ld (%s)", b, url, st, why);
+        break;
+    case CHAT_STATUS_REDIRECT:
+        rc = chat_fail_redirect(call, url, res, why, err);
+        break;
+    case CHAT_STATUS_REFUSED:
+        rc = kb_err_set(err, KB_ECONFIG, "%s at %s: HTTP %ld: the request was refused (%s)", b,
+                        url, st, why);
+        break;
+    }
     free(text);
     return rc;
 }
@@ -160,32 +229,57 @@ static void chat_sleep(double seconds, const volatile int *cancel)
     }
 }
 
-/* One attempt; fills res and the decoder in st. Returns 0 when the stream completed. */
-static int chat_attempt(struct chat_state *st, struct kb_llm_http_req *req,
-                        struct kb_llm_http_res *res)
+/* What an attempt leaves to do. Kept apart from kb statuses, so no status can mean "again". */
+enum chat_step {
+    CHAT_STEP_DONE,   /* an answer, or a failure once the stream had begun: *rc says which */
+    CHAT_STEP_RETRY,  /* no answer, and the HTTP status says another attempt may get one */
+    CHAT_STEP_FAILED  /* no answer, and another attempt would fail the same way */
+};
+
+/* One attempt; fills res and the decoder in st. */
+static enum chat_step chat_attempt(struct chat_state *st, struct kb_llm_http_req *req,
+                                   struct kb_llm_http_res *res, int *rc)
 {
     kb_llm_decoder_free(&st->dec);
-    kb_llm_decoder_init(&st->dec, chat_proto(st->call->cfg->backend), chat_on_token, st);
+    kb_llm_decoder_init(&st->dec, kb_llm_backend_find(st->call->cfg->backend)->proto,
+                        chat_on_token, st);
     kb_buf_reset(st->answer);
     st->decode_rc = 0;
     st->first_token_ms = -1;
     req->token_progress = &st->dec.n_emitted;
-    int rc = kb_llm_http_post(req, res);
-    if (!st->decode_rc && (rc || res->status < 200 || res->status > 299))
-        return -1;
-    rc = st->decode_rc ? st->decode_rc : kb_llm_decoder_finish(&st->dec, st->err);
-    if (rc && rc != KB_ECANCELED) {
+    int posted = kb_llm_http_post(req, res);
+    if (!st->decode_rc && (posted || res->status < 200 || res->status > 299))
+        return !res->transport_failed && res->abort == KB_LLM_ABORT_NONE &&
+               st->dec.n_emitted == 0 && chat_status_kind(res->status) == CHAT_STATUS_RETRY
+                   ? CHAT_STEP_RETRY : CHAT_STEP_FAILED;
+    *rc = st->decode_rc ? st->decode_rc : kb_llm_decoder_finish(&st->dec, st->err);
+    if (*rc && *rc != KB_ECANCELED) {
         char prefix[600];
         snprintf(prefix, sizeof prefix, "%s at %s", st->call->cfg->backend, req->url);
         kb_err_prefix(st->err, prefix);
     }
-    return rc;
+    return CHAT_STEP_DONE;
 }
 
-static int chat_retryable(const struct chat_state *st, const struct kb_llm_http_res *res)
+/* Attempts until one answers or fails for good: 1 + max_retries of them at most. */
+static int chat_attempts(struct chat_state *st, struct kb_llm_http_req *req,
+                         struct kb_llm_http_res *res, struct kb_llm_chat_stats *stats)
 {
-    return !res->transport_failed && res->abort == KB_LLM_ABORT_NONE && !st->decode_rc &&
-           st->dec.n_emitted == 0 && (res->status == 429 || res->status >= 500);
+    const struct kb_llm_call *call = st->call;
+    for (unsigned attempt = 0;; attempt++) {
+        int rc = 0;
+        kb_llm_http_res_free(res);
+        enum chat_step step = chat_attempt(st, req, res, &rc);
+        stats->attempts = (int)attempt + 1;
+        if (step == CHAT_STEP_DONE)
+            return rc;
+        if (step == CHAT_STEP_FAILED || attempt >= call->cfg->max_retries)
+            return chat_fail(call, req->url, res, stats->attempts, st->err);
+        double delay = kb_llm_retry_delay_s(res->retry_after_s, (int)attempt);
+        chat_log(call, 1, "HTTP %ld from %s; retrying in %.1f s%s", res->status, req->url,
+                 delay, res->retry_after_s >= 0 ? " (Retry-After)" : "");
+        chat_sleep(delay, call->cancel);
+    }
 }
 
 static void chat_log_request(const struct kb_llm_call *call, const char *url, const char *body,
@@ -198,8 +292,7 @@ static void chat_log_request(const struct kb_llm_call *call, const char *url, co
         chat_log(call, 2, "header %.*s: %s", (int)(colon - headers[i]), headers[i],
                  secret ? "***" : colon + 2);
     }
-    if (call->on_log)
-        call->on_log(2, body, call->payload);
+    chat_log_text(call, 2, body);
 }
 
 int kb_llm_chat(const struct kb_llm_call *call, struct kb_buf *answer,
@@ -216,22 +309,10 @@ int kb_llm_chat(const struct kb_llm_call *call, struct kb_buf *answer,
                                    cfg->first_token_timeout_ms, cfg->stall_timeout_ms,
                                    KB_LLM_MAX_REPLY, NULL, chat_on_data, &st, call->cancel };
     struct kb_llm_http_res res = { 0 };
-    int rc = !url || !body ? kb_err_set(err, KB_ENOMEM, "out of memory") : -1;
-    if (rc == -1)
+    int rc = !url || !body ? kb_err_set(err, KB_ENOMEM, "out of memory") : 0;
+    if (!rc) {
         chat_log_request(call, url, body, headers, n_headers);
-    for (int attempt = 0; rc == -1; attempt++) {
-        kb_llm_http_res_free(&res);
-        rc = chat_attempt(&st, &req, &res);
-        stats->attempts = attempt + 1;
-        if (rc == -1 && chat_retryable(&st, &res) && (unsigned)attempt < cfg->max_retries) {
-            double delay = kb_llm_retry_delay_s(res.retry_after_s, attempt);
-            chat_log(call, 1, "HTTP %ld from %s; retrying in %.1f s%s", res.status, url, delay,
-                     res.retry_after_s >= 0 ? " (Retry-After)" : "");
-            chat_sleep(delay, call->cancel);
-            continue;
-        }
-        if (rc == -1)
-            rc = chat_fail(call, url, &res, attempt + 1, err);
+        rc = chat_attempts(&st, &req, &res, stats);
     }
     stats->first_token_ms = st.first_token_ms;
     stats->total_ms = kb_llm_now_ms() - st.start_ms;

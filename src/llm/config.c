@@ -1,4 +1,5 @@
 /* config.c — LLM settings from the config file, the environment and options; API keys. */
+#include "llm/backend.h"
 #include "llm/llm.h"
 #include "util/path.h"
 
@@ -14,14 +15,6 @@
 #define CONFIG_MAX_BYTES ((size_t)1 << 20)
 #define CONFIG_MAX_KEY_BYTES 16384
 
-static const struct {
-    const char *name;
-    const char *url;
-} config_backends[] = {
-    { "openai", "https://api.openai.com/v1" },
-    { "ollama", "http://localhost:11434" },
-    { "anthropic", "https://api.anthropic.com" },
-};
 
 enum config_kind { CONFIG_STR, CONFIG_COUNT, CONFIG_SECONDS };
 
@@ -39,6 +32,7 @@ static const struct config_key config_keys[] = {
     { "model", "KB_LLM_MODEL", CONFIG_STR, CONFIG_AT(model) },
     { "template", "KB_LLM_TEMPLATE", CONFIG_STR, CONFIG_AT(template_name) },
     { "key_file", "KB_LLM_KEY_FILE", CONFIG_STR, CONFIG_AT(key_file) },
+    { "chat_format", "KB_LLM_CHAT_FORMAT", CONFIG_STR, CONFIG_AT(chat_format) },
     { "context_window", "KB_LLM_CONTEXT_WINDOW", CONFIG_COUNT, CONFIG_AT(context_window) },
     { "max_answer_tokens", "KB_LLM_MAX_TOKENS", CONFIG_COUNT, CONFIG_AT(max_answer_tokens) },
     { "connect_timeout", "KB_LLM_CONNECT_TIMEOUT", CONFIG_SECONDS, CONFIG_AT(connect_timeout_ms) },
@@ -103,14 +97,9 @@ static int config_set(struct kb_llm_config *cfg, const struct config_key *key, c
         return kb_err_set(err, KB_ENOMEM, "out of memory");
     free(*(char **)field);
     *(char **)field = copy;
-    if (!strcmp(key->name, "backend")) {
-        for (size_t i = 0; i < sizeof config_backends / sizeof *config_backends; i++)
-            if (!strcmp(copy, config_backends[i].name))
-                return 0;
-        return kb_err_set(err, KB_ECONFIG,
-                          "%s: unknown backend '%s' (expected openai, ollama or anthropic)",
-                          where, copy);
-    }
+    if (!strcmp(key->name, "backend") && !kb_llm_backend_find(copy))
+        return kb_err_set(err, KB_ECONFIG, "%s: unknown backend '%s' (expected %s)", where,
+                          copy, kb_llm_backend_list());
     return 0;
 }
 
@@ -149,11 +138,10 @@ static int config_line(struct kb_llm_config *cfg, char *line, const char *where,
             return kb_err_set(err, KB_ECONFIG, "%s: expected [section]", where);
         *close = '\0';
         snprintf(section, section_size, "%s", config_trim(line + 1));
-        for (size_t i = 0; i < sizeof config_backends / sizeof *config_backends; i++)
-            if (!strcmp(section, config_backends[i].name))
-                return 0;
-        return kb_err_set(err, KB_ECONFIG, "%s: unknown section [%s] (expected a backend name)",
-                          where, section);
+        if (kb_llm_backend_find(section))
+            return 0;
+        return kb_err_set(err, KB_ECONFIG, "%s: unknown section [%s] (expected a backend name: "
+                          "%s)", where, section, kb_llm_backend_list());
     }
     char *eq = strchr(line, '=');
     if (!eq)
@@ -245,10 +233,10 @@ static int config_finish(struct kb_llm_config *cfg, struct kb_err *err)
 {
     if (!cfg->backend || cfg->url)
         return 0;
-    for (size_t i = 0; i < sizeof config_backends / sizeof *config_backends; i++)
-        if (!strcmp(cfg->backend, config_backends[i].name))
-            cfg->url = strdup(config_backends[i].url);
-    return cfg->url ? 0 : kb_err_set(err, KB_ENOMEM, "out of memory");
+    const struct kb_llm_backend *be = kb_llm_backend_find(cfg->backend);
+    if (be && !(cfg->url = strdup(be->default_url)))
+        return kb_err_set(err, KB_ENOMEM, "out of memory");
+    return 0;
 }
 
 int kb_llm_config_load(struct kb_llm_config *cfg, const kb_ask_options *opts,
@@ -281,6 +269,8 @@ int kb_llm_config_load(struct kb_llm_config *cfg, const kb_ask_options *opts,
         rc = config_apply_opt(cfg, "model", opts->model, err);
     if (!rc)
         rc = config_apply_opt(cfg, "template", opts->template_name, err);
+    if (!rc && opts->version >= 2)
+        rc = config_apply_opt(cfg, "chat_format", opts->chat_format, err);
     if (!rc) {
         config_apply_counts(cfg, opts);
         rc = config_finish(cfg, err);
@@ -299,6 +289,7 @@ void kb_llm_config_free(struct kb_llm_config *cfg)
     free(cfg->model);
     free(cfg->template_name);
     free(cfg->key_file);
+    free(cfg->chat_format);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -335,10 +326,9 @@ int kb_llm_key_load(char **out, const struct kb_llm_config *cfg, struct kb_err *
 {
     *out = NULL;
     const char *v = getenv("KB_API_KEY");
-    if ((!v || !*v) && cfg->backend && !strcmp(cfg->backend, "openai"))
-        v = getenv("OPENAI_API_KEY");
-    if ((!v || !*v) && cfg->backend && !strcmp(cfg->backend, "anthropic"))
-        v = getenv("ANTHROPIC_API_KEY");
+    const struct kb_llm_backend *be = kb_llm_backend_find(cfg->backend);
+    if ((!v || !*v) && be && be->key_env)
+        v = getenv(be->key_env);
     if (v && *v) {
         *out = strdup(v);
         return *out ? 0 : kb_err_set(err, KB_ENOMEM, "out of memory");

@@ -74,19 +74,42 @@ double kb_llm_retry_after_parse(const char *value, time_t now)
     return when > now ? difftime(when, now) : 0;
 }
 
-/* Reads Retry-After (delay-seconds or an HTTP-date) into res->retry_after_s. */
+/* The value in a header line (libcurl passes "Name: value\r\n") when the header is `name`
+ * (lower case, colon included), without the spaces around it; NULL for another header. */
+static const char *http_header_value(const char *line, size_t len, const char *name,
+                                     size_t *value_len)
+{
+    size_t n = strlen(name);
+    if (len < n || strncasecmp(line, name, n))
+        return NULL;
+    const char *v = line + n, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+        end--;
+    *value_len = (size_t)(end - v);
+    return v;
+}
+
+/* Reads Retry-After (delay-seconds or an HTTP-date) into res->retry_after_s and Location into
+ * res->location. */
 static size_t http_on_header(char *line, size_t size, size_t n, void *payload)
 {
     struct http_xfer *x = payload;
-    size_t len = size * n;
-    static const char name[] = "retry-after:";
-    if (len > sizeof name - 1 && len < 128 && !strncasecmp(line, name, sizeof name - 1)) {
+    size_t len = size * n, vlen;
+    const char *v;
+    if ((v = http_header_value(line, len, "retry-after:", &vlen)) && vlen < 128) {
         char value[128];
-        memcpy(value, line + sizeof name - 1, len - (sizeof name - 1));
-        value[len - (sizeof name - 1)] = '\0';
+        memcpy(value, v, vlen);
+        value[vlen] = '\0';
         double s = kb_llm_retry_after_parse(value, time(NULL));
         if (s >= 0)
             x->res->retry_after_s = s;
+    } else if ((v = http_header_value(line, len, "location:", &vlen))) {
+        char *loc = x->res->location;
+        size_t keep = vlen < sizeof x->res->location - 1 ? vlen : sizeof x->res->location - 1;
+        memcpy(loc, v, keep);
+        loc[keep] = '\0';
     }
     return len;
 }

@@ -14,11 +14,12 @@
 
 /* The resolved settings for one request. Strings are malloc'ed (NULL when unset). */
 struct kb_llm_config {
-    char *backend;          /* "openai", "ollama", "anthropic"; NULL = none configured */
+    char *backend;          /* a row of backend.h ("openai", ..., "local"); NULL = none */
     char *url;              /* base URL */
     char *model;
     char *template_name;
     char *key_file;         /* path from the config file, "~/" expanded */
+    char *chat_format;      /* local: chatml, llama3, llama3.2; NULL = the model's template */
     unsigned context_window, max_answer_tokens;
     unsigned connect_timeout_ms, first_token_timeout_ms, stall_timeout_ms;
     unsigned max_retries;   /* retries after 429/5xx */

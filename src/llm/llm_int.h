@@ -4,6 +4,7 @@
 
 #include <time.h>
 
+#include "llm/backend.h"
 #include "llm/llm.h"
 
 /* ---- stream.c: incremental parsers, safe for input split at any byte ---- */
@@ -24,11 +25,6 @@ struct kb_llm_sse {
     int has_data;
 };
 
-enum kb_llm_proto {
-    KB_LLM_PROTO_OPENAI = 1,   /* SSE of chat.completion.chunk, ends with data: [DONE] */
-    KB_LLM_PROTO_OLLAMA,       /* NDJSON of /api/chat records, ends with "done": true */
-    KB_LLM_PROTO_ANTHROPIC     /* SSE of Messages events, ends with message_stop */
-};
 
 /* Turns a backend's streamed reply into answer text. Text reaches on_token only as complete
  * UTF-8: an incomplete sequence at the end of a delta waits for the next one. */
@@ -58,10 +54,6 @@ int kb_llm_decoder_feed(struct kb_llm_decoder *dec, const char *data, size_t len
 int kb_llm_decoder_finish(struct kb_llm_decoder *dec, struct kb_err *err);
 void kb_llm_decoder_free(struct kb_llm_decoder *dec);
 
-/* The length of the longest prefix of text[0..len) that does not end inside a UTF-8
- * sequence. */
-size_t kb_llm_utf8_complete(const char *text, size_t len);
-
 /* ---- template.c ---- */
 
 /* Appends the [system] (user = 0) or [user] part with {{question}}, {{context}} and
@@ -77,8 +69,19 @@ char *kb_llm_request_url(const struct kb_llm_config *cfg);
 char *kb_llm_request_body(const struct kb_llm_config *cfg, const kb_message *messages,
                           size_t n_messages);
 /* The server's error text from an error reply body (JSON "error.message", "error", or the
- * first line), with `key` replaced by "***" and control characters dropped. Caller frees. */
+ * first line), as kb_llm_server_text gives it. Caller frees; NULL when out of memory. */
 char *kb_llm_error_text(const char *body, size_t len, const char *key);
+/* Text from a server (an error message, a header value) fit to quote in one line: every
+ * spelling of `key` masked (kb_llm_redact), control characters dropped (tab and newline become
+ * spaces), cut to 300 bytes of whole UTF-8 characters. Caller frees; NULL when out of memory. */
+char *kb_llm_server_text(const char *text, size_t len, const char *key);
+
+/* ---- redact.c ---- */
+
+/* Appends text[0..len) to out with every spelling of `key` that redact.c lists (the bytes
+ * themselves, percent-encoded, JSON-escaped, base64) replaced by "***". A NULL or empty key
+ * masks nothing. Returns 0 or KB_ENOMEM. */
+int kb_llm_redact(struct kb_buf *out, const char *text, size_t len, const char *key);
 
 /* ---- http.c ---- */
 
@@ -115,6 +118,7 @@ struct kb_llm_http_res {
     int connect_timed_out;     /* of those: no connection within connect_timeout_ms */
     int tls_refused;           /* of those: the server's TLS certificate did not verify */
     char message[256];         /* libcurl's description of a transport failure */
+    char location[1024];       /* the Location header (a 3xx names where to go), or "" */
 };
 
 /* One POST. Returns 0 when a reply status arrived and the body was read to its end (any

@@ -1,5 +1,6 @@
-/* prompt.c — renders retrieved passages into chat messages within a token budget: merge
- * neighbouring chunks, drop (near-)duplicates, quote passages so they stay data. */
+/* prompt.c — renders retrieved passages into chat messages within a token budget, filled in
+ * rank order: merge neighbouring chunks, drop (near-)duplicates, shorten the passage that
+ * does not fit, quote passages so they stay data. */
 #include "llm/llm_int.h"
 
 #include <ctype.h>
@@ -10,6 +11,10 @@
 
 #define PROMPT_MESSAGE_OVERHEAD 4   /* tokens a chat format spends per message */
 #define PROMPT_NEAR_DUPLICATE 0.8   /* share of a passage's word 3-grams already sent */
+#define PROMPT_MIN_SHORTENED 192    /* bytes of text below which a cut passage is not sent */
+#define PROMPT_SHORTENED_MARK " [\xE2\x80\xA6]" /* " […]" ends a passage cut short */
+#define PROMPT_NOTE_SHORTENED "shortened to fit the token budget"
+#define PROMPT_NOTE_OVER "over the token budget"
 
 /* A passage being assembled: one hit, or neighbouring hits of one section merged. */
 struct prompt_cand {
@@ -21,7 +26,7 @@ struct prompt_cand {
     struct kb_buf text;
     uint64_t *grams;                /* sorted hashes of word 3-grams */
     size_t n_grams;
-    const char *note;               /* non-NULL: left out, and why */
+    const char *note;               /* non-NULL: left out and why, or placed but shortened */
     int number;                     /* [number] in the prompt; 0 until placed */
 };
 
@@ -166,9 +171,11 @@ static int prompt_merge_location(struct prompt_cand *c, const kb_result *r)
 
 /* ---- assembling passages ---- */
 
+/* Whether hit r belongs to placed passage c: same section, lines next to or inside it. A
+ * shortened passage takes no more. */
 static int prompt_neighbour(const struct prompt_cand *c, const kb_result *r)
 {
-    return !c->note && !strcmp(c->best->path, r->path) &&
+    return c->number && !c->note && !strcmp(c->best->path, r->path) &&
            !strcmp(c->best->heading_path, r->heading_path) &&
            r->line_start <= c->line_end + 2 && r->line_end + 2 >= c->line_start;
 }
@@ -211,11 +218,11 @@ static int prompt_merge(struct prompt_cand *c, const kb_result *r)
     return 0;
 }
 
-/* Sets c->note when c repeats a passage kept earlier. */
+/* Sets c->note when c repeats a passage placed earlier. */
 static void prompt_dedupe(struct prompt_cand *c, const struct prompt_cand *kept, size_t n_kept)
 {
     for (size_t i = 0; i < n_kept && !c->note; i++) {
-        if (kept[i].note)
+        if (!kept[i].number)
             continue;
         if (c->text.len == kept[i].text.len &&
             !memcmp(c->text.data, kept[i].text.data, c->text.len))
@@ -223,40 +230,6 @@ static void prompt_dedupe(struct prompt_cand *c, const struct prompt_cand *kept,
         else if (prompt_contained(c, &kept[i]) >= PROMPT_NEAR_DUPLICATE)
             c->note = "near-duplicate";
     }
-}
-
-/* Hits (best first) -> candidates: neighbours merged into the better one, repeats marked. */
-static int prompt_candidates(struct prompt_cand *cands, size_t *n_cands,
-                             const kb_result *const *hits, size_t n_hits)
-{
-    size_t n = 0;
-    for (size_t h = 0; h < n_hits; h++) {
-        const kb_result *r = hits[h];
-        size_t into = n;
-        for (size_t i = 0; i < n && into == n; i++)
-            if (prompt_neighbour(&cands[i], r))
-                into = i;
-        if (into < n) {
-            if (prompt_merge(&cands[into], r))
-                return KB_ENOMEM;
-            continue;
-        }
-        struct prompt_cand *c = &cands[n++];
-        *n_cands = n;
-        c->best = r;
-        c->byte_start = r->byte_start;
-        c->byte_end = r->byte_end;
-        c->line_start = r->line_start;
-        c->line_end = r->line_end;
-        c->page_start = r->page;
-        c->page_end = prompt_last_page(r);
-        if (kb_buf_puts(&c->location, r->location ? r->location : "") ||
-            kb_buf_puts(&c->text, r->text))
-            return KB_ENOMEM;
-        prompt_grams(c);
-        prompt_dedupe(c, cands, n - 1);
-    }
-    return 0;
 }
 
 /* ---- quoting ---- */
@@ -374,29 +347,200 @@ static int prompt_history(struct kb_buf *out, size_t *n_used, const kb_message *
     return rc ? KB_ENOMEM : 0;
 }
 
-/* Places passages best-first while they fit in `left` tokens; the rest get a note. */
-static int prompt_fit(struct kb_buf *context, struct prompt_cand *cands, size_t n, size_t left)
+/* ---- placing passages within the budget, in rank order ---- */
+
+/* *cost = the tokens passage c takes in the context as [number], separator included. */
+static int prompt_passage_cost(size_t *cost, const struct prompt_cand *c, int number,
+                       struct kb_buf *scratch)
 {
-    struct kb_buf one = KB_BUF_INIT;
-    int number = 0, rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        if (cands[i].note)
-            continue;
-        kb_buf_reset(&one);
-        if ((rc = prompt_passage(&one, number + 1, &cands[i])))
-            break;
-        size_t cost = kb_llm_estimate_tokens(one.len + 2);
-        if (cost > left) {
-            cands[i].note = "over the token budget";
-            continue;
-        }
-        left -= cost;
-        cands[i].number = ++number;
-        rc = (context->len && kb_buf_puts(context, "\n\n")) || kb_buf_puts(context, one.data);
+    kb_buf_reset(scratch);
+    int rc = prompt_passage(scratch, number, c);
+    *cost = kb_llm_estimate_tokens(scratch->len + 2);
+    return rc;
+}
+
+/* A new passage of hit r alone. */
+static int prompt_start(struct prompt_cand *c, const kb_result *r)
+{
+    c->best = r;
+    c->byte_start = r->byte_start;
+    c->byte_end = r->byte_end;
+    c->line_start = r->line_start;
+    c->line_end = r->line_end;
+    c->page_start = r->page;
+    c->page_end = prompt_last_page(r);
+    if (kb_buf_puts(&c->location, r->location ? r->location : "") ||
+        kb_buf_puts(&c->text, r->text))
+        return KB_ENOMEM;
+    prompt_grams(c);
+    return 0;
+}
+
+static void prompt_cand_free(struct prompt_cand *c)
+{
+    kb_buf_free(&c->text);
+    kb_buf_free(&c->location);
+    free(c->grams);
+}
+
+/* Merges hit r into placed passage c when the grown passage still fits the `*left` tokens
+ * (*merged = 1, *left less the growth); else c stays as it was (*merged = 0). */
+static int prompt_grow(struct prompt_cand *c, const kb_result *r, size_t *left, int *merged,
+                       struct kb_buf *scratch)
+{
+    struct prompt_cand trial = *c;
+    size_t before, after;
+    trial.text = (struct kb_buf)KB_BUF_INIT;
+    trial.location = (struct kb_buf)KB_BUF_INIT;
+    trial.grams = NULL;
+    trial.n_grams = 0;
+    *merged = 0;
+    int rc = kb_buf_puts(&trial.text, c->text.data ? c->text.data : "") ||
+                     kb_buf_puts(&trial.location, c->location.data ? c->location.data : "")
+                 ? KB_ENOMEM
+                 : 0;
+    if (!rc)
+        rc = prompt_merge(&trial, r);
+    if (!rc)
+        rc = prompt_passage_cost(&before, c, c->number, scratch) ||
+                     prompt_passage_cost(&after, &trial, c->number, scratch)
+                 ? KB_ENOMEM
+                 : 0;
+    if (rc || after > before + *left) {
+        prompt_cand_free(&trial);
+        return rc;
     }
-    if (!rc && number == 0)
+    *left = *left + before - after;
+    prompt_cand_free(c);
+    *c = trial;
+    *merged = 1;
+    return 0;
+}
+
+/* The length of the longest prefix of text (strlen > max) of at most `max` bytes that ends a
+ * line or a sentence, else a word; trailing white space not counted. 0 when there is none. */
+static size_t prompt_cut(const char *text, size_t max)
+{
+    size_t word = 0, keep = 0;
+    for (size_t i = max; i > 0 && !keep; i--) {
+        char prev = text[i - 1], next = text[i];
+        if (prev == '\n' || (strchr(".!?", prev) && isspace((unsigned char)next)))
+            keep = i;
+        else if (!word && isspace((unsigned char)next))
+            word = i;
+    }
+    keep = keep ? keep : word;
+    while (keep > 0 && isspace((unsigned char)text[keep - 1]))
+        keep--;
+    return keep;
+}
+
+/* Cuts passage c, about to be [number], to what fits in `left` tokens, at a line or sentence
+ * end, marked; *fits = 0 (c unchanged) when less than PROMPT_MIN_SHORTENED bytes would. */
+static int prompt_shorten(struct prompt_cand *c, int number, size_t left, size_t *cost,
+                          int *fits, struct kb_buf *scratch)
+{
+    char *whole = strdup(c->text.data ? c->text.data : "");
+    size_t whole_len = whole ? strlen(whole) : 0, empty;
+    *fits = 0;
+    kb_buf_reset(&c->text);
+    int rc = whole ? prompt_passage_cost(&empty, c, number, scratch) : KB_ENOMEM;
+    /* The passage costs (bytes + 4) / 3 tokens: its text may have 3 * left - 2 bytes less the
+     * delimiter's and the mark's; quoting can add a few, found by measuring. */
+    size_t fixed = scratch->len + 2 + sizeof PROMPT_SHORTENED_MARK - 1;
+    size_t max = 3 * left > fixed ? 3 * left - fixed : 0;
+    max = max < whole_len ? max : (whole_len ? whole_len - 1 : 0);
+    while (!rc && !*fits && max >= PROMPT_MIN_SHORTENED) {
+        size_t keep = prompt_cut(whole, max);
+        if (keep < PROMPT_MIN_SHORTENED)
+            break;
+        kb_buf_reset(&c->text);
+        rc = kb_buf_append(&c->text, whole, keep) || kb_buf_puts(&c->text, PROMPT_SHORTENED_MARK)
+                 ? KB_ENOMEM
+                 : prompt_passage_cost(cost, c, number, scratch);
+        *fits = !rc && *cost <= left;
+        if (*fits) {
+            uint32_t lines = 0;
+            for (size_t i = 0; i < keep; i++)
+                lines += whole[i] == '\n';
+            c->line_end = c->line_start + lines < c->line_end ? c->line_start + lines : c->line_end;
+            c->note = PROMPT_NOTE_SHORTENED;
+        }
+        max = keep - 1;
+    }
+    if (!rc && !*fits) {
+        kb_buf_reset(&c->text);
+        rc = kb_buf_puts(&c->text, whole) ? KB_ENOMEM : 0;
+    }
+    free(whole);
+    return rc;
+}
+
+/* Places passage c as [number] if it fits the `*left` tokens, else shortened to fit, else
+ * notes it as left out. */
+static int prompt_admit(struct prompt_cand *c, int number, size_t *left, struct kb_buf *scratch)
+{
+    size_t cost;
+    int fits = 1, rc = prompt_passage_cost(&cost, c, number, scratch);
+    if (!rc && cost > *left)
+        rc = prompt_shorten(c, number, *left, &cost, &fits, scratch);
+    if (rc)
+        return rc;
+    if (!fits) {
+        c->note = PROMPT_NOTE_OVER;
+        return 0;
+    }
+    c->number = number;
+    *left -= cost;
+    return 0;
+}
+
+/* Hits (best first) -> passages within `left` tokens, in rank order so that no passage is
+ * left out for a worse one: a hit next to a placed passage of its section grows it if the
+ * grown passage fits (else it is left out); any other is a passage of its own, left out when
+ * it repeats one placed, else placed whole, or shortened to what is left, or left out. */
+static int prompt_place(struct prompt_cand *cands, size_t *n_cands,
+                        const kb_result *const *hits, size_t n_hits, size_t left)
+{
+    struct kb_buf scratch = KB_BUF_INIT;
+    int number = 0, rc = 0;
+    for (size_t h = 0; h < n_hits && !rc; h++) {
+        int neighbour = 0, merged = 0;
+        for (size_t i = 0; i < *n_cands && !merged && !rc; i++) {
+            if (!prompt_neighbour(&cands[i], hits[h]))
+                continue;
+            neighbour = 1;
+            rc = prompt_grow(&cands[i], hits[h], &left, &merged, &scratch);
+        }
+        if (rc || merged)
+            continue;
+        struct prompt_cand *c = &cands[(*n_cands)++];
+        rc = prompt_start(c, hits[h]);
+        if (!rc && neighbour)
+            c->note = PROMPT_NOTE_OVER;
+        if (!rc)
+            prompt_dedupe(c, cands, *n_cands - 1);
+        if (!rc && !c->note)
+            rc = prompt_admit(c, number + 1, &left, &scratch);
+        number += !rc && c->number;
+    }
+    kb_buf_free(&scratch);
+    return rc;
+}
+
+/* The placed passages, in the order of their numbers. */
+static int prompt_context(struct kb_buf *context, const struct prompt_cand *cands, size_t n)
+{
+    int rc = 0, placed = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!cands[i].number)
+            continue;
+        if (placed++ && kb_buf_puts(context, "\n\n"))
+            return KB_ENOMEM;
+        rc = prompt_passage(context, cands[i].number, &cands[i]);
+    }
+    if (!rc && !placed)
         rc = kb_buf_puts(context, "(no passages were found for this question)");
-    kb_buf_free(&one);
     return rc ? KB_ENOMEM : 0;
 }
 
@@ -456,15 +600,15 @@ int kb_llm_prompt_render(kb_prompt_result *out, const struct kb_llm_render *in,
     struct kb_buf msgs[2] = { KB_BUF_INIT, KB_BUF_INIT }, context = KB_BUF_INIT,
                   history = KB_BUF_INIT;
     size_t n = 0, budget = in->context_window - in->max_tokens, history_used = 0;
-    int rc = cands ? prompt_candidates(cands, &n, in->hits, in->n_hits) : KB_ENOMEM;
-    if (!rc)
-        rc = prompt_messages(msgs, in, "", "");
+    int rc = cands ? prompt_messages(msgs, in, "", "") : KB_ENOMEM;
     size_t fixed = prompt_total(msgs), left = budget > fixed ? budget - fixed : 0;
     if (!rc)
         rc = prompt_history(&history, &history_used, in->history, in->n_history, left / 4);
     left -= left > kb_llm_estimate_tokens(history.len) ? kb_llm_estimate_tokens(history.len) : left;
     if (!rc)
-        rc = prompt_fit(&context, cands, n, left);
+        rc = prompt_place(cands, &n, in->hits, in->n_hits, left);
+    if (!rc)
+        rc = prompt_context(&context, cands, n);
     if (!rc)
         rc = prompt_messages(msgs, in, context.data, history.data ? history.data : "");
     if (!rc) {
@@ -473,11 +617,8 @@ int kb_llm_prompt_render(kb_prompt_result *out, const struct kb_llm_render *in,
         out->history_used = history_used;
         rc = prompt_output(out, msgs, cands, n);
     }
-    for (size_t i = 0; i < n; i++) {
-        kb_buf_free(&cands[i].text);
-        kb_buf_free(&cands[i].location);
-        free(cands[i].grams);
-    }
+    for (size_t i = 0; i < n; i++)
+        prompt_cand_free(&cands[i]);
     free(cands);
     kb_buf_free(&msgs[0]);
     kb_buf_free(&msgs[1]);

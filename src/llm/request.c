@@ -1,7 +1,10 @@
-/* request.c — what each backend is sent (endpoint, JSON body) and how its errors read. */
+/* request.c — what a backend is sent (endpoint, JSON body, from its row in backend.h) and how
+ * its errors read. */
 #include "llm/llm_int.h"
+#include "util/utf8.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,22 +14,45 @@ static int request_ends_with(const char *s, size_t len, const char *tail)
     return len >= n && !memcmp(s + len - n, tail, n);
 }
 
+/* Whether the base URL's path ends in an API version: a last segment "v" digits [letters
+ * digits] ("/v1", "/api/v1", "/compatibility/v1", "/v1beta", "/v2alpha1"), or "/openai" after
+ * one (Gemini's "/v1beta/openai"). */
+static int request_versioned(const char *base, size_t len)
+{
+    const char *host = strstr(base, "://");
+    size_t start = host ? (size_t)(host + 3 - base) : 0, seg = len;
+    while (seg > start && base[seg - 1] != '/')
+        seg--;
+    if (seg <= start || seg == len)
+        return 0; /* no path after the host */
+    if (request_ends_with(base, len, "/openai"))
+        return request_versioned(base, seg - 1);
+    size_t i = seg + 1;
+    if (base[seg] != 'v' || i >= len || !isdigit((unsigned char)base[i]))
+        return 0;
+    while (i < len && isdigit((unsigned char)base[i]))
+        i++;
+    while (i < len && islower((unsigned char)base[i]))
+        i++;
+    while (i < len && isdigit((unsigned char)base[i]))
+        i++;
+    return i == len;
+}
+
 char *kb_llm_request_url(const struct kb_llm_config *cfg)
 {
+    const struct kb_llm_backend *be = kb_llm_backend_find(cfg->backend);
     const char *base = cfg->url ? cfg->url : "";
     size_t len = strlen(base);
     while (len > 0 && base[len - 1] == '/')
         len--;
-    const char *add;
-    if (!strcmp(cfg->backend, "ollama"))
-        add = request_ends_with(base, len, "/api/chat") ? "" : "/api/chat";
-    else if (!strcmp(cfg->backend, "anthropic"))
-        add = request_ends_with(base, len, "/v1/messages") ? ""
-              : request_ends_with(base, len, "/v1") ? "/messages" : "/v1/messages";
-    else
-        add = request_ends_with(base, len, "/chat/completions") ? ""
-              : request_ends_with(base, len, "/v1") ? "/chat/completions"
-                                                    : "/v1/chat/completions";
+    if (!be)
+        return NULL;
+    const char *add = request_ends_with(base, len, be->path) ||
+                              request_ends_with(base, len, be->path_after_version)
+                          ? ""
+                      : request_versioned(base, len) ? be->path_after_version
+                                                     : be->path;
     struct kb_buf url = KB_BUF_INIT;
     if (kb_buf_append(&url, base, len) || kb_buf_puts(&url, add)) {
         kb_buf_free(&url);
@@ -35,61 +61,15 @@ char *kb_llm_request_url(const struct kb_llm_config *cfg)
     return kb_buf_detach(&url);
 }
 
-/* messages as [{role, content}], leaving out system messages when `skip_system`. */
-static cJSON *request_messages(const kb_message *messages, size_t n, int skip_system)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; arr && i < n; i++) {
-        if (skip_system && !strcmp(messages[i].role, "system"))
-            continue;
-        cJSON *m = cJSON_CreateObject();
-        cJSON_AddItemToArray(arr, m);
-        cJSON_AddStringToObject(m, "role", messages[i].role);
-        cJSON_AddStringToObject(m, "content", messages[i].content);
-    }
-    return arr;
-}
-
-/* The system messages joined, for Anthropic's top-level "system". */
-static char *request_system(const kb_message *messages, size_t n)
-{
-    struct kb_buf sys = KB_BUF_INIT;
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(messages[i].role, "system"))
-            continue;
-        if ((sys.len && kb_buf_puts(&sys, "\n\n")) || kb_buf_puts(&sys, messages[i].content)) {
-            kb_buf_free(&sys);
-            return NULL;
-        }
-    }
-    return kb_buf_detach(&sys);
-}
-
 char *kb_llm_request_body(const struct kb_llm_config *cfg, const kb_message *messages,
                           size_t n_messages)
 {
-    int anthropic = !strcmp(cfg->backend, "anthropic"), ollama = !strcmp(cfg->backend, "ollama");
-    cJSON *doc = cJSON_CreateObject();
+    const struct kb_llm_backend *be = kb_llm_backend_find(cfg->backend);
+    cJSON *doc = be ? cJSON_CreateObject() : NULL;
+    if (!doc)
+        return NULL;
     cJSON_AddStringToObject(doc, "model", cfg->model ? cfg->model : "");
-    if (anthropic) {
-        char *sys = request_system(messages, n_messages);
-        if (sys && *sys)
-            cJSON_AddStringToObject(doc, "system", sys);
-        free(sys);
-        cJSON_AddNumberToObject(doc, "max_tokens", cfg->max_answer_tokens);
-    }
-    cJSON_AddItemToObject(doc, "messages", request_messages(messages, n_messages, anthropic));
-    cJSON_AddBoolToObject(doc, "stream", 1);
-    if (ollama) {
-        /* Ollama's own default context is small; ask for the window kb budgets for. */
-        cJSON *o = cJSON_AddObjectToObject(doc, "options");
-        cJSON_AddNumberToObject(o, "num_ctx", cfg->context_window);
-        cJSON_AddNumberToObject(o, "num_predict", cfg->max_answer_tokens);
-    } else if (!anthropic) {
-        cJSON_AddNumberToObject(doc, "max_tokens", cfg->max_answer_tokens);
-        cJSON *so = cJSON_AddObjectToObject(doc, "stream_options");
-        cJSON_AddBoolToObject(so, "include_usage", 1);
-    }
+    be->body(doc, cfg, messages, n_messages);
     char *body = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
     return body;
@@ -97,29 +77,14 @@ char *kb_llm_request_body(const struct kb_llm_config *cfg, const kb_message *mes
 
 #define REQUEST_MAX_ERROR_TEXT 300
 
-/* Appends text[0..len) to out with every occurrence of `key` replaced by "***". */
-static int request_mask(struct kb_buf *out, const char *text, size_t len, const char *key)
-{
-    size_t klen = key ? strlen(key) : 0, from = 0;
-    int rc = 0;
-    for (size_t i = 0; klen && !rc && len - i >= klen; i++) {
-        if (memcmp(text + i, key, klen))
-            continue;
-        rc = kb_buf_append(out, text + from, i - from) || kb_buf_puts(out, "***");
-        from = i + klen;
-        i = from - 1;
-    }
-    return rc ? KB_ENOMEM : kb_buf_append(out, text + from, len - from);
-}
-
-/* The server's text for one line of message: `key` masked, control characters dropped (tab
- * and newline become spaces), then masked again, because dropping them can join a key that a
- * server spelt with control characters in between; cut to REQUEST_MAX_ERROR_TEXT bytes of
- * whole UTF-8 characters only after masking, so no cut leaves part of a key. */
-static char *request_scrub(const char *text, size_t len, const char *key)
+/* Masks `key` (kb_llm_redact), drops control characters (tab and newline become spaces), then
+ * masks again, because dropping them can join a key that a server spelt with control characters
+ * in between; cuts to REQUEST_MAX_ERROR_TEXT bytes of whole UTF-8 characters only after
+ * masking, so no cut leaves part of a key. */
+char *kb_llm_server_text(const char *text, size_t len, const char *key)
 {
     struct kb_buf masked = KB_BUF_INIT, clean = KB_BUF_INIT, out = KB_BUF_INIT;
-    int rc = request_mask(&masked, text, len, key);
+    int rc = kb_llm_redact(&masked, text, len, key);
     for (size_t i = 0; !rc && i < masked.len; i++) {
         unsigned char c = (unsigned char)masked.data[i];
         if (c >= 0x20 && c != 0x7F)
@@ -128,9 +93,9 @@ static char *request_scrub(const char *text, size_t len, const char *key)
             rc = kb_buf_append(&clean, " ", 1);
     }
     if (!rc)
-        rc = request_mask(&out, clean.data ? clean.data : "", clean.len, key);
+        rc = kb_llm_redact(&out, clean.data ? clean.data : "", clean.len, key);
     if (!rc && out.len > REQUEST_MAX_ERROR_TEXT)
-        out.len = kb_llm_utf8_complete(out.data, REQUEST_MAX_ERROR_TEXT);
+        out.len = kb_utf8_complete(out.data, REQUEST_MAX_ERROR_TEXT);
     while (!rc && out.len && out.data[out.len - 1] == ' ')
         out.len--;
     if (!rc && out.data)
@@ -152,10 +117,10 @@ char *kb_llm_error_text(const char *body, size_t len, const char *key)
         msg = cJSON_GetObjectItemCaseSensitive(doc, "message");
     char *text;
     if (cJSON_IsString(msg)) {
-        text = request_scrub(msg->valuestring, strlen(msg->valuestring), key);
+        text = kb_llm_server_text(msg->valuestring, strlen(msg->valuestring), key);
     } else {
         const char *nl = memchr(body, '\n', len);
-        text = request_scrub(body, nl ? (size_t)(nl - body) : len, key);
+        text = kb_llm_server_text(body, nl ? (size_t)(nl - body) : len, key);
     }
     cJSON_Delete(doc);
     return text;

@@ -1,22 +1,10 @@
 /* stream.c — incremental parsers for streamed LLM replies: lines, SSE, NDJSON, and the
  * OpenAI / Ollama / Anthropic records they carry. Any split of the input gives one output. */
 #include "llm/llm_int.h"
+#include "util/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <string.h>
-
-size_t kb_llm_utf8_complete(const char *text, size_t len)
-{
-    /* Find the last lead byte within the final 4; hold it back if its sequence is short. */
-    for (size_t back = 1; back <= 4 && back <= len; back++) {
-        unsigned char c = (unsigned char)text[len - back];
-        if ((c & 0xC0) == 0x80)
-            continue;
-        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-        return need > back ? len - back : len;
-    }
-    return len;
-}
 
 static int lines_feed(struct kb_llm_lines *ls, const char *data, size_t len,
                       kb_llm_line_fn fn, void *payload)
@@ -52,7 +40,7 @@ static int dec_emit(struct kb_llm_decoder *dec, const char *text, size_t len)
         kb_buf_free(&joined);
         return kb_err_set(dec->err, KB_ENOMEM, "out of memory reading the reply");
     }
-    size_t ok = kb_llm_utf8_complete(joined.data, joined.len);
+    size_t ok = kb_utf8_complete(joined.data, joined.len);
     int stop = ok && dec->on_token && dec->on_token(joined.data, ok, dec->payload);
     dec->n_emitted += ok;
     dec->n_pending = joined.len - ok;

@@ -127,12 +127,14 @@ static void ask_add_answer(cJSON *doc, const kb_answer *a, int with_text)
     cJSON_AddNumberToObject(t, "total_ms", a->total_ms);
 }
 
-static cJSON *ask_error_json(int status, const char *message)
+static cJSON *ask_error_json(struct ask_stream *st, int status)
 {
     unsigned http;
+    const char *code, *message = srv_ask_failure(st->s, &st->opts, status, kb_errmsg(st->kb),
+                                                 &http, &code);
     cJSON *err = cJSON_CreateObject();
-    cJSON_AddStringToObject(err, "code", srv_code(status, &http));
-    cJSON_AddStringToObject(err, "message", *message ? message : kb_strerror(status));
+    cJSON_AddStringToObject(err, "code", code);
+    cJSON_AddStringToObject(err, "message", message);
     return err;
 }
 
@@ -156,7 +158,7 @@ static void *ask_worker(void *arg)
     if (a && a->prompt)
         ask_add_answer(sum, a, !status);
     if (status)
-        cJSON_AddItemToObject(sum, "error", ask_error_json(status, kb_errmsg(st->kb)));
+        cJSON_AddItemToObject(sum, "error", ask_error_json(st, status));
     ask_event(st, sum);
     kb_answer_free(a);
     srv_pool_put(s, st->kb);
@@ -263,7 +265,9 @@ static int ask_stream_start(struct srv *s, struct ask_stream *st, struct srv_rep
         srv_pool_put(s, st->kb);
         st->done = 1;
         st->refs = 1; /* the response's, released with it */
-        return srv_error(out, 500, "internal", "cannot start a thread: %s", strerror(rc));
+        srv_log("cannot start a thread: %s", strerror(rc));
+        return srv_error(out, 500, "internal", "internal error (the server's log has the "
+                         "details)");
     }
     pthread_mutex_lock(&s->lock);
     st->worker->next = s->workers;
@@ -327,8 +331,11 @@ static int ask_whole(struct srv *s, const cJSON *body, struct srv_reply *out)
     if (!kb)
         goto done;
     status = kb_ask(kb, question, &opts, &a);
-    if (status)
-        srv_fail(out, status, kb_errmsg(kb));
+    if (status) {
+        unsigned http;
+        const char *code, *msg = srv_ask_failure(s, &opts, status, kb_errmsg(kb), &http, &code);
+        srv_error(out, http, code, "%s", msg);
+    }
     srv_pool_put(s, kb);
     if (status)
         goto done;

@@ -46,6 +46,7 @@ int srv_pool_open(struct srv *s, char *errbuf, size_t errbuf_size)
         return rc;
     }
     snprintf(s->model_name, sizeof s->model_name, "%s", info.model);
+    srv_model_id(s->model_name, s->model_id, sizeof s->model_id);
     return 0;
 }
 
@@ -170,7 +171,7 @@ kb *srv_pool_borrow(struct srv *s, struct srv_reply *out)
     if (!s->readers[slot]) {
         int rc = kb_open(&s->readers[slot], s->cfg->kb_dir, KB_OPEN_READONLY);
         if (rc) {
-            srv_fail(out, rc, s->readers[slot] ? kb_errmsg(s->readers[slot]) : kb_strerror(rc));
+            srv_fail(s, out, rc, s->readers[slot] ? kb_errmsg(s->readers[slot]) : kb_strerror(rc));
             kb_close(s->readers[slot]);
             s->readers[slot] = NULL;
             pthread_mutex_lock(&s->lock);

@@ -15,7 +15,7 @@
 
 enum server_scope { SCOPE_PUBLIC, SCOPE_READ, SCOPE_ADMIN };
 enum server_route_id { R_PAGE = 1, R_HEALTH, R_SEARCH, R_ASK, R_PROMPT, R_EMBED, R_STATUS,
-                       R_DOCS, R_DOC };
+                       R_DOCS, R_DOC, R_MODELS };
 
 static const struct server_route {
     const char *path;             /* exact path, or a prefix when it ends with '/' */
@@ -32,9 +32,10 @@ static const struct server_route {
     { "/v1/status", "GET", SCOPE_READ, R_STATUS },
     { "/v1/documents", "POST", SCOPE_ADMIN, R_DOCS },
     { "/v1/documents/", "DELETE", SCOPE_ADMIN, R_DOC },
+    { "/v1/models", "GET", SCOPE_READ, R_MODELS },
 };
 
-/* One request's state (MHD's con_cls). */
+/* One request's state (MHD's con_cls), made by server_uri before the headers are read. */
 struct server_req {
     const struct server_route *route;
     struct srv_reply early;       /* decided from the headers; the body is then discarded */
@@ -43,8 +44,11 @@ struct server_req {
     int too_large;
     size_t seen;                  /* body bytes received, stored or not */
     unsigned status;              /* for the log line */
+    int started;                  /* the headers were seen */
+    int bad_target;               /* the target has a space, a control character or %00 (which
+                                     MHD would decode to the end of the string) */
     char method[8];
-    char url[120];
+    char url[120];                /* the request target as sent (for the log line) */
 };
 
 /* The route for this method, or NULL with *allow naming the methods the path takes. */
@@ -69,31 +73,76 @@ static const struct server_route *server_route(const char *url, const char *meth
     return found;
 }
 
-/* Host: NAME[:PORT] must name this server (DNS rebinding): a name on the allowlist and our
- * port (or none when the port is 80). */
-static int server_host_ok(const struct srv *s, const char *host)
+enum server_host { HOST_OK, HOST_NOT_ALLOWED, HOST_MALFORMED };
+
+/* The port of a Host header, strictly: 1 to 5 digits without a leading zero (no sign, no
+ * space), at most 65535; -1 otherwise. */
+static long server_host_port(const char *p)
+{
+    size_t n = strspn(p, "0123456789");
+    if (!n || n > 5 || p[n] || p[0] == '0')
+        return -1;
+    long port = strtol(p, NULL, 10);
+    return port <= 65535 ? port : -1;
+}
+
+/* Host: NAME[:PORT] (RFC 9110 7.2) must name this server (DNS rebinding): a name on the
+ * allowlist and our port (or none when the port is 80). A value that is not a host and port
+ * at all is HOST_MALFORMED (400), a well-formed one of another server HOST_NOT_ALLOWED. */
+static enum server_host server_host_check(const struct srv *s, const char *host)
 {
     char name[256];
-    if (!host || strlen(host) >= sizeof name)
-        return 0;
-    const char *colon = host[0] == '[' ? strstr(host, "]:") : strrchr(host, ':');
-    if (colon && host[0] == '[')
-        colon++;
-    size_t n = colon ? (size_t)(colon - host) : strlen(host);
-    if (colon) {
-        char *end;
-        unsigned long port = strtoul(colon + 1, &end, 10);
-        if (*end || port != s->port || !colon[1])
-            return 0;
-    } else if (s->port != 80) {
-        return 0;
+    if (!host || !*host)
+        return HOST_NOT_ALLOWED;
+    const char *colon;
+    if (host[0] == '[') { /* IP-literal */
+        const char *close = strchr(host, ']');
+        if (!close || close == host + 1 || strspn(host + 1, "0123456789abcdefABCDEF:.") !=
+                                               (size_t)(close - host - 1) ||
+            (close[1] && close[1] != ':'))
+            return HOST_MALFORMED;
+        colon = close[1] ? close + 1 : NULL;
+    } else { /* reg-name or IPv4 (RFC 3986 3.2.2, less percent-encoding) */
+        colon = strchr(host, ':');
+        size_t n = colon ? (size_t)(colon - host) : strlen(host);
+        if (!n || strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "0123456789-._~!$&'()*+,;=") != n)
+            return HOST_MALFORMED;
     }
+    size_t n = colon ? (size_t)(colon - host) : strlen(host);
+    if (n >= sizeof name)
+        return HOST_MALFORMED;
+    long port = colon ? server_host_port(colon + 1) : 80;
+    if (port < 0)
+        return HOST_MALFORMED;
+    if ((unsigned long)port != s->port)
+        return HOST_NOT_ALLOWED;
     memcpy(name, host, n);
     name[n] = '\0';
     for (size_t i = 0; i < s->n_hosts; i++)
         if (!strcasecmp(name, s->hosts[i]))
-            return 1;
-    return 0;
+            return HOST_OK;
+    return HOST_NOT_ALLOWED;
+}
+
+static enum MHD_Result server_count_host(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (!strcasecmp(key, "Host"))
+        ++*(int *)cls;
+    return MHD_YES;
+}
+
+/* The request's Host header checked, a second one being malformed (RFC 9112 3.2). */
+static enum server_host server_host(const struct srv *s, struct MHD_Connection *c)
+{
+    int n = 0;
+    MHD_get_connection_values(c, MHD_HEADER_KIND, server_count_host, &n);
+    if (n > 1)
+        return HOST_MALFORMED;
+    return server_host_check(s, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"));
 }
 
 /* The scope the Authorization header grants: SCOPE_ADMIN, SCOPE_READ, or SCOPE_PUBLIC when
@@ -115,14 +164,20 @@ static enum server_scope server_auth(const struct srv *s, struct MHD_Connection 
 /* Decides from the headers alone: host, connection limit, route, method, token, scope,
  * declared length. Returns -1 with r->early filled, or 0 to read the body. */
 static int server_precheck(struct srv *s, struct MHD_Connection *c, const char *url,
-                           const char *method, struct server_req *r)
+                           const char *method, enum server_host host, struct server_req *r)
 {
     struct srv_reply *out = &r->early;
     char allow[64];
     int known;
-    if (!server_host_ok(s, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host")))
+    if (host == HOST_MALFORMED)
+        return srv_error(out, 400, "invalid_host", "the Host header must be one NAME[:PORT], "
+                         "the port in plain digits");
+    if (host != HOST_OK)
         return srv_error(out, 421, "host_not_allowed", "the Host header does not name this "
                          "server (see --allow-host)");
+    if (r->bad_target)
+        return srv_error(out, 400, "invalid_request", "the request target holds a space, a "
+                         "control character or %%00 (NUL)");
     if (srv_conn_count(s) > (int)s->cfg->max_connections) {
         srv_error(out, 429, "too_many_connections", "more than %u open connections; retry",
                   s->cfg->max_connections);
@@ -192,21 +247,28 @@ static int server_parse(struct srv *s, struct server_req *r, struct srv_reply *o
                          s->cfg->max_body);
     if (!r->len)
         return srv_error(out, 400, "invalid_json", "the request needs a JSON object body");
-    if (srv_json_depth(r->body, r->len, s->cfg->max_depth) > s->cfg->max_depth)
-        return srv_error(out, 400, "too_deep", "JSON nested deeper than %u levels",
-                         s->cfg->max_depth);
+    if (srv_json_scan(out, r->body, r->len, s->cfg->max_depth))
+        return -1;
     const char *end = NULL;
     *doc = cJSON_ParseWithLengthOpts(r->body, r->len, &end, 0);
     if (!*doc) {
         size_t at = end && end >= r->body ? (size_t)(end - r->body) : 0;
         return srv_error(out, 400, "invalid_json", "malformed JSON near byte %zu", at);
     }
-    if (!cJSON_IsObject(*doc)) {
+    size_t at = (size_t)(end - r->body);
+    at += strspn(end, " \t\r\n"); /* the body is NUL-terminated; a NUL in it stops here too */
+    int rc = 0;
+    if (at != r->len)
+        rc = srv_error(out, 400, "invalid_json", "more after the JSON value, at byte %zu", at);
+    else if (!cJSON_IsObject(*doc))
+        rc = srv_error(out, 400, "invalid_json", "the body must be a JSON object");
+    else
+        rc = srv_json_unique_keys(out, *doc);
+    if (rc) {
         cJSON_Delete(*doc);
         *doc = NULL;
-        return srv_error(out, 400, "invalid_json", "the body must be a JSON object");
     }
-    return 0;
+    return rc;
 }
 
 static int server_page(struct srv_reply *out)
@@ -238,6 +300,7 @@ static int server_dispatch(struct srv *s, struct server_req *r, const char *url,
         return srv_json(out, 200, h);
     }
     case R_STATUS: return srv_route_status(s, out);
+    case R_MODELS: return srv_route_models(s, out);
     case R_DOC: return srv_route_delete_document(s, url + strlen("/v1/documents/"), out);
     default: break;
     }
@@ -314,6 +377,23 @@ static int server_refuse_now(struct srv *s, struct MHD_Connection *c, struct ser
            (cl && strtoull(cl, NULL, 10) / 4 > s->cfg->max_body);
 }
 
+/* MHD's URI log callback: the request's state, made before MHD decodes the target (which
+ * turns %00 into the end of the string) and before the headers are read. */
+static void *server_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    struct server_req *r = calloc(1, sizeof *r);
+    (void)cls;
+    (void)c;
+    if (!r)
+        return NULL;
+    r->early.client_fd = -1;
+    snprintf(r->url, sizeof r->url, "%s", uri);
+    for (const unsigned char *p = (const unsigned char *)uri; *p && !r->bad_target; p++)
+        r->bad_target = *p <= ' ' || *p == 0x7f;
+    r->bad_target |= strstr(uri, "%00") != NULL;
+    return r;
+}
+
 static enum MHD_Result server_access(void *cls, struct MHD_Connection *c, const char *url,
                                      const char *method, const char *version,
                                      const char *upload, size_t *upload_size, void **con_cls)
@@ -321,17 +401,16 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *c, const 
     struct srv *s = cls;
     struct server_req *r = *con_cls;
     (void)version;
-    if (!r) {
-        if (!(r = calloc(1, sizeof *r)))
+    if (!r || !r->started) {
+        if (!r && !(r = server_uri(s, url, c)))
             return MHD_NO;
         *con_cls = r;
-        r->early.client_fd = -1;
+        r->started = 1;
         snprintf(r->method, sizeof r->method, "%s", method);
-        snprintf(r->url, sizeof r->url, "%s", url);
-        int host_ok = server_host_ok(s, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"));
-        if (!strcmp(method, "OPTIONS") && host_ok)
+        enum server_host host = server_host(s, c);
+        if (!strcmp(method, "OPTIONS") && host == HOST_OK && !r->bad_target)
             return server_preflight(s, c, &r->early), server_queue(s, c, r, &r->early);
-        if (!server_precheck(s, c, url, method, r))
+        if (!server_precheck(s, c, url, method, host, r))
             srv_conn_serving(s, c);
         else if (server_refuse_now(s, c, r))
             return server_queue(s, c, r, &r->early);
@@ -366,8 +445,10 @@ static void server_completed(void *cls, struct MHD_Connection *c, void **con_cls
     srv_conn_waiting(s, c);
     if (!r)
         return;
-    if (s->cfg->verbose)
-        fprintf(stderr, "kb serve: %s %s %u%s\n", r->method, r->url, r->status,
+    if (s->cfg->verbose && !r->started) /* MHD refused the headers and answered itself */
+        srv_log("- %s - (a malformed request, refused by libmicrohttpd)", r->url);
+    else if (s->cfg->verbose) /* method and target as the client sent them, escaped */
+        srv_log("%s %s %u%s", r->method, r->url, r->status,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
     if (r->early.resp)
         MHD_destroy_response(r->early.resp);
@@ -416,6 +497,16 @@ static int server_hosts(struct srv *s, const char *listen, int v6)
     return rc;
 }
 
+/* libmicrohttpd's own messages (-vv) through srv_log, escaped like every other line. */
+static void server_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[1024];
+    (void)cls;
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    srv_log("libmicrohttpd: %s", line);
+}
+
 static struct MHD_Daemon *server_start(struct srv *s, const char *listen, int v6,
                                        const void *addr)
 {
@@ -425,14 +516,17 @@ static struct MHD_Daemon *server_start(struct srv *s, const char *listen, int v6
     (void)listen;
     /* MHD's own connection limit sits well above ours, so that it never refuses a connection
      * that conn.c would make room for, or that gets a 429 (a reply) instead of being dropped
-     * unanswered, while evicted ones are still closing. */
+     * unanswered, while evicted ones are still closing. The logger comes first: MHD reports
+     * the options before it with its own. */
     return MHD_start_daemon(flags, (uint16_t)s->cfg->port, NULL, NULL, server_access, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, s,
                             MHD_OPTION_SOCK_ADDR, addr,
                             MHD_OPTION_CONNECTION_LIMIT, 2 * s->cfg->max_connections + 16,
                             MHD_OPTION_CONNECTION_TIMEOUT, s->cfg->timeout_s,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
                             MHD_OPTION_NOTIFY_COMPLETED, server_completed, s,
                             MHD_OPTION_NOTIFY_CONNECTION, server_notify, s,
+                            MHD_OPTION_URI_LOG_CALLBACK, server_uri, s,
                             MHD_OPTION_END);
 }
 
@@ -502,6 +596,10 @@ int kb_server_run(const struct kb_server_config *cfg, char *errbuf, size_t errbu
     }
     if ((rc = server_hosts(&s, listen, v6)) || (rc = srv_pool_open(&s, errbuf, errbuf_size)))
         goto done;
+    if ((rc = srv_private_paths_init(&s))) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        goto done;
+    }
     if (!(d = server_start(&s, listen, v6, v6 ? (const void *)&in6 : (const void *)&in4))) {
         snprintf(errbuf, errbuf_size, "cannot listen on %s port %u (in use, or not an address "
                  "of this machine)", listen, cfg->port);
@@ -512,6 +610,7 @@ int kb_server_run(const struct kb_server_config *cfg, char *errbuf, size_t errbu
     server_wait(&s, d);
 done:
     srv_pool_close(&s);
+    srv_private_paths_free(&s);
     for (size_t i = 0; i < s.n_hosts; i++)
         free(s.hosts[i]);
     free(s.hosts);

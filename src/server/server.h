@@ -38,6 +38,10 @@ struct kb_server_config {
     /* Called once the socket listens, with the port bound (for printing the URL). */
     void (*on_ready)(const char *url, void *payload);
     void *payload;
+    /* More names /v1/embeddings answers to besides the model's own (--model-alias), for
+     * clients that insist on a model name of their own (text-embedding-3-small, ...). */
+    const char *const *model_aliases;
+    size_t n_model_aliases;
 };
 
 /* Serves until *cfg->stop turns non-zero, then closes every connection, cancels the answers

@@ -1,9 +1,13 @@
 /* hash.c — SHA-256 hex digests through nettle. */
 #include "util/hash.h"
 
+#include <errno.h>
 #include <nettle/sha2.h>
 #include <stdint.h>
-#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/file.h"
 
 static void hash_finish(struct sha256_ctx *ctx, char out[KB_SHA256_HEX_SIZE])
 {
@@ -29,28 +33,33 @@ void kb_sha256_hex_parts(const void *const *parts, const size_t *lens, size_t n,
 
 int kb_sha256_file(const char *path, uint64_t offset, uint64_t len, char out[KB_SHA256_HEX_SIZE])
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    struct stat st;
+    int fd;
+    if (kb_file_open_regular(path, &fd, &st, NULL))
         return -1;
     struct sha256_ctx ctx;
     sha256_init(&ctx);
     static __thread unsigned char buf[1 << 16];
-    int rc = offset && fseeko(f, (off_t)offset, SEEK_SET) != 0 ? -1 : 0;
     uint64_t left = len ? len : UINT64_MAX;
-    while (!rc && left) {
+    ssize_t got = 0;
+    while (left) {
         size_t want = left < sizeof buf ? (size_t)left : sizeof buf;
-        size_t got = fread(buf, 1, want, f);
-        sha256_update(&ctx, got, buf);
-        left -= got;
-        if (got < want) {
-            rc = ferror(f) ? -1 : 0;
+        got = pread(fd, buf, want, (off_t)offset);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
             break;
-        }
+        sha256_update(&ctx, (size_t)got, buf);
+        left -= (uint64_t)got;
+        offset += (uint64_t)got;
     }
-    fclose(f);
-    if (!rc)
-        hash_finish(&ctx, out);
-    return rc;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    if (got < 0)
+        return -1;
+    hash_finish(&ctx, out);
+    return 0;
 }
 
 void kb_sha256_hex(const void *data, size_t len, char out[KB_SHA256_HEX_SIZE])

@@ -14,8 +14,9 @@ void kb_sha256_hex(const void *data, size_t len, char out[KB_SHA256_HEX_SIZE]);
 void kb_sha256_hex_parts(const void *const *parts, const size_t *lens, size_t n,
                          char out[KB_SHA256_HEX_SIZE]);
 
-/* The SHA-256 of len bytes of a file from offset (len 0: to the end; a shorter file is hashed
- * as far as it goes). 0, or -1 with errno set when the file cannot be read. */
+/* The SHA-256 of len bytes of a regular file from offset (len 0: to the end; a shorter file
+ * is hashed as far as it goes), opened as kb_file_open_regular does (util/file.h). 0, or -1
+ * with errno set when the file cannot be read (ENOENT: absent; EINVAL: not a regular file). */
 int kb_sha256_file(const char *path, uint64_t offset, uint64_t len,
                    char out[KB_SHA256_HEX_SIZE]);
 

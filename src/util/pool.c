@@ -1,5 +1,5 @@
 /* pool.c — persistent helper threads with spin-then-sleep hand-off (see pool.h). */
-#include "encoder/pool.h"
+#include "util/pool.h"
 
 #include <immintrin.h>
 #include <pthread.h>
@@ -9,25 +9,25 @@
 #define POOL_SPINS 4000 /* pause loops (~100-500 us) before a helper sleeps */
 
 struct pool_helper {
-    struct kb_enc_pool *pool;
+    struct kb_pool *pool;
     int part;
     pthread_t tid;
 };
 
-struct kb_enc_pool {
+struct kb_pool {
     int n_helpers;
     struct pool_helper *helpers;
     atomic_uint generation;         /* bumped for each job */
     atomic_int done;                /* helpers finished with the current job */
     atomic_int stop;
-    kb_enc_pool_fn fn;
+    kb_pool_fn fn;
     void *arg;
     pthread_mutex_t lock;
     pthread_cond_t wake;
 };
 
 /* Waits for a generation other than `seen`: spinning first, then on the condition variable. */
-static unsigned pool_wait(struct kb_enc_pool *p, unsigned seen)
+static unsigned pool_wait(struct kb_pool *p, unsigned seen)
 {
     for (int i = 0; i < POOL_SPINS; i++) {
         unsigned g = atomic_load_explicit(&p->generation, memory_order_acquire);
@@ -45,7 +45,7 @@ static unsigned pool_wait(struct kb_enc_pool *p, unsigned seen)
 static void *pool_main(void *arg)
 {
     struct pool_helper *h = arg;
-    struct kb_enc_pool *p = h->pool;
+    struct kb_pool *p = h->pool;
     unsigned seen = 0;
     for (;;) {
         seen = pool_wait(p, seen);
@@ -57,9 +57,9 @@ static void *pool_main(void *arg)
     return NULL;
 }
 
-struct kb_enc_pool *kb_enc_pool_start(int n_helpers)
+struct kb_pool *kb_pool_start(int n_helpers)
 {
-    struct kb_enc_pool *p = calloc(1, sizeof *p);
+    struct kb_pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->helpers = calloc(n_helpers > 0 ? (size_t)n_helpers : 1, sizeof *p->helpers);
@@ -78,7 +78,7 @@ struct kb_enc_pool *kb_enc_pool_start(int n_helpers)
     return p;
 }
 
-void kb_enc_pool_run(struct kb_enc_pool *p, kb_enc_pool_fn fn, void *arg)
+void kb_pool_run(struct kb_pool *p, kb_pool_fn fn, void *arg)
 {
     if (!p || p->n_helpers == 0) {
         fn(arg, 0, 1);
@@ -96,12 +96,12 @@ void kb_enc_pool_run(struct kb_enc_pool *p, kb_enc_pool_fn fn, void *arg)
         _mm_pause();
 }
 
-int kb_enc_pool_parts(const struct kb_enc_pool *p)
+int kb_pool_parts(const struct kb_pool *p)
 {
     return p ? p->n_helpers + 1 : 1;
 }
 
-void kb_enc_pool_stop(struct kb_enc_pool *p)
+void kb_pool_stop(struct kb_pool *p)
 {
     if (!p)
         return;
