@@ -382,9 +382,11 @@ typedef struct kb_ask_options {
                                    model's own tokenizer.chat_template */
     /* version 3: */
     const volatile int *cancel; /* when *cancel turns non-zero (e.g. set by a signal handler)
-                                   the answer stops within about a second, also while the
-                                   backend sends nothing or a retry waits: the request is
-                                   closed and kb_ask returns KB_ECANCELED with what arrived */
+                                   an HTTP backend's answer stops within about a second, also
+                                   while the backend sends nothing or a retry waits: the request
+                                   is closed and kb_ask returns KB_ECANCELED with what arrived.
+                                   The "local" backend does not read it yet (on_token can stop
+                                   it at the next token) */
 } kb_ask_options;
 
 #define KB_ASK_OPTIONS_VERSION 3
