@@ -1,6 +1,7 @@
 /* ask.c — the facade's answers: retrieval -> prompt (src/llm) -> streamed answer from a model. */
 #include "kb/kb_int.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,18 +68,36 @@ static int ask_render(kb *kb, const char *question, const kb_ask_options *opts,
     return rc;
 }
 
-/* Checks the boundary, loads the configuration (freed again on failure) and renders the
- * prompt into *out. */
-static int ask_prepare(kb *kb, const char *question, const kb_ask_options *opts,
-                       struct kb_llm_config *cfg, kb_prompt_result **out)
+/* The caller's options (NULL: defaults) at the current version: callers of an older version
+ * get the newer fields' defaults. */
+static int ask_options(kb *kb, const kb_ask_options *in, kb_ask_options *out)
+{
+    static const kb_ask_options defaults = KB_ASK_OPTIONS_INIT;
+    static const size_t size_of_version[] = { 0, offsetof(kb_ask_options, chat_format),
+                                              offsetof(kb_ask_options, cancel),
+                                              sizeof(kb_ask_options) };
+    *out = defaults;
+    if (!in)
+        return 0;
+    if (in->version < 1 || in->version > KB_ASK_OPTIONS_VERSION)
+        return kb_fail(kb, KB_EINVALID, "kb_ask_options: unknown version %u", in->version);
+    memcpy(out, in, size_of_version[in->version]);
+    out->version = KB_ASK_OPTIONS_VERSION;
+    return 0;
+}
+
+/* Checks the boundary, takes the caller's options `in` into *opts, loads the configuration
+ * (freed again on failure) and renders the prompt into *out. */
+static int ask_prepare(kb *kb, const char *question, const kb_ask_options *in,
+                       kb_ask_options *opts, struct kb_llm_config *cfg, kb_prompt_result **out)
 {
     int rc = kb_usable(kb, 0);
     if (rc)
         return rc;
     if (!question || !out)
         return kb_fail(kb, KB_EINVALID, "question and out are required");
-    if (opts->version < 1 || opts->version > KB_ASK_OPTIONS_VERSION)
-        return kb_fail(kb, KB_EINVALID, "kb_ask_options: unknown version %u", opts->version);
+    if ((rc = ask_options(kb, in, opts)))
+        return rc;
     if ((rc = kb_llm_config_load(cfg, opts, &kb->err)))
         return rc;
     kb_prompt_result *p = calloc(1, sizeof *p);
@@ -92,13 +111,13 @@ static int ask_prepare(kb *kb, const char *question, const kb_ask_options *opts,
     return 0;
 }
 
-int kb_prompt(kb *kb, const char *question, const kb_ask_options *opts, kb_prompt_result **out)
+int kb_prompt(kb *kb, const char *question, const kb_ask_options *in, kb_prompt_result **out)
 {
-    static const kb_ask_options defaults = KB_ASK_OPTIONS_INIT;
+    kb_ask_options opts;
     struct kb_llm_config cfg;
     if (out)
         *out = NULL;
-    int rc = ask_prepare(kb, question, opts ? opts : &defaults, &cfg, out);
+    int rc = ask_prepare(kb, question, in, &opts, &cfg, out);
     if (!rc)
         kb_llm_config_free(&cfg);
     return rc;
@@ -156,7 +175,7 @@ static int ask_send(kb *kb, const kb_ask_options *opts, const struct kb_llm_conf
     struct kb_llm_usage usage = { 0, 0, 0 };
     struct kb_llm_chat_stats stats = { -1, 0, 0 };
     struct kb_llm_call call = { cfg, key, a->prompt->messages, a->prompt->n_messages,
-                                opts->on_token, opts->on_log, opts->payload };
+                                opts->on_token, opts->on_log, opts->payload, opts->cancel };
     if (!rc) {
         rc = kb_llm_chat(&call, &text, &usage, &stats, &kb->err);
         ask_usage(a, &usage, &stats);
@@ -167,17 +186,16 @@ static int ask_send(kb *kb, const kb_ask_options *opts, const struct kb_llm_conf
     return rc;
 }
 
-int kb_ask(kb *kb, const char *question, const kb_ask_options *opts, kb_answer **out)
+int kb_ask(kb *kb, const char *question, const kb_ask_options *in, kb_answer **out)
 {
-    static const kb_ask_options defaults = KB_ASK_OPTIONS_INIT;
+    kb_ask_options opts;
     struct kb_llm_config cfg;
     kb_prompt_result *prompt = NULL;
     double t0 = kb_llm_now_ms();
     if (!out) /* ask_prepare checks its own out, not this one */
         return kb_usable(kb, 0) ? KB_EINVALID : kb_fail(kb, KB_EINVALID, "kb_ask: out is NULL");
     *out = NULL;
-    opts = opts ? opts : &defaults;
-    int rc = ask_prepare(kb, question, opts, &cfg, &prompt);
+    int rc = ask_prepare(kb, question, in, &opts, &cfg, &prompt);
     if (rc)
         return rc;
     kb_answer *a = calloc(1, sizeof *a);
@@ -188,9 +206,9 @@ int kb_ask(kb *kb, const char *question, const kb_ask_options *opts, kb_answer *
     }
     a->prompt = prompt;
     a->retrieve_ms = kb_llm_now_ms() - t0;
-    ask_log_prompt(opts, prompt);
+    ask_log_prompt(&opts, prompt);
     if (cfg.backend) {
-        rc = ask_send(kb, opts, &cfg, a);
+        rc = ask_send(kb, &opts, &cfg, a);
     } else {
         a->text = strdup("");
         rc = a->text ? 0 : kb_fail(kb, KB_ENOMEM, "out of memory");

@@ -1,6 +1,7 @@
 /* kb.c — the facade's handle: open, close, errors, status, check, live-handle registry. */
 #include "kb/kb_int.h"
 
+#include <curl/curl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -143,10 +144,23 @@ int kb_usable(kb *kb, int need_write)
     return 0;
 }
 
+static pthread_once_t http_once = PTHREAD_ONCE_INIT;
+
+static void http_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void kb_http_init(void)
+{
+    pthread_once(&http_once, http_init_once);
+}
+
 int kb_open(kb **out, const char *dir, unsigned flags)
 {
     if (!out)
         return KB_EINVALID;
+    kb_http_init();
     kb *kb = calloc(1, sizeof *kb);
     *out = NULL;
     if (!kb)

@@ -380,11 +380,18 @@ typedef struct kb_ask_options {
     const char *chat_format;    /* backend "local": how messages become the model's text
                                    ("chatml", "llama3", "llama3.2"); NULL = config, else the
                                    model's own tokenizer.chat_template */
+    /* version 3: */
+    const volatile int *cancel; /* when *cancel turns non-zero (e.g. set by a signal handler)
+                                   an HTTP backend's answer stops within about a second, also
+                                   while the backend sends nothing or a retry waits: the request
+                                   is closed and kb_ask returns KB_ECANCELED with what arrived.
+                                   The "local" backend does not read it yet (on_token can stop
+                                   it at the next token) */
 } kb_ask_options;
 
-#define KB_ASK_OPTIONS_VERSION 2
+#define KB_ASK_OPTIONS_VERSION 3
 #define KB_ASK_OPTIONS_INIT { KB_ASK_OPTIONS_VERSION, NULL, NULL, NULL, NULL, 0, (kb_mode)0, \
-                              0, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL, NULL }
+                              0, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL }
 
 /* A passage as placed in the prompt (or left out of it). */
 typedef struct kb_source {

@@ -19,6 +19,15 @@ struct kb {
     unsigned long lexical_searches;
 };
 
+/* Sets up libcurl (and the TLS library under it) once per process: kb_open and kb_model_pull
+ * call it, so that a program which opens a handle before it starts threads (kb serve) has
+ * it done on its main thread, as libcurl asks, rather than inside the first thread that
+ * makes a request. Thread-safe: pthread_once here, and curl_global_init itself is
+ * thread-safe in libcurl >= 7.84 built with atomics (feature CURL_VERSION_THREADSAFE; Debian
+ * 12's 7.88 is). Never undone with curl_global_cleanup: a library cannot know that nothing
+ * else in the process still uses libcurl, and the TLS library frees its own state at exit. */
+void kb_http_init(void);
+
 /* Gives back the handle's in-memory BM25 index (kb/search.c). */
 void kb_search_close(kb *kb);
 

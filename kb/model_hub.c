@@ -1,5 +1,5 @@
 /* model_hub.c — the public face of the model hub: kb_model_pull and kb_model_list. */
-#include "kb/kb.h"
+#include "kb/kb_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@ int kb_model_pull(const char *name, const kb_pull_options *opts, char **out_dir,
     int rc;
     if (errbuf && errbuf_size)
         errbuf[0] = '\0';
+    kb_http_init();
     if (!out_dir)
         rc = kb_err_set(&err, KB_EINVALID, "kb_model_pull: out_dir is NULL");
     else

@@ -10,6 +10,7 @@ import base64
 import http.client
 import json
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -187,17 +188,34 @@ def case_limits():
         check(s == 400 and is_error(d, code), f"{what} is 400 {code} (got {s} {d})")
     sweep_fields()
     sweep_server_errors()
-    # connections: idle ones past --max-connections make the next request a 429
+    # connections: past --max-connections the one waiting longest for a request is closed to
+    # make room, so idle ones cannot lock others out; only busy ones make a request a 429
     n = int(os.environ["MAX_CONNECTIONS"])
-    idle = [socket.create_connection(("127.0.0.1", PORT)) for _ in range(n + 1)]
+    idle = [socket.create_connection(("127.0.0.1", PORT), timeout=5) for _ in range(n + 1)]
+    time.sleep(0.3)
+    check(request("GET", "/v1/status", token=READ)[0] == 200,
+          "idle connections past --max-connections do not lock a request out")
+    try:
+        closed = idle[0].recv(1) == b""
+    except OSError:
+        closed = True
+    check(closed, "the connection idle longest was closed to make room")
+    for c in idle:
+        c.close()
+    time.sleep(0.3)
+    head = (f"POST /v1/search HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {READ}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n").encode()
+    busy = [socket.create_connection(("127.0.0.1", PORT)) for _ in range(n)]
+    for c in busy:
+        c.sendall(head)  # accepted, then waiting for the body: busy with a request
     time.sleep(0.3)
     try:
         s, _, d = request("GET", "/v1/status", token=READ)
         check(s == 429 and is_error(d, "too_many_connections"),
-              f"a request past --max-connections open connections is 429 (got {s})")
+              f"a request past --max-connections busy connections is 429 (got {s})")
     except OSError as e:
         check(False, f"a request past --max-connections gets a reply, not {e!r}")
-    for c in idle:
+    for c in busy:
         c.close()
     time.sleep(0.3)
     check(request("GET", "/v1/status", token=READ)[0] == 200, "requests succeed again once connections close")
@@ -964,13 +982,90 @@ def case_embeddings_matryoshka():
           f"an unknown input_type is a 400 naming the field (got {s} {e})")
 
 
+def slow_connection(tick, stop, cut):
+    """One slowloris connection at a time: a request line, then one header line per `tick`
+    seconds, never the blank line that ends the headers. When the server closes it, its
+    lifetime goes into `cut` and the next connection is made at the next tick."""
+    line = 0
+    while not stop.is_set():
+        try:
+            s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+        except OSError:
+            stop.wait(tick)
+            continue
+        t0 = time.time()
+        try:
+            s.sendall(f"POST /v1/search HTTP/1.1\r\nHost: {HOST}\r\n".encode())
+            while not stop.is_set():
+                readable, _, _ = select.select([s], [], [], tick)
+                if readable and not s.recv(4096):
+                    raise ConnectionError("closed by the server")
+                s.sendall(f"X-Slow-{line}: {line}\r\n".encode())
+                line += 1
+        except OSError:
+            cut.append(time.time() - t0)
+            stop.wait(tick)
+        finally:
+            s.close()
+
+
+def case_slowloris():
+    """Slow clients without a token cannot starve the server (issue 18): 100 of them trickle
+    header lines while /healthz and an authenticated search keep answering, and each slow
+    connection is cut within --header-timeout."""
+    header_timeout = float(os.environ["HEADER_TIMEOUT"])
+    tick, stop, cuts = 0.5, threading.Event(), [[] for _ in range(100)]
+    slow = [threading.Thread(target=slow_connection, args=(tick, stop, cut)) for cut in cuts]
+    for t in slow:
+        t.start()
+    time.sleep(1)  # every slow client connected once
+    worst, failures, probes, t_end = 0.0, [], 0, time.time() + 3 * header_timeout
+    while time.time() < t_end:
+        for method, path, body, token in (("GET", "/healthz", None, None),
+                                          ("POST", "/v1/search", {"query": "logs", "k": 3}, READ)):
+            t0 = time.time()
+            try:
+                status = request(method, path, body, token=token)[0]
+            except OSError as e:
+                status = type(e).__name__
+            worst = max(worst, time.time() - t0)
+            probes += 1
+            if status != 200:
+                failures.append(f"{path}: {status}")
+        time.sleep(0.1)
+    stop.set()
+    for t in slow:
+        t.join()
+    check(not failures, f"/healthz and a search answer 200 while 100 slow clients trickle "
+          f"headers ({len(failures)} of {probes} failed: {failures[:3]})")
+    check(worst < 2, f"each of those answers within 2 s (slowest {worst:.2f} s)")
+    lived = [c for cut in cuts for c in cut]
+    check(all(cuts) and max(lived) < header_timeout + 1.5,
+          f"the server cuts every slow client within --header-timeout {header_timeout:g} s "
+          f"({sum(map(bool, cuts))} of 100 cut, longest lived {max(lived, default=0):.1f} s)")
+    # a few alone, under --max-connections: the deadline itself cuts them, bytes or not
+    cut, stop = [], threading.Event()
+    few = [threading.Thread(target=slow_connection, args=(tick, stop, cut)) for _ in range(3)]
+    for t in few:
+        t.start()
+    time.sleep(header_timeout + 1.5)
+    stop.set()
+    for t in few:
+        t.join()
+    check(len(cut) == 3 and all(header_timeout - 0.5 < c < header_timeout + 1.5 for c in cut),
+          f"with no one waiting to connect, a slow connection is cut at --header-timeout "
+          f"(lived {', '.join(f'{c:.1f}' for c in cut)} s)")
+    check(request("GET", "/healthz")[0] == 200, "the server is healthy once the slow clients stop")
+
+
 CASES = {"auth": case_auth, "limits": case_limits, "sse": case_sse,
          "concurrent": case_concurrent, "embeddings": case_embeddings,
          "dropped": case_dropped, "page": case_page, "filters": case_filters,
          "strict": case_strict, "log": case_log,
          "embeddings_formats": case_embeddings_formats, "embeddings_models": case_embeddings_models,
          "embeddings_batches": case_embeddings_batches,
-         "embeddings_matryoshka": case_embeddings_matryoshka}
+         "embeddings_matryoshka": case_embeddings_matryoshka,
+         "slowloris": case_slowloris}
 
 if __name__ == "__main__":
     CASES[sys.argv[1]]()

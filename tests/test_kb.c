@@ -1,4 +1,7 @@
-/* test_kb.c — the public API (kb/kb.h) used as a C program would: in-memory documents, misuse. */
+/* test_kb.c — the public API (kb/kb.h) used as a C program would: in-memory documents, misuse,
+ * ask options of an older version and cancelling an answer. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -7,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "helpers.h"
@@ -393,6 +399,167 @@ static void ask__backends_are_listed_from_the_table(void **state)
     assert_string_equal(names[3], "local");
 }
 
+/* A one-document KB for the ask tests; caller closes it and removes *dir. */
+static kb *ask_kb(char **dir)
+{
+    kb *kb = NULL;
+    *dir = th_tempdir();
+    assert_int_equal(kb_open(&kb, *dir, KB_OPEN_CREATE), 0);
+    kb_document doc = { "doc-1", "Lighthouses", "The lighthouse keeper trims the wick at dusk.",
+                        45, "text", NULL };
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), 0);
+    return kb;
+}
+
+static void ask__options_of_version_1_are_read_without_the_newer_fields(void **state)
+{
+    (void)state;
+    char *dir;
+    kb *kb = ask_kb(&dir);
+    /* A program built against version 1 passes a struct that ends before `chat_format`: a
+     * heap block of exactly that size, so ASan sees any read past it. */
+    kb_ask_options opts = KB_ASK_OPTIONS_INIT;
+    size_t v1_size = offsetof(kb_ask_options, chat_format);
+    opts.version = 1;
+    opts.k = 1;
+    void *v1 = malloc(v1_size);
+    assert_non_null(v1);
+    memcpy(v1, &opts, v1_size);
+    kb_prompt_result *prompt = NULL;
+    assert_int_equal(kb_prompt(kb, "who trims the wick", v1, &prompt), 0);
+    assert_int_equal(prompt->n_sources, 1);
+    kb_prompt_free(prompt);
+    unsigned newer = KB_ASK_OPTIONS_VERSION + 1;
+    memcpy(v1, &newer, sizeof newer); /* `version` comes first */
+    assert_int_equal(kb_prompt(kb, "who trims the wick", v1, &prompt), KB_EINVALID);
+    assert_non_null(strstr(kb_errmsg(kb), "unknown version"));
+    free(v1);
+    kb_close(kb);
+    th_rmtree(dir);
+    free(dir);
+}
+
+/* A stand-in LLM backend on loopback: with reply_429 it answers every request 429 with
+ * Retry-After: 30; without, it never accepts, so a request waits with no reply at all. */
+struct fake_backend {
+    int fd, reply_429;
+    pthread_t tid;
+};
+
+/* Reads one request (headers, then Content-Length bytes of body). */
+static void fake_backend_read(int c)
+{
+    char buf[1 << 16];
+    size_t have = 0;
+    char *end = NULL;
+    ssize_t n;
+    while (!end && have < sizeof buf - 1 && (n = recv(c, buf + have, sizeof buf - 1 - have, 0)) > 0) {
+        have += (size_t)n;
+        buf[have] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+    }
+    const char *cl = end ? strstr(buf, "Content-Length:") : NULL;
+    size_t want = end ? (size_t)(end + 4 - buf) + (cl ? strtoul(cl + 15, NULL, 10) : 0) : 0;
+    while (have < want && (n = recv(c, buf, sizeof buf, 0)) > 0)
+        have += (size_t)n;
+}
+
+static void *fake_backend_run(void *arg)
+{
+    static const char reply[] = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\n"
+                                "Content-Length: 0\r\nConnection: close\r\n\r\n";
+    struct fake_backend *b = arg;
+    int c;
+    while ((c = accept(b->fd, NULL, NULL)) >= 0) {
+        fake_backend_read(c);
+        send(c, reply, sizeof reply - 1, MSG_NOSIGNAL);
+        close(c);
+    }
+    return NULL;
+}
+
+static void fake_backend_start(struct fake_backend *b, int reply_429)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    char url[64];
+    b->reply_429 = reply_429;
+    b->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(b->fd >= 0);
+    assert_int_equal(bind(b->fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(b->fd, 8), 0);
+    assert_int_equal(getsockname(b->fd, (struct sockaddr *)&a, &len), 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1", (unsigned)ntohs(a.sin_port));
+    setenv("KB_LLM_URL", url, 1);
+    if (reply_429)
+        assert_int_equal(pthread_create(&b->tid, NULL, fake_backend_run, b), 0);
+}
+
+static void fake_backend_stop(struct fake_backend *b)
+{
+    shutdown(b->fd, SHUT_RDWR); /* wakes accept() */
+    if (b->reply_429)
+        pthread_join(b->tid, NULL);
+    close(b->fd);
+}
+
+static volatile int ask_cancel;
+
+static void *ask_cancel_soon(void *arg)
+{
+    (void)arg;
+    struct timespec ts = { 0, 300 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    ask_cancel = 1;
+    return NULL;
+}
+
+static double ask_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void ask__cancel_stops_a_silent_backend_and_a_retry_wait_within_a_second(void **state)
+{
+    (void)state;
+    char *dir;
+    kb *kb = ask_kb(&dir);
+    setenv("XDG_CONFIG_HOME", dir, 1); /* no config file */
+    setenv("KB_LLM_BACKEND", "openai", 1);
+    setenv("KB_LLM_MODEL", "m", 1);
+    for (int reply_429 = 0; reply_429 <= 1; reply_429++) {
+        struct fake_backend b;
+        fake_backend_start(&b, reply_429);
+        kb_ask_options opts = KB_ASK_OPTIONS_INIT;
+        opts.cancel = &ask_cancel;
+        ask_cancel = 0;
+        pthread_t tid;
+        assert_int_equal(pthread_create(&tid, NULL, ask_cancel_soon, NULL), 0);
+        kb_answer *answer = NULL;
+        double t0 = ask_now_s();
+        int rc = kb_ask(kb, "who trims the wick", &opts, &answer);
+        double took = ask_now_s() - t0;
+        pthread_join(tid, NULL);
+        /* the cancel comes at 0.3 s and is seen within about a second; without it this takes
+         * 120 s (first_token_timeout), or 3 retries 30 s apart */
+        if (rc != KB_ECANCELED || took > 3.0)
+            fail_msg("%s: rc %d after %.2f s (%s)", reply_429 ? "429" : "silent", rc, took,
+                     kb_errmsg(kb));
+        assert_non_null(strstr(kb_errmsg(kb), "stopped on request"));
+        kb_answer_free(answer);
+        fake_backend_stop(&b);
+    }
+    unsetenv("KB_LLM_URL");
+    unsetenv("KB_LLM_MODEL");
+    unsetenv("KB_LLM_BACKEND");
+    unsetenv("XDG_CONFIG_HOME");
+    kb_close(kb);
+    th_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +574,8 @@ int main(void)
         cmocka_unit_test(documents__metadata_is_stored_and_returned_with_results),
         cmocka_unit_test(search__modified_after_outside_the_stored_range_is_refused),
         cmocka_unit_test(ask__backends_are_listed_from_the_table),
+        cmocka_unit_test(ask__options_of_version_1_are_read_without_the_newer_fields),
+        cmocka_unit_test(ask__cancel_stops_a_silent_backend_and_a_retry_wait_within_a_second),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

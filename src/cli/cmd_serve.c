@@ -16,7 +16,8 @@ static const char serve_help[] =
     "token), GET /v1/status, GET /healthz, and a page for asking questions at /. Every route\n"
     "but /healthz and the page needs 'Authorization: Bearer TOKEN'; the tokens live in\n"
     "KBDIR/tokens/ (mode 0600).\n"
-    "Answers use the LLM configured as for kb ask. Stops cleanly on SIGINT or SIGTERM.\n"
+    "Answers use the LLM configured as for kb ask. Stops cleanly on SIGINT or SIGTERM,\n"
+    "cancelling the answers still running.\n"
     "\n"
     "options:\n"
     "  --port N             TCP port (default 8080; 0 = any free port, printed at start)\n"
@@ -26,10 +27,12 @@ static const char serve_help[] =
     "  --cors ORIGIN        allow browser requests from ORIGIN (default: no CORS headers)\n"
     "  --threads N          kb handles for concurrent reads (default: CPUs, 2..16)\n"
     "  --max-body BYTES     largest request body (default 4194304)\n"
-    "  --max-connections N  open connections before 429 (default 64)\n"
+    "  --max-connections N  open connections; past it the one waiting longest for a request\n"
+    "                       is closed, or the request gets 429 if all are busy (default 64)\n"
     "  --timeout S          idle connection timeout in seconds (default 30)\n"
     "  --model-alias NAME   /v1/embeddings also answers to model NAME (repeatable), for\n"
     "                       clients that send a model name of their own\n"
+    "  --header-timeout S   seconds a connection has to send a request's headers (default 10)\n"
     "  --print-token read|admin  print a token (creating the tokens if needed) and exit\n"
     "  -v                   one line per request on stderr\n"
     "\n"
@@ -38,7 +41,7 @@ static const char serve_help[] =
     "    -d '{\"query\":\"rotate logs\",\"k\":3}' http://127.0.0.1:8080/v1/search\n";
 
 enum { OPT_PORT = 1, OPT_LISTEN, OPT_ALLOW, OPT_CORS, OPT_THREADS, OPT_BODY, OPT_CONNS,
-       OPT_TIMEOUT, OPT_PRINT, OPT_ALIAS };
+       OPT_TIMEOUT, OPT_PRINT, OPT_ALIAS, OPT_HEADER_TIMEOUT };
 
 static const struct cli_opt serve_opts[] = {
     { "port", 0, 1, OPT_PORT }, { "listen", 0, 1, OPT_LISTEN },
@@ -46,6 +49,7 @@ static const struct cli_opt serve_opts[] = {
     { "threads", 0, 1, OPT_THREADS }, { "max-body", 0, 1, OPT_BODY },
     { "max-connections", 0, 1, OPT_CONNS }, { "timeout", 0, 1, OPT_TIMEOUT },
     { "print-token", 0, 1, OPT_PRINT }, { "model-alias", 0, 1, OPT_ALIAS },
+    { "header-timeout", 0, 1, OPT_HEADER_TIMEOUT },
     { NULL, 0, 0, 0 },
 };
 
@@ -107,6 +111,7 @@ static const char *serve_opt(int id, const char *value, void *payload)
             return "expected a model name of 1 to 256 bytes without spaces";
         c->aliases[c->cfg.n_model_aliases++] = value;
         return NULL;
+    case OPT_HEADER_TIMEOUT: return serve_unsigned(value, 1, 3600, &c->cfg.header_timeout_s);
     case OPT_PRINT:
         if (strcmp(value, "read") && strcmp(value, "admin"))
             return "expected read or admin";
@@ -159,6 +164,7 @@ static void serve_defaults(struct serve_cmd *c)
     c->cfg.max_body = KB_SERVER_DEFAULT_MAX_BODY;
     c->cfg.max_connections = KB_SERVER_DEFAULT_MAX_CONNECTIONS;
     c->cfg.timeout_s = KB_SERVER_DEFAULT_TIMEOUT_S;
+    c->cfg.header_timeout_s = KB_SERVER_DEFAULT_HEADER_TIMEOUT_S;
     c->cfg.max_k = KB_SERVER_MAX_K;
     c->cfg.max_depth = KB_SERVER_MAX_DEPTH;
     c->cfg.allow_hosts = c->hosts;

@@ -129,6 +129,8 @@ static int chat_fail_transport(const struct kb_llm_call *call, const char *url,
     case KB_LLM_ABORT_FIRST_TOKEN:
         return kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: no answer within %.1f s "
                           "(first_token_timeout)", b, url, cfg->first_token_timeout_ms / 1e3);
+    case KB_LLM_ABORT_CANCEL:
+        return kb_err_set(err, KB_ECANCELED, "%s at %s: stopped on request", b, url);
     case KB_LLM_ABORT_STALL:
         return kb_err_set(err, KB_EUNAVAILABLE, "%s at %s: the reply stalled: no data for "
                           "%.1f s (stall_timeout)", b, url, cfg->stall_timeout_ms / 1e3);
@@ -216,11 +218,15 @@ double kb_llm_retry_delay_s(double retry_after_s, int attempt)
     return d < CHAT_BACKOFF_MAX_S ? d : CHAT_BACKOFF_MAX_S;
 }
 
-static void chat_sleep(double seconds)
+/* Sleeps `seconds`, in steps of at most 0.1 s so that a cancel ends the wait early (the next
+ * attempt then stops before it starts). */
+static void chat_sleep(double seconds, const volatile int *cancel)
 {
-    struct timespec ts = { (time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9) };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+    double end = kb_llm_now_ms() + seconds * 1e3, left;
+    while (!(cancel && *cancel) && (left = end - kb_llm_now_ms()) > 0) {
+        struct timespec ts = { 0, (long)((left < 100 ? left : 100) * 1e6) };
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* What an attempt leaves to do. Kept apart from kb statuses, so no status can mean "again". */
@@ -272,7 +278,7 @@ static int chat_attempts(struct chat_state *st, struct kb_llm_http_req *req,
         double delay = kb_llm_retry_delay_s(res->retry_after_s, (int)attempt);
         chat_log(call, 1, "HTTP %ld from %s; retrying in %.1f s%s", res->status, req->url,
                  delay, res->retry_after_s >= 0 ? " (Retry-After)" : "");
-        chat_sleep(delay);
+        chat_sleep(delay, call->cancel);
     }
 }
 
@@ -301,7 +307,7 @@ int kb_llm_chat(const struct kb_llm_call *call, struct kb_buf *answer,
     struct chat_state st = { call, { 0 }, answer, kb_llm_now_ms(), -1, 0, err };
     struct kb_llm_http_req req = { url, headers, n_headers, body, cfg->connect_timeout_ms,
                                    cfg->first_token_timeout_ms, cfg->stall_timeout_ms,
-                                   KB_LLM_MAX_REPLY, NULL, chat_on_data, &st };
+                                   KB_LLM_MAX_REPLY, NULL, chat_on_data, &st, call->cancel };
     struct kb_llm_http_res res = { 0 };
     int rc = !url || !body ? kb_err_set(err, KB_ENOMEM, "out of memory") : 0;
     if (!rc) {

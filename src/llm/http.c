@@ -114,13 +114,18 @@ static size_t http_on_header(char *line, size_t size, size_t n, void *payload)
     return len;
 }
 
-/* Called by libcurl several times a second: enforces the first-token and stall timeouts. */
+/* Called by libcurl several times a second, and about once a second while nothing arrives:
+ * enforces cancellation and the first-token and stall timeouts. */
 static int http_on_progress(void *payload, curl_off_t dltotal, curl_off_t dlnow,
                             curl_off_t ultotal, curl_off_t ulnow)
 {
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
     struct http_xfer *x = payload;
     const struct kb_llm_http_req *req = x->req;
+    if (req->cancel && *req->cancel) {
+        x->res->abort = KB_LLM_ABORT_CANCEL;
+        return 1;
+    }
     double now = kb_llm_now_ms();
     int have_token = req->token_progress && *req->token_progress > 0;
     long status = 0;
@@ -190,6 +195,10 @@ int kb_llm_http_post(const struct kb_llm_http_req *req, struct kb_llm_http_res *
     char errbuf[CURL_ERROR_SIZE] = "";
     memset(res, 0, sizeof *res);
     res->retry_after_s = -1;
+    if (req->cancel && *req->cancel) { /* e.g. during the wait before a retry */
+        res->abort = KB_LLM_ABORT_CANCEL;
+        return -1;
+    }
     CURL *curl = curl_easy_init();
     struct curl_slist *headers = http_headers(req);
     struct http_xfer x = { req, res, curl, kb_llm_now_ms(), 0, 0, 0 };

@@ -104,6 +104,7 @@ struct kb_llm_call {
     kb_token_cb on_token;
     kb_log_cb on_log;
     void *payload;
+    const volatile int *cancel; /* stop (KB_ECANCELED) once *cancel turns non-zero; may be NULL */
 };
 /* Monotonic milliseconds. */
 double kb_llm_now_ms(void);

@@ -92,7 +92,8 @@ enum kb_llm_abort {
     KB_LLM_ABORT_CAP,          /* reply over max_reply bytes */
     KB_LLM_ABORT_FIRST_TOKEN,  /* no token within first_token_timeout */
     KB_LLM_ABORT_STALL,        /* no bytes for stall_timeout */
-    KB_LLM_ABORT_CONSUMER      /* on_data refused the bytes */
+    KB_LLM_ABORT_CONSUMER,     /* on_data refused the bytes */
+    KB_LLM_ABORT_CANCEL        /* *cancel turned non-zero */
 };
 
 struct kb_llm_http_req {
@@ -105,6 +106,7 @@ struct kb_llm_http_req {
     const size_t *token_progress; /* grows when a token was emitted; watched for first token */
     int (*on_data)(const char *data, size_t len, void *payload); /* 2xx bodies only */
     void *payload;
+    const volatile int *cancel;   /* watched at least once a second; may be NULL */
 };
 
 struct kb_llm_http_res {

@@ -14,10 +14,20 @@
 #define ASK_MAX_PENDING (16u << 20)   /* events not yet sent: past this the stream is cut */
 #define ASK_KEEPALIVE_S 10           /* an SSE comment after this much silence */
 
+/* A streamed answer's thread. Joined, never detached: the server must not exit while one is
+ * still ending, because a thread's own state (OpenSSL's among it) is freed only as it exits,
+ * and a process that exits first leaks it. */
+struct srv_worker {
+    pthread_t tid;
+    int done;                     /* nothing left to do but exit (under s->lock) */
+    struct srv_worker *next;
+};
+
 /* One streamed answer, shared by the worker and the response; freed by whichever lets go
  * last. */
 struct ask_stream {
     struct srv *s;
+    struct srv_worker *worker;
     kb *kb;
     char *question;
     cJSON *body;                  /* a copy of the request: opts' strings point into it */
@@ -156,12 +166,34 @@ static void *ask_worker(void *arg)
     st->done = 1;
     pthread_cond_broadcast(&st->cond);
     pthread_mutex_unlock(&st->lock);
+    struct srv_worker *self = st->worker;
     ask_unref(st);
     pthread_mutex_lock(&s->lock);
-    s->n_workers--;
-    pthread_cond_broadcast(&s->cond);
+    self->done = 1;
     pthread_mutex_unlock(&s->lock);
     return NULL;
+}
+
+void srv_ask_join(struct srv *s, int all)
+{
+    struct srv_worker *mine = NULL;
+    pthread_mutex_lock(&s->lock);
+    for (struct srv_worker **p = &s->workers, *w; (w = *p);) {
+        if (all || w->done) {
+            *p = w->next;
+            w->next = mine;
+            mine = w;
+        } else {
+            p = &w->next;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    while (mine) {
+        struct srv_worker *next = mine->next;
+        pthread_join(mine->tid, NULL);
+        free(mine);
+        mine = next;
+    }
 }
 
 /* MHD's content reader: hands over queued events, waiting for more (in 1 s steps, so that a
@@ -214,27 +246,22 @@ static void ask_release(void *cls)
 
 static int ask_stream_start(struct srv *s, struct ask_stream *st, struct srv_reply *out)
 {
-    pthread_t tid;
-    pthread_attr_t attr;
-    out->resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, ask_read, st,
-                                                  ask_release);
-    if (!out->resp)
+    if (!(st->worker = calloc(1, sizeof *st->worker)) ||
+        !(out->resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, ask_read, st,
+                                                        ask_release))) {
+        free(st->worker);
+        srv_pool_put(s, st->kb);
+        ask_unref(st);
         return srv_error(out, 500, "internal", "out of memory");
+    }
     MHD_add_response_header(out->resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(out->resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     out->status = 200;
     st->refs = 2; /* the worker and the response */
-    pthread_mutex_lock(&s->lock);
-    s->n_workers++;
-    pthread_mutex_unlock(&s->lock);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&tid, &attr, ask_worker, st);
-    pthread_attr_destroy(&attr);
+    srv_ask_join(s, 0); /* the threads of answers that ended since the last one started */
+    int rc = pthread_create(&st->worker->tid, NULL, ask_worker, st);
     if (rc) {
-        pthread_mutex_lock(&s->lock);
-        s->n_workers--;
-        pthread_mutex_unlock(&s->lock);
+        free(st->worker);
         srv_pool_put(s, st->kb);
         st->done = 1;
         st->refs = 1; /* the response's, released with it */
@@ -242,6 +269,10 @@ static int ask_stream_start(struct srv *s, struct ask_stream *st, struct srv_rep
         return srv_error(out, 500, "internal", "internal error (the server's log has the "
                          "details)");
     }
+    pthread_mutex_lock(&s->lock);
+    st->worker->next = s->workers;
+    s->workers = st->worker;
+    pthread_mutex_unlock(&s->lock);
     return 0;
 }
 
@@ -267,6 +298,7 @@ static int ask_stream(struct srv *s, const cJSON *body, struct srv_reply *out)
     st->question = (char *)question;
     st->opts.on_token = ask_on_token;
     st->opts.payload = st;
+    st->opts.cancel = s->cfg->stop; /* a stopping server ends the answer within a second */
     if (!(st->kb = srv_pool_borrow(s, out))) {
         ask_unref(st);
         return -1;
@@ -294,6 +326,7 @@ static int ask_whole(struct srv *s, const cJSON *body, struct srv_reply *out)
         goto done;
     opts.on_token = ask_whole_token;
     opts.payload = &out->client_fd;
+    opts.cancel = s->cfg->stop;
     kb *kb = srv_pool_borrow(s, out);
     if (!kb)
         goto done;

@@ -178,7 +178,7 @@ static int server_precheck(struct srv *s, struct MHD_Connection *c, const char *
     if (r->bad_target)
         return srv_error(out, 400, "invalid_request", "the request target holds a space, a "
                          "control character or %%00 (NUL)");
-    if (__atomic_load_n(&s->n_connections, __ATOMIC_RELAXED) > (int)s->cfg->max_connections) {
+    if (srv_conn_count(s) > (int)s->cfg->max_connections) {
         srv_error(out, 429, "too_many_connections", "more than %u open connections; retry",
                   s->cfg->max_connections);
         MHD_add_response_header(out->resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
@@ -410,7 +410,9 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *c, const 
         enum server_host host = server_host(s, c);
         if (!strcmp(method, "OPTIONS") && host == HOST_OK && !r->bad_target)
             return server_preflight(s, c, &r->early), server_queue(s, c, r, &r->early);
-        if (server_precheck(s, c, url, method, host, r) && server_refuse_now(s, c, r))
+        if (!server_precheck(s, c, url, method, host, r))
+            srv_conn_serving(s, c);
+        else if (server_refuse_now(s, c, r))
             return server_queue(s, c, r, &r->early);
         return MHD_YES;
     }
@@ -440,7 +442,7 @@ static void server_completed(void *cls, struct MHD_Connection *c, void **con_cls
 {
     struct srv *s = cls;
     struct server_req *r = *con_cls;
-    (void)c;
+    srv_conn_waiting(s, c);
     if (!r)
         return;
     if (s->cfg->verbose && !r->started) /* MHD refused the headers and answered itself */
@@ -458,11 +460,10 @@ static void server_completed(void *cls, struct MHD_Connection *c, void **con_cls
 static void server_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    struct srv *s = cls;
-    (void)c;
-    (void)socket_context;
-    __atomic_add_fetch(&s->n_connections, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1,
-                       __ATOMIC_RELAXED);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        srv_conn_open(cls, c, socket_context);
+    else
+        srv_conn_close(cls, socket_context);
 }
 
 /* ---- start and stop ---- */
@@ -513,13 +514,14 @@ static struct MHD_Daemon *server_start(struct srv *s, const char *listen, int v6
                      MHD_USE_POLL | (v6 ? MHD_USE_IPv6 : 0) |
                      (s->cfg->verbose > 1 ? MHD_USE_ERROR_LOG : 0);
     (void)listen;
-    /* MHD's own connection limit sits above ours, so the connections past ours get a 429
-     * (a reply) instead of being dropped unanswered. The logger comes first: MHD reports the
-     * options before it with its own. */
+    /* MHD's own connection limit sits well above ours, so that it never refuses a connection
+     * that conn.c would make room for, or that gets a 429 (a reply) instead of being dropped
+     * unanswered, while evicted ones are still closing. The logger comes first: MHD reports
+     * the options before it with its own. */
     return MHD_start_daemon(flags, (uint16_t)s->cfg->port, NULL, NULL, server_access, s,
                             MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, s,
                             MHD_OPTION_SOCK_ADDR, addr,
-                            MHD_OPTION_CONNECTION_LIMIT, s->cfg->max_connections + 16,
+                            MHD_OPTION_CONNECTION_LIMIT, 2 * s->cfg->max_connections + 16,
                             MHD_OPTION_CONNECTION_TIMEOUT, s->cfg->timeout_s,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
                             MHD_OPTION_NOTIFY_COMPLETED, server_completed, s,
@@ -545,21 +547,21 @@ static int server_address(const struct kb_server_config *cfg, struct sockaddr_in
     return inet_pton(AF_INET6, listen, &in6->sin6_addr) == 1 ? 0 : KB_EINVALID;
 }
 
-/* Waits for the stop flag, then for the streaming answers still running. */
+/* Sheds connections waiting past their deadline until the stop flag turns, then waits for
+ * the streaming answers still running (the flag cancels them too: kb_ask_options.cancel). */
 static void server_wait(struct srv *s, struct MHD_Daemon *d)
 {
     struct timespec nap = { 0, 100 * 1000 * 1000 };
-    while (!*s->cfg->stop)
+    while (!*s->cfg->stop) {
         nanosleep(&nap, NULL);
+        srv_conn_sweep(s);
+    }
     pthread_mutex_lock(&s->lock);
     s->stopping = 1;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
     MHD_stop_daemon(d);
-    pthread_mutex_lock(&s->lock);
-    while (s->n_workers)
-        pthread_cond_wait(&s->cond, &s->lock);
-    pthread_mutex_unlock(&s->lock);
+    srv_ask_join(s, 1);
 }
 
 static void server_ready(struct srv *s, struct MHD_Daemon *d, const char *listen, int v6)
@@ -587,6 +589,7 @@ int kb_server_run(const struct kb_server_config *cfg, char *errbuf, size_t errbu
     pthread_cond_init(&s.cond, NULL);
     pthread_mutex_init(&s.write_lock, NULL);
     pthread_mutex_init(&s.model_lock, NULL);
+    pthread_mutex_init(&s.conn_lock, NULL);
     if ((rc = server_address(cfg, &in4, &in6, &v6))) {
         snprintf(errbuf, errbuf_size, "--listen %s: not an IPv4 or IPv6 address", listen);
         goto done;
@@ -615,5 +618,6 @@ done:
     pthread_cond_destroy(&s.cond);
     pthread_mutex_destroy(&s.write_lock);
     pthread_mutex_destroy(&s.model_lock);
+    pthread_mutex_destroy(&s.conn_lock);
     return rc;
 }

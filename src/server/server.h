@@ -10,6 +10,7 @@
 #define KB_SERVER_DEFAULT_MAX_BODY (4u * 1024u * 1024u)
 #define KB_SERVER_DEFAULT_MAX_CONNECTIONS 64
 #define KB_SERVER_DEFAULT_TIMEOUT_S 30
+#define KB_SERVER_DEFAULT_HEADER_TIMEOUT_S 10
 #define KB_SERVER_MAX_K 100
 #define KB_SERVER_MAX_DEPTH 32
 
@@ -19,8 +20,12 @@ struct kb_server_config {
     unsigned port;                 /* 0 = any free port (printed when ready) */
     unsigned threads;              /* kb handles for reads; 0 = online CPUs (2..16) */
     size_t max_body;               /* request body bytes; larger is 413 */
-    unsigned max_connections;      /* open connections; more get 429 */
+    unsigned max_connections;      /* open connections: past it the one waiting longest for
+                                      a request is closed, or 429 when all are busy */
     unsigned timeout_s;            /* idle connection timeout */
+    unsigned header_timeout_s;     /* a connection must send a request that passes the checks
+                                      (its headers; all of it when refused) within this long
+                                      of its accept or of the previous reply; 0 = default */
     size_t max_k;                  /* the largest k (or number of inputs) a request may ask */
     unsigned max_depth;            /* JSON nesting */
     const char *const *allow_hosts;/* extra Host names (--allow-host) */
@@ -39,8 +44,9 @@ struct kb_server_config {
     size_t n_model_aliases;
 };
 
-/* Serves until *cfg->stop turns non-zero, then closes every connection, waits for answers
- * still streaming and returns 0. Fails before serving with a negative kb_status and one line
+/* Serves until *cfg->stop turns non-zero, then closes every connection, cancels the answers
+ * still running (within about a second: kb_ask_options.cancel), waits for their threads to
+ * end and returns 0. Fails before serving with a negative kb_status and one line
  * in errbuf: the KB cannot be opened (its code), the address is unusable or the port is taken
  * (KB_EUNAVAILABLE), KB_EINVALID for a bad configuration. */
 int kb_server_run(const struct kb_server_config *cfg, char *errbuf, size_t errbuf_size);

@@ -35,12 +35,12 @@ struct srv {
     unsigned port;
     char **hosts;                 /* allowed Host names, lower case, without port */
     size_t n_hosts;
-    pthread_mutex_t lock;         /* guards readers/busy/n_workers */
+    pthread_mutex_t lock;         /* guards readers/busy/workers */
     pthread_cond_t cond;
     kb **readers;
     int *busy;
     size_t n_readers;
-    size_t n_workers;             /* streaming answers still running */
+    struct srv_worker *workers;   /* streaming answers' threads, until joined (ask.c) */
     struct srv_waiter *wait_head, *wait_tail; /* requests waiting for a handle, oldest first */
     pthread_mutex_t write_lock;
     kb *writer;
@@ -49,7 +49,9 @@ struct srv {
     int model_state;              /* 0 not tried, 1 open, < 0 the kb_status it failed with */
     char model_name[256];         /* as the KB records it: a hub name or a folder */
     char model_id[256];           /* as clients see it (srv_model_id) */
-    int n_connections;            /* open connections (atomic) */
+    pthread_mutex_t conn_lock;    /* guards conns and n_connections (conn.c) */
+    struct srv_conn *conns;       /* open connections, newest first */
+    int n_connections;            /* of those, the ones not being shut down by us */
     char **private_paths;         /* folders of this machine no error message may name */
     size_t n_private_paths;
     volatile int stopping;
@@ -132,6 +134,23 @@ void srv_pool_put_writer(struct srv *s);
 kb_model *srv_model_get(struct srv *s, int *status);
 void srv_model_put(struct srv *s);
 
+/* ---- conn.c: open connections, their count and the deadline of those waiting for a
+ * request (the slow-client guard; the protocol is described at the top of conn.c) ---- */
+/* A connection was accepted (libmicrohttpd's NOTIFY_CONNECTION STARTED): it starts waiting,
+ * and when it takes the count past --max-connections the longest-waiting other one is shut
+ * down. */
+void srv_conn_open(struct srv *s, struct MHD_Connection *c, void **socket_context);
+/* libmicrohttpd is about to close it (NOTIFY_CONNECTION CLOSED). */
+void srv_conn_close(struct srv *s, void **socket_context);
+/* Its request passed the checks: no deadline until the reply is done. */
+void srv_conn_serving(struct srv *s, struct MHD_Connection *c);
+/* Its request ended (kept alive, or closing): it waits for the next with a new deadline. */
+void srv_conn_waiting(struct srv *s, struct MHD_Connection *c);
+/* Open connections, those being shut down left out (compared with --max-connections). */
+int srv_conn_count(struct srv *s);
+/* Shuts down the connections waiting past their deadline. */
+void srv_conn_sweep(struct srv *s);
+
 /* ---- routes.c / ask.c: the endpoints. `body` is the parsed request (an object) or NULL
  * for GET/DELETE. Each fills `out` and returns 0 or -1. ---- */
 int srv_route_search(struct srv *s, const struct cJSON *body, struct srv_reply *out);
@@ -142,6 +161,9 @@ int srv_route_models(struct srv *s, struct srv_reply *out);
 int srv_route_add_documents(struct srv *s, const struct cJSON *body, struct srv_reply *out);
 int srv_route_delete_document(struct srv *s, const char *id, struct srv_reply *out);
 int srv_route_ask(struct srv *s, const struct cJSON *body, struct srv_reply *out);
+/* Joins the threads of streamed answers: those that are done (all = 0), or every one, waiting
+ * for each to end (all = 1: once no connection is left to start another). */
+void srv_ask_join(struct srv *s, int all);
 
 /* Shared by /v1/prompt and /v1/ask: question, k, mode, template, max_tokens, history. The
  * strings point into `body`; history is malloc'ed (free it). */
