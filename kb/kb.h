@@ -385,8 +385,7 @@ typedef struct kb_ask_options {
                                    an HTTP backend's answer stops within about a second, also
                                    while the backend sends nothing or a retry waits: the request
                                    is closed and kb_ask returns KB_ECANCELED with what arrived.
-                                   The "local" backend does not read it yet (on_token can stop
-                                   it at the next token) */
+                                   The "local" backend stops at its next token */
 } kb_ask_options;
 
 #define KB_ASK_OPTIONS_VERSION 3

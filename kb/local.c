@@ -80,6 +80,20 @@ static int local_tokens(struct local_run *r, const kb_prompt_result *p)
     return rc;
 }
 
+/* Each piece of the answer: stops when the caller's cancel flag is up, else goes to its
+ * on_token. */
+struct local_stream {
+    const kb_ask_options *opts;
+};
+
+static int local_on_token(const char *text, size_t len, void *payload)
+{
+    const kb_ask_options *o = ((const struct local_stream *)payload)->opts;
+    if (o->version >= 3 && o->cancel && *o->cancel)
+        return 1;
+    return o->on_token ? o->on_token(text, len, o->payload) : 0;
+}
+
 static int local_generate(struct local_run *r, const kb_ask_options *opts, kb_answer *a)
 {
     const struct kb_dec_hparams *hp = kb_dec_model_hparams(r->lm->model);
@@ -93,8 +107,11 @@ static int local_generate(struct local_run *r, const kb_ask_options *opts, kb_an
     kb_generate_options g = KB_GENERATE_OPTIONS_INIT;
     g.max_tokens = r->cfg->max_answer_tokens;
     g.context = (unsigned)ctx;
-    g.on_token = opts->on_token;
-    g.payload = opts->payload;
+    struct local_stream stream = { opts };
+    if (opts->version >= 3 && opts->cancel && *opts->cancel)
+        return kb_fail(r->kb, KB_ECANCELED, "the answer was cancelled before it began");
+    g.on_token = local_on_token;
+    g.payload = &stream;
     kb_generation *gen = NULL;
     int rc = kb_lm_generate(r->lm, r->ids, r->n_ids, &g, &gen);
     if (rc && rc != KB_ECANCELED)

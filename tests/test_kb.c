@@ -560,6 +560,69 @@ static void ask__cancel_stops_a_silent_backend_and_a_retry_wait_within_a_second(
     free(dir);
 }
 
+/* Backend "local" on the real stories260K model: cancel stops the answer at its next token. */
+struct cancel_after {
+    volatile int flag;
+    int tokens;
+};
+
+static int cancel_after_first(const char *text, size_t len, void *payload)
+{
+    (void)text, (void)len;
+    struct cancel_after *c = payload;
+    c->tokens++;
+    c->flag = 1;
+    return 0;
+}
+
+static void ask__local_backend_stops_at_the_next_token_when_cancelled(void **state)
+{
+    (void)state;
+    const char *shared = getenv("KB_SHARED_DATA");
+    char model[4096];
+    snprintf(model, sizeof model, "%s/decoder/stories260K/stories260K.gguf",
+             shared ? shared : "../shared/data");
+    FILE *f = fopen(model, "rb");
+    if (!f) {
+        print_message("skip: %s is absent\n", model);
+        return;
+    }
+    fclose(f);
+    char *dir = th_tempdir();
+    kb *kb = NULL;
+    assert_int_equal(kb_open(&kb, dir, KB_OPEN_CREATE), 0);
+    kb_document doc = { "d", NULL, "The little girl found a red ball in the park.", 45, "text",
+                        NULL };
+    assert_int_equal(kb_add_documents(kb, &doc, 1, NULL, NULL), 0);
+    struct cancel_after c = { 0, 0 };
+    kb_ask_options o = KB_ASK_OPTIONS_INIT;
+    o.backend = "local";
+    o.model = model;
+    o.chat_format = "chatml";
+    o.max_tokens = 40;
+    o.mode = KB_MODE_BM25;
+    o.cancel = &c.flag;
+    o.on_token = cancel_after_first;
+    o.payload = &c;
+    kb_answer *a = NULL;
+    assert_int_equal(kb_ask(kb, "what did the girl find", &o, &a), KB_ECANCELED);
+    assert_int_equal(c.tokens, 1); /* the piece after the flag went up was never emitted */
+    assert_true(a->completion_tokens <= 2);
+    kb_answer_free(a);
+    c.flag = 0;
+    o.on_token = NULL;
+    assert_int_equal(kb_ask(kb, "what did the girl find", &o, &a), 0);
+    assert_true(a->completion_tokens > 2 && a->text_len > 0);
+    kb_answer_free(a);
+    c.flag = 1; /* up before the answer starts: nothing is generated */
+    assert_int_equal(kb_ask(kb, "what did the girl find", &o, &a), KB_ECANCELED);
+    assert_int_equal(a->text_len, 0);
+    kb_answer_free(a);
+    kb_close(kb);
+    th_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -576,6 +639,7 @@ int main(void)
         cmocka_unit_test(ask__backends_are_listed_from_the_table),
         cmocka_unit_test(ask__options_of_version_1_are_read_without_the_newer_fields),
         cmocka_unit_test(ask__cancel_stops_a_silent_backend_and_a_retry_wait_within_a_second),
+        cmocka_unit_test(ask__local_backend_stops_at_the_next_token_when_cancelled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
