@@ -38,7 +38,7 @@ static char *shared_path(const char *rel)
     return path;
 }
 
-static cJSON *read_json(const char *path)
+static char *read_all(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -50,6 +50,14 @@ static cJSON *read_json(const char *path)
     assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
     text[n] = '\0';
     fclose(f);
+    *len = (size_t)n;
+    return text;
+}
+
+static cJSON *read_json(const char *path)
+{
+    size_t len;
+    char *text = read_all(path, &len);
     cJSON *doc = cJSON_Parse(text);
     free(text);
     if (!doc)
@@ -356,21 +364,6 @@ static void decoder__stories260k_greedy_story_is_llama2_c_s(void **state)
 
 /* ---- tokenizers: llama.cpp's test vectors ------------------------------------------------ */
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)n + 1);
-    assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
-    text[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return text;
-}
 
 static struct kb_tok *open_tok(const char *rel, struct kb_gguf **g)
 {

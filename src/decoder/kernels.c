@@ -198,8 +198,7 @@ static float dot_q6_k(const uint8_t *w, const uint8_t *a, size_t n)
     return sum;
 }
 
-/* 16- or 32-bit float weights with float activations. */
-static float dot_float(uint32_t type, const uint8_t *w, const float *x, size_t n)
+float kb_dot_float_scalar(uint32_t type, const uint8_t *w, const float *x, size_t n)
 {
     float sum = 0;
     for (size_t i = 0; i < n; i++) {
@@ -222,7 +221,7 @@ float kb_dot_q_scalar(uint32_t type, const void *row, const void *act, size_t n)
     case KB_Q_Q4_K: return dot_q45_k(row, act, n, 0);
     case KB_Q_Q5_K: return dot_q45_k(row, act, n, 1);
     case KB_Q_Q6_K: return dot_q6_k(row, act, n);
-    case KB_Q_F16: case KB_Q_BF16: case KB_Q_F32: return dot_float(type, row, act, n);
+    case KB_Q_F16: case KB_Q_BF16: case KB_Q_F32: return kb_dot_float_scalar(type, row, act, n);
     default: return 0; /* callers use kb_act_type_for first */
     }
 }

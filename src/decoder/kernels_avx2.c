@@ -178,20 +178,8 @@ AVX2 static float dot_float(uint32_t type, const uint8_t *w, const float *x, siz
         acc0 = _mm256_fmadd_ps(load8(type, w), _mm256_loadu_ps(x + i), acc0);
         acc1 = _mm256_fmadd_ps(load8(type, w + step), _mm256_loadu_ps(x + i + 8), acc1);
     }
-    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++, w += step / 8) { /* rows of other lengths: the rest one by one */
-        float v;
-        if (type == KB_Q_F32)
-            memcpy(&v, w, 4);
-        else if (type == KB_Q_F16)
-            v = half(w);
-        else {
-            uint32_t bits = (uint32_t)(w[0] | w[1] << 8) << 16;
-            memcpy(&v, &bits, 4);
-        }
-        sum += v * x[i];
-    }
-    return sum;
+    /* rows of other lengths: the rest one by one */
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) + kb_dot_float_scalar(type, w, x + i, n - i);
 }
 
 float kb_dot_q_avx2(uint32_t type, const void *row, const void *act, size_t n)

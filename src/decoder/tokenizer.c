@@ -533,6 +533,29 @@ static int merge_word(const struct kb_tok *t, const char *text, size_t len, stru
     return 0;
 }
 
+/* The ids of the merged symbols; a symbol that is no token goes out byte by byte: as
+ * SentencePiece's <0xXX> tokens (unk when the model has none), or as BPE's tokens of each
+ * mapped character alone. */
+static void emit_symbols(const struct kb_tok *t, const struct sym *s, int n_sym,
+                         struct out_ids *o)
+{
+    for (int i = 0; i >= 0 && i < n_sym; i = s[i].next) {
+        int32_t id = find_text(t, s[i].p, s[i].n);
+        if (id >= 0) {
+            push(o, id);
+            continue;
+        }
+        for (size_t j = 0; j < s[i].n;) {
+            size_t cl = t->model == TOK_SPM ? 1 : kb_utf8_seq_len(s[i].p + j, s[i].n - j);
+            cl = cl ? cl : 1;
+            int32_t b = t->model == TOK_SPM ? t->byte_token[(unsigned char)s[i].p[j]]
+                                            : find_text(t, s[i].p + j, cl);
+            push(o, b >= 0 || t->model != TOK_SPM ? b : t->unk);
+            j += cl;
+        }
+    }
+}
+
 /* SentencePiece over one fragment: spaces as U+2581, a space prefix when asked. */
 static int spm_fragment(const struct kb_tok *t, const char *text, size_t len, int prefix,
                         struct out_ids *o)
@@ -560,17 +583,7 @@ static int spm_fragment(const struct kb_tok *t, const char *text, size_t len, in
         free(esc);
         return -1;
     }
-    for (int i = 0; i >= 0 && i < n_sym; i = s[i].next) {
-        int32_t id = find_text(t, s[i].p, s[i].n);
-        if (id >= 0) {
-            push(o, id);
-            continue;
-        }
-        for (size_t j = 0; j < s[i].n; j++) {
-            int32_t b = t->byte_token[(unsigned char)s[i].p[j]];
-            push(o, b >= 0 ? b : t->unk);
-        }
-    }
+    emit_symbols(t, s, n_sym, o);
     free(s);
     free(esc);
     return 0;
@@ -597,19 +610,7 @@ static int bpe_word(const struct kb_tok *t, const char *text, size_t len, struct
         free(mapped);
         return -1;
     }
-    for (int i = 0; i >= 0 && i < n_sym; i = s[i].next) {
-        int32_t id = find_text(t, s[i].p, s[i].n);
-        if (id >= 0) {
-            push(o, id);
-            continue;
-        }
-        for (size_t j = 0; j < s[i].n;) { /* each mapped character alone */
-            size_t cl = kb_utf8_seq_len(s[i].p + j, s[i].n - j);
-            cl = cl ? cl : 1;
-            push(o, find_text(t, s[i].p + j, cl));
-            j += cl;
-        }
-    }
+    emit_symbols(t, s, n_sym, o);
     free(s);
     free(mapped);
     return 0;
