@@ -313,6 +313,20 @@ assert r["headers"]["authorization"] == "Bearer " + sys.argv[2], r["headers"]
 URLS
 }
 
+# ---- Ctrl-C: a streamed answer stops at once, what came is printed with its sources (130)
+case_interrupt() {
+    $KB ask --backend openai --model m --url "$BASE/stall" "$Q" >"$T/out" 2>"$T/err" &
+    local pid=$! waited=0
+    for _ in $(seq 100); do [ -s "$T/out" ] && break; sleep 0.05; done  # the first tokens came
+    kill -INT "$pid"
+    local t0=$SECONDS
+    wait "$pid"; ok $? 130 "Ctrl-C during a stalled stream exits 130"
+    waited=$((SECONDS - t0))
+    [ "$waited" -le 3 ]; ok $? 0 "and at once (${waited} s), not at the stall timeout"
+    [ -s "$T/out" ] && grep -q '^Sources:' "$T/out"; ok $? 0 "what came is printed, then the sources"
+    grep -q 'interrupted: the answer stops here' "$T/err"; ok $? 0 "one line says it was interrupted"
+}
+
 if [ -n "$CASE" ]; then
     declare -F "case_$CASE" >/dev/null || { echo "unknown case '$CASE'"; exit 2; }
     "case_$CASE"

@@ -6,6 +6,7 @@
 #   tokenize   kb tokenize --model FILE.gguf gives llama.cpp's ids (BOS, --no-special)
 #   errors     damaged or missing files, ids outside the vocabulary, bad options: one line,
 #              the documented exit code
+#   interrupt  Ctrl-C stops generation at once and keeps what was printed (exit 130)
 # Usage: generate_test.sh PATH_TO_KB SHARED_DATA CASE
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -71,6 +72,17 @@ errors)
     ok $? 0 "--ctx 5 leaves room for 4 tokens after BOS"
     printf 'GGUF\3\0\0\0' >"$T/short.gguf"
     $KB tokenize --model "$T/short.gguf" x 2>/dev/null; ok $? 65 "kb tokenize refuses a damaged GGUF with 65"
+    ;;
+interrupt)
+    # Ctrl-C stops generation at once; what came stays printed (130)
+    $KB generate --model "$M" -n 1000000 --ctx 200000 --ignore-eos >"$T/out" 2>"$T/err" &
+    pid=$!
+    for _ in $(seq 200); do [ -s "$T/out" ] && break; sleep 0.05; done
+    kill -INT "$pid"; t0=$SECONDS
+    wait "$pid"; ok $? 130 "Ctrl-C exits 130"
+    [ $((SECONDS - t0)) -le 3 ]; ok $? 0 "at once"
+    [ "$(wc -c <"$T/out")" -gt 0 ]; ok $? 0 "the text generated so far is printed"
+    grep -q 'interrupted: generation stops here' "$T/err"; ok $? 0 "one line says it was interrupted"
     ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -9,6 +10,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+static volatile sig_atomic_t cli_interrupted;
+
+static void cli_on_interrupt(int sig)
+{
+    (void)sig;
+    cli_interrupted = 1;
+}
+
+const volatile int *cli_catch_interrupts(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cli_on_interrupt;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return &cli_interrupted;
+}
 
 int cli_is_gguf(const char *name)
 {

@@ -54,6 +54,11 @@ int cli_parse(struct cli *cli, const char *cmd, const struct cli_opt *opts, int 
  * (-vv, -vvv); 0 when it is something else. */
 int cli_verbosity(const char *arg);
 
+/* The first Ctrl-C or SIGTERM raises the flag returned (for an options struct's `cancel`:
+ * the work stops at a safe point and the command exits 130); a second one ends the process
+ * at once (the handler resets itself). */
+const volatile int *cli_catch_interrupts(void);
+
 /* Whether a model argument names a GGUF file (a decoder model): it ends in ".gguf". */
 int cli_is_gguf(const char *name);
 

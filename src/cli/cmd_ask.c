@@ -375,6 +375,11 @@ static int ask_finish(struct ask_cmd *c, kb *kb, const kb_answer *answer, int st
         return ask_fallback(c, answer, kb, status);
     if (!status)
         return ask_print(c, answer);
+    if (status == KB_ECANCELED && answer && c->opts.cancel && *c->opts.cancel) {
+        int rc = ask_print(c, answer); /* Ctrl-C: what came, with its sources */
+        cli_error("interrupted: the answer stops here");
+        return rc ? rc : CLI_EXIT_INTERRUPTED;
+    }
     cli_error("%s", kb_errmsg(kb));
     if (answer && c->cli->json && !c->no_stream)
         ask_json_out(c, answer, kb_errmsg(kb));
@@ -393,6 +398,7 @@ int cmd_ask(struct cli *cli, int argc, char **argv)
     if ((rc = cli_open(cli, &kb, KB_OPEN_READONLY)))
         goto done;
     cli_ask_set_callbacks(&c);
+    c.opts.cancel = cli_catch_interrupts();
     int status = kb_ask(kb, question, &c.opts, &answer);
     rc = ask_finish(&c, kb, answer, status);
 done:

@@ -134,7 +134,7 @@ static void chat_text_turn(struct chat_session *s, const kb_answer *a, int statu
 static int chat_fatal(int status)
 {
     return status == KB_ECONFIG || status == KB_EAUTH || status == KB_ENOTFOUND ||
-           status == KB_EINVALID || status == KB_ENOMEM;
+           status == KB_EINVALID || status == KB_ENOMEM || status == KB_ECANCELED;
 }
 
 /* Answers one question; returns 1 when the chat must end. */
@@ -262,6 +262,7 @@ int cmd_chat(struct cli *cli, int argc, char **argv)
     if (help || rc || (rc = cli_open(cli, &s.kb, KB_OPEN_READONLY)))
         goto done;
     cli_ask_set_callbacks(&s.c);
+    s.c.opts.cancel = cli_catch_interrupts(); /* Ctrl-C: the answer stops, the chat ends */
     s.interactive = !cli->json && !cli->quiet && isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
     chat_loop(&s);
     rc = cli->json ? chat_summary(&s) : 0;

@@ -129,11 +129,21 @@ static const char *generate_parse_ids(const char *text, int32_t **ids, size_t *n
     return *n ? NULL : "--ids: no token ids given";
 }
 
+struct generate_stream {
+    const volatile int *interrupted;
+    int print;                /* not --json: each piece is printed as it comes */
+};
+
+/* Each piece as it comes, until Ctrl-C. */
 static int generate_on_token(const char *text, size_t len, void *payload)
 {
-    (void)payload;
-    cli_put_text(stdout, text, len, KB_ESCAPE_TEXT);
-    fflush(stdout);
+    const struct generate_stream *st = payload;
+    if (*st->interrupted)
+        return 1;
+    if (st->print) {
+        cli_put_text(stdout, text, len, KB_ESCAPE_TEXT);
+        fflush(stdout);
+    }
     return 0;
 }
 
@@ -207,10 +217,14 @@ static int generate_run(struct cli *cli, struct generate_cmd *c, char **words, i
     if (!rc && cli->verbose)
         fprintf(stderr, "kb: %zu prompt tokens; seed %llu\n", n_prompt,
                 (unsigned long long)c->opts.seed);
+    struct generate_stream st = { cli_catch_interrupts(), !cli->json };
+    int stopped = 0;
     if (!rc) {
-        c->opts.on_token = cli->json ? NULL : generate_on_token;
+        c->opts.on_token = generate_on_token;
+        c->opts.payload = &st;
         status = kb_lm_generate(lm, prompt, n_prompt, &c->opts, &g);
-        if (status) {
+        stopped = status == KB_ECANCELED && *st.interrupted; /* Ctrl-C: print what came */
+        if (status && !stopped) {
             cli_error("%s", kb_lm_errmsg(lm));
             rc = status == KB_EINVALID ? CLI_EXIT_USAGE : cli_exit_code(status);
         }
@@ -224,6 +238,10 @@ static int generate_run(struct cli *cli, struct generate_cmd *c, char **words, i
             fprintf(stderr, "kb: prompt %.0f ms (%.1f tokens/s); %zu tokens in %.0f ms "
                     "(%.1f tokens/s)\n", g->prompt_ms, (double)n_prompt * 1e3 / g->prompt_ms,
                     g->n_ids, g->generate_ms, (double)g->n_ids * 1e3 / g->generate_ms);
+    }
+    if (stopped) {
+        cli_error("interrupted: generation stops here");
+        rc = rc ? rc : CLI_EXIT_INTERRUPTED;
     }
     kb_generation_free(g);
     kb_free(prompt);

@@ -186,28 +186,6 @@ static const char *const ingest_event_names[] = {
     "", "added", "updated", "unchanged", "removed", "skipped", "ignored", "moved",
 };
 
-/* Set by SIGINT/SIGTERM: the run stops after the current file (kb_ingest_options.cancel). */
-static volatile sig_atomic_t ingest_interrupted;
-
-static void ingest_on_signal(int sig)
-{
-    (void)sig;
-    ingest_interrupted = 1;
-}
-
-/* The first Ctrl-C or SIGTERM asks the run to stop at a safe point; a second one (the
- * handler resets itself) ends the process at once, which the KB also survives. */
-static void ingest_catch_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = ingest_on_signal;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 /* --dry-run: each change is reported, as a line or in the JSON summary. */
 static void ingest_show_change(struct ingest_cmd *c, const kb_event *ev)
 {
@@ -354,10 +332,9 @@ int cmd_ingest(struct cli *cli, int argc, char **argv)
     c.opts.n_exclude = c.n_exclude;
     c.opts.on_event = ingest_on_event;
     c.opts.payload = &c;
-    c.opts.cancel = &ingest_interrupted;
     if ((rc = cli_open(cli, &kb, c.opts.dry_run ? KB_OPEN_READONLY : KB_OPEN_CREATE)))
         goto done;
-    ingest_catch_signals();
+    c.opts.cancel = cli_catch_interrupts(); /* stops after the current file */
     c.progress = isatty(STDERR_FILENO) && !cli->quiet && !cli->json && !cli->verbose;
     if (c.progress) {
         c.total = ingest_count_files(paths, n_paths);
