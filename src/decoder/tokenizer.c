@@ -147,22 +147,6 @@ static void bpe_byte_chars(struct kb_tok *t)
     }
 }
 
-static size_t put_utf8(char *out, unsigned cp)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    out[0] = (char)(0xE0 | cp >> 12);
-    out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-}
 
 static const char *const regex_gpt2 =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -244,8 +228,8 @@ static int bpe_load(struct kb_tok *t, struct kb_err *err)
     free(merges);
     bpe_byte_chars(t);
     for (int b = 0; b < 256; b++) {
-        char c[3];
-        t->byte_token[b] = find_text(t, c, put_utf8(c, t->byte_char[b]));
+        char c[4];
+        t->byte_token[b] = find_text(t, c, kb_utf8_put(t->byte_char[b], c));
     }
     return bpe_pre(t, err);
 }
@@ -597,7 +581,7 @@ static int bpe_word(const struct kb_tok *t, const char *text, size_t len, struct
         return -1;
     size_t n = 0;
     for (size_t i = 0; i < len; i++)
-        n += put_utf8(mapped + n, t->byte_char[(unsigned char)text[i]]);
+        n += kb_utf8_put(t->byte_char[(unsigned char)text[i]], mapped + n);
     int32_t whole = t->ignore_merges ? find_text(t, mapped, n) : -1;
     if (whole >= 0) {
         push(o, whole);

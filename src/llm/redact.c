@@ -18,6 +18,7 @@
  * is found too. Not found: a key split by other text, encodings nested in each other (base64 of
  * percent-encoded bytes, a percent-encoded JSON string), hex and any other transform. */
 #include "llm/llm_int.h"
+#include "util/utf8.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -52,30 +53,6 @@ static int redact_hex(const char *t, size_t n, unsigned *out)
     return 0;
 }
 
-static size_t redact_utf8(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* A JSON \uXXXX escape at t (a surrogate pair as one): the bytes in out, the length in *out_n;
  * returns the text bytes it takes, 0 when t holds none. */
 static size_t redact_json_u(const char *t, size_t n, char *out, size_t *out_n)
@@ -86,13 +63,13 @@ static size_t redact_json_u(const char *t, size_t n, char *out, size_t *out_n)
     if (hi >= 0xDC00 && hi <= 0xDFFF)
         return 0;
     if (hi < 0xD800 || hi > 0xDBFF) {
-        *out_n = redact_utf8(hi, out);
+        *out_n = kb_utf8_put(hi, out);
         return 6;
     }
     if (n < 12 || t[6] != '\\' || t[7] != 'u' || redact_hex(t + 8, 4, &lo) || lo < 0xDC00 ||
         lo > 0xDFFF)
         return 0;
-    *out_n = redact_utf8(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00), out);
+    *out_n = kb_utf8_put(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00), out);
     return 12;
 }
 

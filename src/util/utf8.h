@@ -3,10 +3,15 @@
 #define KB_UTIL_UTF8_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Returns 1 when text[0..len) is valid UTF-8 (no overlongs, surrogates or values past
  * U+10FFFF), else 0 with *bad_offset set to the first invalid byte. */
 int kb_utf8_valid(const char *text, size_t len, size_t *bad_offset);
+
+/* Writes code point cp (up to U+10FFFF) as UTF-8 into out (4 bytes of room); returns its
+ * length. */
+size_t kb_utf8_put(uint32_t cp, char *out);
 
 /* The length (1-4) of the valid UTF-8 sequence at text[0..len), or 0 when it is not one. */
 size_t kb_utf8_seq_len(const char *text, size_t len);
